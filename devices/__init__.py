@@ -1,0 +1,33 @@
+"""Device profiles, artifact manifests and the runtimes that run artifacts on a device.
+
+This package needs only numpy and, to run an artifact, that artifact's runtime: it must work on a
+Raspberry Pi without torch. It never imports torch, ``hetero`` or ``export``.
+"""
+
+from devices._errors import ArtifactError
+from devices._errors import ProfileError
+from devices._errors import RuntimeUnavailableError
+from devices._profile import PRECISIONS
+from devices._profile import Budgets
+from devices._profile import DeviceProfile
+from devices._profile import list_profiles
+from devices._profile import load_profile
+from devices.manifest import read_manifest
+from devices.manifest import sha256_file
+from devices.manifest import verify_artifact
+from devices.manifest import write_manifest
+
+__all__ = [
+    "PRECISIONS",
+    "ArtifactError",
+    "Budgets",
+    "DeviceProfile",
+    "ProfileError",
+    "RuntimeUnavailableError",
+    "list_profiles",
+    "load_profile",
+    "read_manifest",
+    "sha256_file",
+    "verify_artifact",
+    "write_manifest",
+]

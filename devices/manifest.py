@@ -1,0 +1,172 @@
+"""Artifact manifests: what an exported model is, and proof that the file is the one exported.
+
+Every artifact directory holds the artifact (a file, or a directory such as a Core ML
+``.mlpackage``) and ``manifest.json``. The keys (``DESIGN.md``) are::
+
+    format            backend name: onnx | tflite | coreml | tensorrt
+    precision         fp32 | fp16 | int8
+    input             {"shape": [N, C, H, W] (N may be null: dynamic batch), "dtype": "float32"}
+    preprocessing     how images were resized and normalised (``hetero.data.Preprocess``)
+    embedding_dim     D of the float32 [N, D] output
+    artifact          artifact file (or directory) name, relative to the manifest
+    sha256, bytes     of the artifact (directories: see :func:`sha256_file`)
+    cloud_fingerprint "sha256:..." of the cloud model the embeddings are compatible with
+    parity            {"cos_min", "cos_mean", "max_abs", "top1_agreement", ...} at export
+    cross_map         cross mAP measured at export
+    tool_versions     {"torch": ..., "onnxruntime": ..., ...}
+    allow_drift       true if the export was accepted despite failing parity
+
+hetero fills most keys; this module writes, reads and verifies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from devices._errors import ArtifactError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "artifact_bytes",
+    "artifact_entry",
+    "atomic_write_bytes",
+    "check_fingerprint",
+    "read_manifest",
+    "sha256_file",
+    "verify_artifact",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    A reader (or a crash) never sees a half-written file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest`` as ``directory/manifest.json``, atomically; returns its path."""
+    path = Path(directory) / MANIFEST_NAME
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """Read ``directory/manifest.json``.
+
+    Raises:
+        ArtifactError: The manifest is missing or is not a JSON object.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist; pass a directory written by `hetero export`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); re-export the model") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} is not a JSON object; re-export the model")
+    return manifest
+
+
+def _files(path: Path) -> list[Path]:
+    return sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, or of a directory artifact.
+
+    A directory hashes each file's relative POSIX path, size and content in sorted path order, so
+    the digest is deterministic across machines and catches renamed, added or removed files.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in _files(path):
+            rel = file.relative_to(path).as_posix().encode("utf-8")
+            digest.update(rel + b"\0" + str(file.stat().st_size).encode() + b"\0")
+            _update(digest, file)
+    else:
+        _update(digest, path)
+    return digest.hexdigest()
+
+
+def _update(digest: Any, file: Path) -> None:
+    with open(file, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+
+
+def artifact_bytes(path: str | Path) -> int:
+    """Size on disk of a file, or the sum over a directory artifact's files."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in _files(path)) if path.is_dir() else path.stat().st_size
+
+
+def artifact_entry(path: str | Path) -> dict[str, Any]:
+    """The manifest keys that identify an artifact: ``artifact``, ``sha256`` and ``bytes``."""
+    path = Path(path)
+    return {"artifact": path.name, "sha256": sha256_file(path), "bytes": artifact_bytes(path)}
+
+
+def verify_artifact(directory: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Check that the artifact named by the manifest exists and matches its sha256.
+
+    Returns:
+        The artifact's path and the manifest.
+
+    Raises:
+        ArtifactError: The manifest is missing or incomplete, or the artifact is missing or corrupt.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    for key in ("artifact", "sha256"):
+        if not isinstance(manifest.get(key), str):
+            raise ArtifactError(f"{directory / MANIFEST_NAME} lacks {key!r}; re-export the model")
+    name = manifest["artifact"]
+    # The name comes from a file a user may have edited: keep it inside the artifact directory.
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ArtifactError(f"manifest artifact name {name!r} must be a plain file name; re-export it")
+    path = directory / name
+    if not path.exists():
+        raise ArtifactError(f"artifact {path} is missing; re-export it")
+    actual = sha256_file(path)
+    if actual != manifest["sha256"]:
+        raise ArtifactError(
+            f"artifact {path} is corrupt: sha256 mismatch (expected {manifest['sha256']}, "
+            f"got {actual}); re-export it"
+        )
+    return path, manifest
+
+
+def check_fingerprint(manifest: dict[str, Any], fingerprint: str) -> None:
+    """Refuse an artifact that is not compatible with the cloud model ``fingerprint``.
+
+    Raises:
+        ArtifactError: The manifest's ``cloud_fingerprint`` differs (or is absent).
+    """
+    expected = manifest.get("cloud_fingerprint")
+    if expected != fingerprint:
+        raise ArtifactError(
+            f"artifact was trained for cloud model {expected}, not {fingerprint}; its embeddings "
+            "are not comparable with this gallery: use the matching edge model or re-train it"
+        )

@@ -1,0 +1,160 @@
+"""The runtime interface, its registry, and what every runner shares (batching, checks, timing)."""
+
+from __future__ import annotations
+
+import abc
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from devices._errors import ArtifactError, RuntimeUnavailableError
+
+__all__ = [
+    "Runner",
+    "Runtime",
+    "get_runtime",
+    "list_runtimes",
+    "load_error",
+    "measure_latency",
+    "register_runtime",
+]
+
+_RUNTIMES: dict[str, "Runtime"] = {}
+_R = TypeVar("_R", bound=type)
+
+
+class Runner(abc.ABC):
+    """A loaded artifact that maps preprocessed images to embeddings.
+
+    Subclasses implement :meth:`_run_batch` and set ``batch_size`` (``None`` when the artifact
+    takes any batch) and ``input_shape`` (``(C, H, W)``, entries ``None`` where unknown).
+    """
+
+    batch_size: int | None = None
+    input_shape: tuple[int | None, int | None, int | None] = (None, None, None)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Embed ``x``, float32 ``[N, C, H, W]``; returns float32 ``[N, D]``.
+
+        A fixed-batch artifact is fed in chunks of its batch size, the last one zero-padded.
+
+        Raises:
+            ArtifactError: ``x`` does not have the shape the artifact expects.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4:
+            raise ArtifactError(f"inputs must be [N, C, H, W] images, got shape {list(x.shape)}")
+        for got, want in zip(x.shape[1:], self.input_shape):
+            if want is not None and got != want:
+                raise ArtifactError(
+                    f"inputs have shape {list(x.shape)} but the artifact expects "
+                    f"[N, {', '.join(str(d) for d in self.input_shape)}]; preprocess them as the "
+                    "manifest says"
+                )
+        n = x.shape[0]
+        if n == 0:
+            raise ArtifactError("inputs are empty (0 images)")
+        step = self.batch_size or n
+        outputs = []
+        for start in range(0, n, step):
+            chunk = x[start:start + step]
+            if len(chunk) < step:
+                pad = np.zeros((step - len(chunk),) + chunk.shape[1:], dtype=np.float32)
+                chunk = np.concatenate([chunk, pad])
+            out = np.asarray(self._run_batch(chunk), dtype=np.float32)
+            outputs.append(out.reshape(out.shape[0], -1)[: min(step, n - start)])
+        return np.concatenate(outputs)
+
+    @abc.abstractmethod
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch of exactly the size the artifact accepts."""
+
+
+class Runtime(abc.ABC):
+    """A way to run one artifact format on this machine."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """Whether this runtime can run here, and if not, why (one line)."""
+
+    def load(self, artifact_path: str | Path, threads: int | None = None) -> Runner:
+        """Load an artifact.
+
+        Raises:
+            RuntimeUnavailableError: The runtime cannot run on this machine.
+            ArtifactError: The artifact is missing, truncated or corrupt.
+        """
+        ok, reason = self.available()
+        if not ok:
+            raise RuntimeUnavailableError(f"the {self.name} runtime is not available here: {reason}")
+        path = Path(artifact_path)
+        if not path.exists():
+            raise ArtifactError(f"artifact {path} does not exist; export the model first")
+        return self._load(path, threads)
+
+    @abc.abstractmethod
+    def _load(self, path: Path, threads: int | None) -> Runner:
+        """Load an existing artifact; the runtime is known to be available."""
+
+
+def register_runtime(name: str) -> Callable[[_R], _R]:
+    """Class decorator: register a :class:`Runtime` subclass under ``name``."""
+
+    def decorator(cls: _R) -> _R:
+        instance = cls()
+        instance.name = name
+        _RUNTIMES[name] = instance
+        return cls
+
+    return decorator
+
+
+def get_runtime(backend: str) -> Runtime:
+    """The runtime registered for ``backend``.
+
+    Raises:
+        ArtifactError: No runtime has that name.
+    """
+    try:
+        return _RUNTIMES[backend]
+    except KeyError:
+        raise ArtifactError(
+            f"no runtime for backend {backend!r}; known: {', '.join(list_runtimes())}"
+        ) from None
+
+
+def list_runtimes() -> list[str]:
+    """Registered runtime names, sorted."""
+    return sorted(_RUNTIMES)
+
+
+def load_error(path: Path, tool: str, exc: BaseException) -> ArtifactError:
+    """A one-line :class:`ArtifactError` for an artifact a runtime failed to load."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return ArtifactError(f"artifact {path} cannot be loaded by {tool} ({detail}); it is corrupt "
+                         "or truncated: re-export it")
+
+
+def measure_latency(runner: Runner, x: np.ndarray, warmup: int = 5, repeats: int = 30,
+                    batch: int = 1) -> dict[str, float]:
+    """Wall-clock latency of ``runner`` on the first ``batch`` images of ``x``, in milliseconds.
+
+    Returns:
+        ``{"batch", "repeats", "p50", "p95", "mean"}``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ArtifactError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    sample = np.ascontiguousarray(x[:batch], dtype=np.float32)
+    for _ in range(warmup):
+        runner.run(sample)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        runner.run(sample)
+        times[i] = (time.perf_counter() - start) * 1e3
+    return {"batch": int(len(sample)), "repeats": repeats, "p50": float(np.percentile(times, 50)),
+            "p95": float(np.percentile(times, 95)), "mean": float(times.mean())}

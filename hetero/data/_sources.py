@@ -1,0 +1,212 @@
+"""Loaders for every data SPEC (``digits``, ``fashion-mnist[:DIR]``, ``omniglot:DIR``,
+``imagefolder:DIR``, ``npz:FILE``), found by name in a registry.
+
+Each loader returns a :class:`Dataset` of ``float32 [N, C, H, W]`` images in ``[0, 1]``. Large
+sources are reduced to :data:`LOAD_SIZE` pixels on load so that a whole set fits in memory; the
+per-model resizing happens later, in one place (:class:`hetero.data.Preprocess`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hetero.data._dataset import Dataset
+from hetero.errors import UserError
+
+__all__ = ["load_data", "register_source", "list_sources", "LOAD_SIZE", "FASHION_MNIST_DIR"]
+
+#: Side of the images kept in memory for sources larger than this (Omniglot is 105 px).
+LOAD_SIZE = 32
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+_SOURCES: dict[str, Callable[[str | None, str], Dataset]] = {}
+
+
+def register_source(name: str) -> Callable:
+    """Register a loader ``fn(argument, spec) -> Dataset`` under the SPEC prefix ``name``."""
+
+    def decorator(fn: Callable[[str | None, str], Dataset]) -> Callable[[str | None, str], Dataset]:
+        _SOURCES[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def load_data(spec: str) -> Dataset:
+    """Load the data named by ``spec`` (``NAME`` or ``NAME:ARGUMENT``)."""
+    name, _, argument = spec.partition(":")
+    if name not in _SOURCES:
+        raise UserError(f"unknown data spec {spec!r}: use one of {', '.join(s + '[:...]' for s in list_sources())}")
+    return _SOURCES[name](argument or None, spec)
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Area-style downsampling in chunks (bounded memory for tens of thousands of images)."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images.astype(np.float32, copy=False)
+    out = np.empty((len(images), images.shape[1], size, size), dtype=np.float32)
+    for start in range(0, len(images), 2048):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + 2048], dtype=np.float32))
+        out[start : start + 2048] = F.interpolate(
+            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        ).numpy()
+    return out
+
+
+def _existing(path: str | None, what: str, fix: str) -> Path:
+    if not path:
+        raise UserError(f"{what}: no path given; {fix}")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{what}: {p} does not exist; {fix}")
+    return p
+
+
+@register_source("digits")
+def _digits(argument: str | None, spec: str) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None]
+    return Dataset(images, bunch.target.astype(np.int64), spec)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        magic = int.from_bytes(raw[:4], "big")
+        ndim = magic & 0xFF
+        dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, EOFError, ValueError) as exc:
+        raise UserError(f"{path} is corrupt or not an IDX file ({exc}); reinstall the data set") from None
+
+
+@register_source("fashion-mnist")
+def _fashion_mnist(argument: str | None, spec: str) -> Dataset:
+    root = _existing(
+        argument or FASHION_MNIST_DIR,
+        "fashion-mnist",
+        "install Debian's dataset-fashion-mnist or pass fashion-mnist:DIR",
+    )
+    parts_images, parts_labels = [], []
+    for prefix in ("train", "t10k"):
+        found = [root / f"{prefix}-{kind}-idx{n}-ubyte{ext}" for kind, n in (("images", 3), ("labels", 1)) for ext in (".gz", "")]
+        img = next((p for p in found[:2] if p.exists()), None)
+        lab = next((p for p in found[2:] if p.exists()), None)
+        if img is None or lab is None:
+            raise UserError(f"fashion-mnist: {root} lacks {prefix}-images/labels IDX files; pass the folder that holds them")
+        parts_images.append(_read_idx(img))
+        parts_labels.append(_read_idx(lab))
+    images = np.concatenate(parts_images).astype(np.float32)[:, None] / 255.0
+    return Dataset(images, np.concatenate(parts_labels).astype(np.int64), spec)
+
+
+@register_source("omniglot")
+def _omniglot(argument: str | None, spec: str) -> Dataset:
+    root = _existing(argument, "omniglot", "pass omniglot:DIR, the folder holding images_background.npz")
+    halves = []
+    for name in ("images_background.npz", "images_evaluation.npz"):
+        path = root / name
+        if not path.is_file():
+            raise UserError(f"omniglot: {path} is missing; pass the folder holding both Omniglot .npz files")
+        with _open_npz(path) as npz:
+            images, labels = _npz_arrays(npz, path)
+        # Paper is True and ink False in these files; ink becomes the bright foreground.
+        ink = (~images.astype(bool)).reshape(-1, 1, *images.shape[-2:]).astype(np.float32)
+        halves.append((_resize(ink, LOAD_SIZE), labels.reshape(-1).astype(np.int64)))
+    images = np.concatenate([h[0] for h in halves])
+    labels = np.concatenate([h[1] for h in halves])
+    # Omniglot's own open-set split: the evaluation alphabets are never seen in training.
+    is_test = np.concatenate([np.zeros(len(halves[0][1]), bool), np.ones(len(halves[1][1]), bool)])
+    return Dataset(images, labels, spec, predefined_split=is_test)
+
+
+def _open_npz(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); replace it") from None
+
+
+def _npz_arrays(npz, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    missing = {"images", "labels"} - set(npz.files)
+    if missing:
+        raise UserError(f"{path} lacks array(s) {sorted(missing)}; it needs 'images' and 'labels'")
+    try:
+        return npz["images"], npz["labels"]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"{path} is corrupt ({exc}); replace it") from None
+
+
+@register_source("npz")
+def _npz(argument: str | None, spec: str) -> Dataset:
+    path = _existing(argument, "npz", "pass npz:FILE with arrays 'images' and 'labels'")
+    with _open_npz(path) as npz:
+        images, labels = _npz_arrays(npz, path)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{path}: 'labels' must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise UserError(f"{path}: 'images' must be [N,H,W], [N,H,W,C] or [N,C,H,W] with C 1 or 3, got {images.shape}")
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 255.0
+    elif np.issubdtype(images.dtype, np.floating):
+        images = images.astype(np.float32)
+        if not np.isfinite(images).all():
+            raise UserError(f"{path}: 'images' contain NaN or infinite values; clean the data")
+        if images.min() < 0 or images.max() > 1:
+            raise UserError(f"{path}: float images must lie in [0, 1] (got {images.min():.3g}..{images.max():.3g}); rescale them or save uint8")
+    else:
+        raise UserError(f"{path}: 'images' dtype {images.dtype} is not supported; use uint8 or float32 in [0, 1]")
+    if max(images.shape[-2:]) > LOAD_SIZE * 2:
+        images = _resize(images, LOAD_SIZE * 2)
+    return Dataset(images, labels.astype(np.int64), spec)
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@register_source("imagefolder")
+def _imagefolder(argument: str | None, spec: str) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    root = _existing(argument, "imagefolder", "pass imagefolder:DIR with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise UserError(f"imagefolder: {root} has no class sub-folders; put each class's images in its own folder")
+    size = LOAD_SIZE * 2
+    images, labels, modes = [], [], set()
+    for label, folder in enumerate(class_dirs):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"imagefolder: class folder {folder} is empty; remove it or add images")
+        for file in files:
+            try:
+                with Image.open(file) as im:
+                    im.load()
+                    modes.add("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+                    images.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise UserError(f"imagefolder: {file} is corrupt or not an image ({exc}); remove or replace it") from None
+            labels.append(label)
+    stacked = np.stack(images).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    if modes == {"L"}:
+        stacked = stacked[:, :1]
+    return Dataset(stacked, np.asarray(labels, dtype=np.int64), spec)

@@ -1,0 +1,64 @@
+"""Comparisons between two models or two runtimes: gap closed, negative flips, parity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize
+
+__all__ = ["gap_closed", "negative_flip_rate", "negative_flip_impact", "parity"]
+
+
+def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
+    """(M(q,g) - M(q,q)) / (M(g,g) - M(q,q)): 1 means the edge query searches like the cloud."""
+    denominator = paragon - homogeneous
+    if abs(denominator) < 1e-12:
+        return float("nan")
+    return (cross - homogeneous) / denominator
+
+
+def negative_flip_rate(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> float:
+    """#(reference right and candidate wrong) / #queries (PCT's NFR)."""
+    ref = np.asarray(reference_correct, dtype=bool)
+    cand = np.asarray(candidate_correct, dtype=bool)
+    if ref.shape != cand.shape:
+        raise ValueError(f"decisions differ in shape: {ref.shape} vs {cand.shape}")
+    return float((ref & ~cand).sum() / max(ref.size, 1))
+
+
+def negative_flip_impact(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> float:
+    """#(reference right and candidate wrong) / #(candidate wrong) (PCT's NFI)."""
+    ref = np.asarray(reference_correct, dtype=bool)
+    cand = np.asarray(candidate_correct, dtype=bool)
+    wrong = int((~cand).sum())
+    return float((ref & ~cand).sum() / wrong) if wrong else 0.0
+
+
+def parity(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    reference_retrieval: RetrievalResult | None = None,
+    candidate_retrieval: RetrievalResult | None = None,
+) -> dict[str, float]:
+    """How closely ``candidate`` embeddings (a runtime's) follow ``reference`` (PyTorch's).
+
+    Returns ``cos_min``, ``cos_mean``, ``max_abs`` and, given both retrievals of the same queries
+    against the same gallery, ``top1_agreement`` (same item ranked first) and ``nfr``.
+    """
+    ref = check_embeddings(reference, "reference embeddings")
+    cand = check_embeddings(candidate, "candidate embeddings", dim=ref.shape[1])
+    if len(ref) != len(cand):
+        raise ValueError(f"parity needs the same inputs: {len(ref)} vs {len(cand)} embeddings")
+    cos = (l2_normalize(ref) * l2_normalize(cand)).sum(1)
+    out = {
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+        "max_abs": float(np.abs(ref - cand).max()),
+    }
+    if reference_retrieval is not None and candidate_retrieval is not None:
+        mask = reference_retrieval.evaluated
+        out["top1_agreement"] = float(
+            (reference_retrieval.top1_index[mask] == candidate_retrieval.top1_index[mask]).mean()
+        )
+        out["nfr"] = negative_flip_rate(reference_retrieval.top1_correct[mask], candidate_retrieval.top1_correct[mask])
+    return out

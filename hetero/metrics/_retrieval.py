@@ -1,0 +1,151 @@
+"""Retrieval metrics exactly as DESIGN.md defines them, computed block by block.
+
+Queries are ranked against the whole gallery one block of queries at a time, so memory stays
+bounded (``block_size x gallery`` similarities) for 100k queries against a 100k gallery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hetero.errors import UserError
+
+__all__ = ["RetrievalResult", "retrieval_metrics", "check_embeddings", "l2_normalize"]
+
+# Similarities held at once: block_size * gallery_size floats (64 MiB).
+_MAX_BLOCK_ELEMENTS = 16 * 1024 * 1024
+
+
+@dataclass
+class RetrievalResult:
+    """Summary figures and the per-query decisions behind them.
+
+    Attributes:
+        top1, top5, map, map_at_r: the DESIGN.md metrics over the evaluated queries.
+        queries: number of queries evaluated (those with at least one positive).
+        skipped: queries dropped because the gallery holds no item of their class.
+        top1_index: ``int64 [Nq]`` gallery index ranked first for each query (-1 if skipped).
+        top1_correct: ``bool [Nq]`` whether that item is of the query's class.
+        evaluated: ``bool [Nq]`` which queries count.
+    """
+
+    top1: float
+    top5: float
+    map: float
+    map_at_r: float
+    queries: int
+    skipped: int
+    top1_index: np.ndarray
+    top1_correct: np.ndarray
+    evaluated: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """The four figures under their report.json names."""
+        return {"top1": self.top1, "top5": self.top5, "map": self.map, "map_at_r": self.map_at_r}
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def check_embeddings(x: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
+    """Validate an embedding matrix: 2-D, finite, float, of the expected dim."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise UserError(f"{name}: embeddings must be a 2-D array [N, D], got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise UserError(f"{name}: embeddings must be floating point, got {x.dtype}")
+    if dim is not None and x.shape[1] != dim:
+        raise UserError(
+            f"{name}: embedding dim {x.shape[1]} does not match the expected {dim}; "
+            "these embeddings come from another model"
+        )
+    if not np.isfinite(x).all():
+        raise UserError(f"{name}: embeddings contain NaN or infinite values; the model or runtime is broken")
+    return x.astype(np.float32, copy=False)
+
+
+def retrieval_metrics(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    same_images: bool,
+    block_size: int | None = None,
+) -> RetrievalResult:
+    """Rank ``gallery`` for every query and compute top-1/5, mAP and mAP@R.
+
+    Args:
+        queries: ``[Nq, D]`` query embeddings (normalised here).
+        gallery: ``[Ng, D]`` gallery embeddings (normalised here).
+        query_labels: ``[Nq]`` class of each query.
+        gallery_labels: ``[Ng]`` class of each gallery item.
+        same_images: queries and gallery are the same images in the same order: each query's own
+            image is removed from its ranking.
+        block_size: queries ranked at once; default keeps memory near 64 MiB.
+
+    Returns:
+        The summary figures and per-query decisions.
+    """
+    q = torch.from_numpy(l2_normalize(check_embeddings(queries, "queries")))
+    g = torch.from_numpy(l2_normalize(check_embeddings(gallery, "gallery", dim=q.shape[1])))
+    ql = torch.as_tensor(np.asarray(query_labels), dtype=torch.int64)
+    gl = torch.as_tensor(np.asarray(gallery_labels), dtype=torch.int64)
+    if len(ql) != len(q) or len(gl) != len(g):
+        raise UserError("labels and embeddings differ in length: pass one label per embedding")
+    if same_images and len(q) != len(g):
+        raise UserError("same_images needs queries and gallery of the same images (same length)")
+    nq, ng = len(q), len(g)
+    block = block_size or max(1, min(nq, _MAX_BLOCK_ELEMENTS // max(ng, 1)))
+    n_rank = ng - 1 if same_images else ng
+
+    top1_index = np.full(nq, -1, dtype=np.int64)
+    top1_correct = np.zeros(nq, dtype=bool)
+    evaluated = np.zeros(nq, dtype=bool)
+    hits1 = hits5 = 0.0
+    ap_sum = apr_sum = 0.0
+    ranks = torch.arange(1, n_rank + 1, dtype=torch.float64)
+    for start in range(0, nq, block):
+        stop = min(start + block, nq)
+        sims = q[start:stop] @ g.T
+        if same_images:
+            rows = torch.arange(stop - start)
+            sims[rows, rows + start] = -float("inf")
+        # A stable descending sort makes ties resolve by gallery order, reproducibly.
+        order = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :n_rank]
+        rel = gl[order] == ql[start:stop, None]
+        n_pos = rel.sum(1)
+        valid = n_pos > 0
+        top1_index[start:stop] = order[:, 0].numpy()
+        top1_correct[start:stop] = rel[:, 0].numpy()
+        evaluated[start:stop] = valid.numpy()
+        relf = rel[valid].to(torch.float64)
+        if relf.numel() == 0:
+            continue
+        hits1 += float(relf[:, 0].sum())
+        hits5 += float((relf[:, :5].sum(1) > 0).sum())
+        precision_at = relf.cumsum(1) / ranks
+        npos = relf.sum(1)
+        ap_sum += float(((precision_at * relf).sum(1) / npos).sum())
+        # mAP@R: only the first R ranks count, R = the query's number of positives.
+        within_r = ranks[None, :] <= npos[:, None]
+        apr_sum += float(((precision_at * relf * within_r).sum(1) / npos).sum())
+    n_eval = int(evaluated.sum())
+    if n_eval == 0:
+        raise UserError("no query has a same-class item in the gallery: check the labels and the split")
+    return RetrievalResult(
+        top1=hits1 / n_eval,
+        top5=hits5 / n_eval,
+        map=ap_sum / n_eval,
+        map_at_r=apr_sum / n_eval,
+        queries=n_eval,
+        skipped=nq - n_eval,
+        top1_index=top1_index,
+        top1_correct=top1_correct & evaluated,
+        evaluated=evaluated,
+    )

@@ -1,0 +1,81 @@
+"""Retrieval metrics against a brute-force reference written independently, query by query."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from hetero.metrics import gap_closed, negative_flip_impact, negative_flip_rate, parity, retrieval_metrics
+
+
+def _reference(q, g, ql, gl, same):
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    top1, top5, aps, aprs = [], [], [], []
+    for i in range(len(q)):
+        keep = np.arange(len(g)) != i if same else np.ones(len(g), bool)
+        s, lab = (g @ q[i])[keep], gl[keep]
+        rel = lab == ql[i]
+        if not rel.any():
+            continue
+        order = np.argsort(-s, kind="stable")
+        r = rel[order]
+        top1.append(r[0])
+        top5.append(r[:5].any())
+        aps.append(average_precision_score(rel, s))
+        R = rel.sum()
+        prec = np.cumsum(r[:R]) / np.arange(1, R + 1)
+        aprs.append((prec * r[:R]).sum() / R)
+    return np.mean(top1), np.mean(top5), np.mean(aps), np.mean(aprs), len(top1)
+
+
+@pytest.mark.parametrize("same", [True, False])
+@pytest.mark.parametrize("block", [None, 7])
+def test_matches_bruteforce(same, block):
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(60, 8)).astype(np.float32)
+    ql = rng.integers(0, 6, 60)
+    if same:
+        g, gl = q, ql
+    else:
+        g = rng.normal(size=(80, 8)).astype(np.float32)
+        gl = rng.integers(0, 7, 80)
+        ql[0] = 99  # a query whose class is absent from the gallery is skipped
+    res = retrieval_metrics(q, g, ql, gl, same_images=same, block_size=block)
+    t1, t5, m, mr, n = _reference(q, g, ql, gl, same)
+    assert res.queries == n
+    assert res.skipped == (0 if same else 1)
+    np.testing.assert_allclose([res.top1, res.top5, res.map, res.map_at_r], [t1, t5, m, mr], atol=1e-9)
+
+
+def test_self_excluded_and_perfect_embedding():
+    labels = np.repeat(np.arange(5), 4)
+    emb = np.eye(5)[labels].astype(np.float32) + 0.01 * np.random.default_rng(1).normal(size=(20, 5)).astype(np.float32)
+    res = retrieval_metrics(emb, emb, labels, labels, same_images=True)
+    assert res.top1 == 1.0 and res.map == pytest.approx(1.0) and res.map_at_r == pytest.approx(1.0)
+    # The query's own image never comes back as its first result.
+    assert (res.top1_index != np.arange(20)).all()
+
+
+def test_bad_inputs_are_refused():
+    from hetero.errors import UserError
+
+    q = np.ones((4, 3), np.float32)
+    with pytest.raises(UserError, match="dim"):
+        retrieval_metrics(q, np.ones((4, 5), np.float32), np.zeros(4), np.zeros(4), same_images=False)
+    bad = q.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        retrieval_metrics(bad, q, np.zeros(4), np.zeros(4), same_images=True)
+
+
+def test_flips_gap_and_parity():
+    ref = np.array([1, 1, 0, 0, 1], bool)
+    cand = np.array([1, 0, 1, 0, 0], bool)
+    assert negative_flip_rate(ref, cand) == pytest.approx(2 / 5)
+    assert negative_flip_impact(ref, cand) == pytest.approx(2 / 3)
+    assert gap_closed(0.8, 0.5, 0.9) == pytest.approx(0.75)
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(30, 6)).astype(np.float32)
+    p = parity(a, a + 1e-3)
+    assert p["cos_min"] > 0.999 and p["max_abs"] == pytest.approx(1e-3, rel=1e-3)
+    assert parity(a, -a)["cos_min"] == pytest.approx(-1.0)
