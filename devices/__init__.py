@@ -7,6 +7,7 @@ Raspberry Pi without torch. It never imports torch, ``hetero`` or ``export``.
 from devices._errors import ArtifactError
 from devices._errors import ProfileError
 from devices._errors import RuntimeUnavailableError
+from devices._parity import parity
 from devices._profile import PRECISIONS
 from devices._profile import Budgets
 from devices._profile import DeviceProfile
@@ -26,6 +27,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "list_profiles",
     "load_profile",
+    "parity",
     "read_manifest",
     "sha256_file",
     "verify_artifact",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ProfileError", "RuntimeUnavailableError"]
+__all__ = ["ArtifactError", "ProfileError", "RuntimeUnavailableError", "one_line"]
 
 
 class ProfileError(ValueError):
@@ -15,3 +15,8 @@ class ArtifactError(ValueError):
 
 class RuntimeUnavailableError(ArtifactError):
     """The runtime an artifact needs is not installed or has no device here (the reason says)."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for wrapping third-party errors in ours."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

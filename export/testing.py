@@ -41,10 +41,17 @@ class TinyEmbedder(nn.Module):
         in_channels: Image channels.
         dim: Embedding dimension.
         width: Channels after the stem.
+        seed: Seed of the random initialisation, so separate processes build the same model.
     """
 
-    def __init__(self, in_channels: int = 1, dim: int = 16, width: int = 8) -> None:
+    def __init__(self, in_channels: int = 1, dim: int = 16, width: int = 8, seed: int = 0) -> None:
         super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build(in_channels, dim, width)
+        self.eval()
+
+    def _build(self, in_channels: int, dim: int, width: int) -> None:
         self.stem = nn.Conv2d(in_channels, width, 3, stride=2, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(width)
         self.expand = nn.Conv2d(width, width * 2, 1, bias=False)
@@ -59,7 +66,7 @@ class TinyEmbedder(nn.Module):
 
     def _randomize_batch_norm(self) -> None:
         # Non-trivial running statistics, so a converter that drops or mis-folds BN is caught.
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 1 << 30, ())))
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 n = module.num_features

@@ -13,6 +13,9 @@ from devices.runtimes._base import load_error
 from devices.runtimes._base import measure_latency
 from devices.runtimes._base import register_runtime
 from devices.runtimes import _onnx  # noqa: F401  (registers "onnx")
+from devices.runtimes import _tflite  # noqa: F401  (registers "tflite")
+from devices.runtimes import _coreml  # noqa: F401  (registers "coreml")
+from devices.runtimes import _tensorrt  # noqa: F401  (registers "tensorrt")
 
 __all__ = [
     "Runner",

@@ -9,7 +9,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from devices._errors import ArtifactError, RuntimeUnavailableError
+from devices._errors import ArtifactError, RuntimeUnavailableError, one_line
 
 __all__ = [
     "Runner",
@@ -29,16 +29,19 @@ class Runner(abc.ABC):
     """A loaded artifact that maps preprocessed images to embeddings.
 
     Subclasses implement :meth:`_run_batch` and set ``batch_size`` (``None`` when the artifact
-    takes any batch) and ``input_shape`` (``(C, H, W)``, entries ``None`` where unknown).
+    takes any batch), ``max_batch`` (a dynamic batch's upper bound, if any) and ``input_shape``
+    (``(C, H, W)``, entries ``None`` where unknown).
     """
 
     batch_size: int | None = None
+    max_batch: int | None = None
     input_shape: tuple[int | None, int | None, int | None] = (None, None, None)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Embed ``x``, float32 ``[N, C, H, W]``; returns float32 ``[N, D]``.
 
-        A fixed-batch artifact is fed in chunks of its batch size, the last one zero-padded.
+        A fixed-batch artifact is fed in chunks of its batch size, the last one zero-padded; a
+        dynamic one in chunks of at most ``max_batch``.
 
         Raises:
             ArtifactError: ``x`` does not have the shape the artifact expects.
@@ -56,15 +59,16 @@ class Runner(abc.ABC):
         n = x.shape[0]
         if n == 0:
             raise ArtifactError("inputs are empty (0 images)")
-        step = self.batch_size or n
+        step = self.batch_size or min(n, self.max_batch or n)
         outputs = []
         for start in range(0, n, step):
             chunk = x[start:start + step]
-            if len(chunk) < step:
-                pad = np.zeros((step - len(chunk),) + chunk.shape[1:], dtype=np.float32)
+            real = len(chunk)
+            if self.batch_size and real < step:
+                pad = np.zeros((step - real,) + chunk.shape[1:], dtype=np.float32)
                 chunk = np.concatenate([chunk, pad])
             out = np.asarray(self._run_batch(chunk), dtype=np.float32)
-            outputs.append(out.reshape(out.shape[0], -1)[: min(step, n - start)])
+            outputs.append(out.reshape(out.shape[0], -1)[:real])
         return np.concatenate(outputs)
 
     @abc.abstractmethod
@@ -134,8 +138,7 @@ def list_runtimes() -> list[str]:
 
 def load_error(path: Path, tool: str, exc: BaseException) -> ArtifactError:
     """A one-line :class:`ArtifactError` for an artifact a runtime failed to load."""
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return ArtifactError(f"artifact {path} cannot be loaded by {tool} ({detail}); it is corrupt "
+    return ArtifactError(f"artifact {path} cannot be loaded by {tool} ({one_line(exc)}); it is corrupt "
                          "or truncated: re-export it")
 
 

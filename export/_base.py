@@ -1,0 +1,207 @@
+"""The backend interface and its registry, and what all backends share."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import copy
+import importlib.metadata
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+from devices import PRECISIONS
+from devices.runtimes import Runner, get_runtime
+from export._errors import ExportError
+
+__all__ = [
+    "Backend",
+    "atomic_output",
+    "dynamic_batch",
+    "get_backend",
+    "list_backends",
+    "quiet",
+    "register_backend",
+    "tool_versions",
+]
+
+_BACKENDS: dict[str, "Backend"] = {}
+_B = TypeVar("_B", bound=type)
+
+
+class Backend(abc.ABC):
+    """Converts a torch embedding model into one runtime's artifact.
+
+    Attributes:
+        name: Registry name; also the manifest's ``format``.
+        runtime: Name of the :mod:`devices.runtimes` runtime that runs the artifact.
+        precisions: Precisions :meth:`convert` accepts.
+        tools: Distributions whose versions go into the manifest.
+    """
+
+    name: str = ""
+    runtime: str = ""
+    precisions: tuple[str, ...] = PRECISIONS
+    tools: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """Whether this backend can convert here, and if not, why (one line)."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of torch and the conversion tools, for the manifest."""
+        return tool_versions(("torch", "numpy") + self.tools)
+
+    def notes(self, artifact: Path) -> dict[str, object]:
+        """Facts about an artifact worth recording in the manifest (e.g. what was not built)."""
+        return {}
+
+    def load(self, artifact: str | Path, threads: int | None = None) -> Runner:
+        """Load an artifact with this backend's runtime (see :mod:`devices.runtimes`)."""
+        return get_runtime(self.runtime or self.name).load(artifact, threads=threads)
+
+    def convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: str | Path,
+                precision: str = "fp32", calibration: np.ndarray | None = None) -> Path:
+        """Export ``model`` to ``out_dir``; returns the artifact's path (written atomically).
+
+        Args:
+            model: Embedding model mapping float32 ``[N, C, H, W]`` to L2-normalised ``[N, D]``.
+                It is copied, not modified.
+            example: An input of the shape the artifact takes (its batch size is ignored where
+                the format allows a dynamic batch).
+            out_dir: Folder for the artifact; created if missing.
+            precision: ``fp32``, ``fp16`` or ``int8``.
+            calibration: Real preprocessed images ``[M, C, H, W]`` for int8 calibration.
+
+        Raises:
+            ExportError: The backend cannot convert here, or the precision, example or
+                calibration data are not acceptable.
+        """
+        ok, reason = self.available()
+        if not ok:
+            raise ExportError(f"the {self.name} backend cannot export here: {reason}")
+        if precision not in self.precisions:
+            raise ExportError(f"the {self.name} backend does not support precision {precision!r}; "
+                              f"use one of {', '.join(self.precisions)}")
+        if example.ndim != 4:
+            raise ExportError(f"the example input must be [N, C, H, W], got {list(example.shape)}")
+        if calibration is not None:
+            calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+            if calibration.ndim != 4 or calibration.shape[1:] != tuple(example.shape[1:]):
+                raise ExportError(
+                    f"calibration images have shape {list(calibration.shape)}; they must be "
+                    f"[M, {', '.join(map(str, example.shape[1:]))}] like the example input"
+                )
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # A copy on the CPU in eval mode: batch norm must use its running statistics, and the
+        # caller's model (maybe on a GPU, maybe training) must be left as it was.
+        model = copy.deepcopy(model).to("cpu", torch.float32).eval()
+        example = example.detach().to("cpu", torch.float32)
+        with torch.no_grad(), quiet():
+            return self._convert(model, example, out_dir, precision, calibration)
+
+    @abc.abstractmethod
+    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
+                 precision: str, calibration: np.ndarray | None) -> Path:
+        """Backend-specific conversion; arguments are already checked."""
+
+
+def register_backend(name: str, runtime: str | None = None) -> Callable[[_B], _B]:
+    """Class decorator: register a :class:`Backend` under ``name``, run by ``runtime``."""
+
+    def decorator(cls: _B) -> _B:
+        instance = cls()
+        instance.name = name
+        instance.runtime = runtime or name
+        _BACKENDS[name] = instance
+        return cls
+
+    return decorator
+
+
+def get_backend(name: str) -> Backend:
+    """The backend registered as ``name``.
+
+    Raises:
+        ExportError: No backend has that name.
+    """
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise ExportError(f"unknown export backend {name!r}; use one of "
+                          f"{', '.join(list_backends())}") from None
+
+
+def list_backends() -> list[str]:
+    """Registered backend names, sorted."""
+    return sorted(_BACKENDS)
+
+
+def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``distributions``; absent ones are left out."""
+    versions = {}
+    for dist in distributions:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    return versions
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success move it onto ``target``.
+
+    Works for files and for directory artifacts (an ``.mlpackage``): a directory target is
+    replaced by renaming the old one aside first, as ``os.replace`` cannot replace a non-empty
+    directory.
+    """
+    tmp_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = tmp_dir / target.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise ExportError(f"the converter wrote no {target.name}")
+        if target.is_dir():
+            old = tmp_dir / (target.name + ".old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def dynamic_batch(example: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, object]]]:
+    """An example input and ``dynamic_shapes`` for ``torch.export`` with a symbolic batch.
+
+    ``torch.export`` specialises sizes 0 and 1, so the example is widened to a batch of two to
+    keep the batch dimension symbolic.
+    """
+    wide = example[:1].expand(2, *example.shape[1:]).contiguous()
+    return wide, ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence converters' warnings, logs and progress bars, which would drown the CLI's output."""
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "root",
+                                              "coremltools", "absl")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        # Converters draw progress bars and print banners on Python's stdout/stderr; errors reach
+        # the caller as exceptions, so nothing needed is lost.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

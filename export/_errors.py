@@ -1,0 +1,9 @@
+"""Errors a user can fix while exporting; the CLI prints the one line and exits 2."""
+
+from __future__ import annotations
+
+__all__ = ["ExportError"]
+
+
+class ExportError(ValueError):
+    """A model cannot be exported as asked (unsupported precision, missing calibration, ...)."""

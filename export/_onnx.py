@@ -1,0 +1,73 @@
+"""ONNX: torch.onnx's dynamo exporter, one self-contained file, dynamic batch.
+
+fp16 rewrites the graph's float tensors to float16 (``_onnx_fp16``) and int8 quantizes it
+statically (QDQ, per-channel weights) with onnxruntime, calibrated on real images; both keep
+float32 inputs and outputs so callers never care about the precision.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from devices._errors import one_line
+from export._base import Backend, atomic_output, register_backend
+from export._base import dynamic_batch as dynamic_batch_spec
+from export._errors import ExportError
+from export._onnx_precision import convert_to_fp16, quantize_int8
+
+__all__ = ["OnnxBackend", "export_onnx"]
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
+                dynamic_batch: bool = True) -> None:
+    """Export ``model`` to a single ONNX file at ``path`` (not atomically: callers wrap it).
+
+    Args:
+        model: The model, on the CPU, in eval mode.
+        example: An input ``[N, C, H, W]``.
+        path: Output file.
+        dynamic_batch: Make the batch dimension symbolic (``"batch"``); else fix it to N.
+    """
+    dynamic_shapes = None
+    if dynamic_batch:
+        example, dynamic_shapes = dynamic_batch_spec(example)
+    try:
+        program = torch.onnx.export(
+            model, (example,), None, dynamo=True, external_data=False, verbose=False,
+            dynamic_shapes=dynamic_shapes, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        )
+    except Exception as exc:  # the exporter raises many types; all mean "this model won't export"
+        raise ExportError(f"torch.onnx could not export the model ({one_line(exc, 300)}); use layers from "
+                          "search_spaces, which export cleanly") from None
+    program.save(str(path), external_data=False)
+
+
+@register_backend("onnx")
+class OnnxBackend(Backend):
+    """ONNX for onnxruntime, in fp32, fp16 or int8 (static QDQ)."""
+
+    tools = ("onnx", "onnxscript", "onnxruntime")
+
+    def available(self) -> tuple[bool, str]:
+        for module in ("onnx", "onnxscript", "onnxruntime"):
+            if importlib.util.find_spec(module) is None:
+                return False, f"{module} is not installed (pip install 'hetero[onnx]')"
+        return True, ""
+
+    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
+                 precision: str, calibration: np.ndarray | None) -> Path:
+        target = out_dir / "model.onnx"
+        with atomic_output(target) as tmp:
+            export_onnx(model, example, tmp)
+            if precision == "fp16":
+                convert_to_fp16(tmp)
+            elif precision == "int8":
+                quantize_int8(tmp, calibration)
+        return target

@@ -1,0 +1,145 @@
+"""Lower the precision of an exported float32 ONNX file in place: float16, or static int8 (QDQ).
+
+Both keep float32 inputs and outputs, and both leave the final L2 normalisation (the nodes from
+the first Pow/ReduceSum/Sqrt on) in float32: a sum of squares overflows float16 easily, a unit
+vector quantized to int8 loses accuracy for nothing, and the norm costs a handful of operations
+(RESEARCH.md, "Export pitfalls").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export._errors import ExportError
+
+__all__ = ["convert_to_fp16", "quantize_int8"]
+
+_FP32_FROM = {"Pow", "ReduceSum", "ReduceSumSquare", "Sqrt", "ReduceL2", "LpNormalization"}
+_CALIBRATION_BATCH = 8
+
+
+def convert_to_fp16(path: Path) -> None:
+    """Convert the ONNX file at ``path`` to float16 compute (onnxconverter-common not needed)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    float_tensors = {v.name for v in list(graph.input) + list(graph.value_info) + list(graph.output)
+                     if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    initializers = {t.name: t for t in graph.initializer}
+    float_tensors |= {name for name, t in initializers.items() if t.data_type == TensorProto.FLOAT}
+    keep32 = _downstream(graph, _FP32_FROM)
+
+    is16: set[str] = set()  # float tensors that hold float16 after the rewrite
+    converted: dict[tuple[str, int], str] = {}
+    nodes = []
+
+    def convert(name: str, to: int) -> str:
+        key = (name, to)
+        if key not in converted:
+            suffix = "__fp16" if to == TensorProto.FLOAT16 else "__fp32"
+            if name in initializers and to == TensorProto.FLOAT16:
+                array = numpy_helper.to_array(initializers[name]).astype(np.float16)
+                graph.initializer.append(numpy_helper.from_array(array, name + suffix))
+            else:
+                nodes.append(helper.make_node("Cast", [name], [name + suffix], to=to,
+                                              name=name + suffix + "_cast"))
+            converted[key] = name + suffix
+        return converted[key]
+
+    for index, node in enumerate(graph.node):
+        half = index not in keep32
+        for i, name in enumerate(node.input):
+            if name in float_tensors and half != (name in is16):
+                node.input[i] = convert(name, TensorProto.FLOAT16 if half else TensorProto.FLOAT)
+        if half:
+            _node_to_fp16(node, numpy_helper)
+            is16.update(o for o in node.output if o in float_tensors)
+        nodes.append(node)
+
+    for output in graph.output:
+        if output.name in is16:  # rename the fp16 producer and cast back under the output's name
+            half_name = output.name + "__fp16_out"
+            for node in nodes:
+                node.output[:] = [half_name if o == output.name else o for o in node.output]
+                node.input[:] = [half_name if o == output.name else o for o in node.input]
+            nodes.append(helper.make_node("Cast", [half_name], [output.name], to=TensorProto.FLOAT,
+                                          name=output.name + "_cast"))
+    used = {name for node in nodes for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # the types changed; runtimes re-infer them
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _downstream(graph: "object", op_types: set[str]) -> set[int]:
+    """Indices of the nodes of ``op_types`` and of every node that consumes their results."""
+    tainted: set[str] = set()
+    result: set[int] = set()
+    for index, node in enumerate(graph.node):  # ONNX nodes are topologically sorted
+        if node.op_type in op_types or any(name in tainted for name in node.input):
+            result.add(index)
+            tainted.update(node.output)
+    return result
+
+
+def _node_to_fp16(node: "object", numpy_helper: "object") -> None:
+    from onnx import TensorProto
+
+    for attr in node.attribute:
+        if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+            attr.i = TensorProto.FLOAT16
+        elif attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+            attr.t.CopyFrom(numpy_helper.from_array(
+                numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
+
+
+def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = False) -> None:
+    """Quantize the ONNX file at ``path`` statically: QDQ, per-channel int8 weights, activations
+    calibrated (min/max) on ``calibration``, real preprocessed images.
+
+    Args:
+        path: ONNX file, rewritten.
+        calibration: Images ``[M, C, H, W]``.
+        symmetric: int8 activations with zero point 0, as TensorRT requires; otherwise uint8
+            asymmetric activations, which suit onnxruntime's CPU kernels.
+
+    Raises:
+        ExportError: No calibration images were given.
+    """
+    import onnx
+    from onnxruntime import quantization as q
+
+    if calibration is None or len(calibration) == 0:
+        raise ExportError("int8 ONNX export needs calibration images: pass real images, "
+                          "preprocessed like the queries (a few hundred are plenty)")
+    model = onnx.load(str(path))
+    for index, node in enumerate(model.graph.node):  # exclusion is by name, and names may be empty
+        node.name = node.name or f"{node.op_type}_{index}"
+    keep = [model.graph.node[i].name for i in sorted(_downstream(model.graph, _FP32_FROM))]
+    input_name = model.graph.input[0].name
+
+    class _Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(range(0, len(calibration), _CALIBRATION_BATCH))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            start = next(self._batches, None)
+            if start is None:
+                return None
+            return {input_name: calibration[start:start + _CALIBRATION_BATCH]}
+
+    q.quantize_static(
+        model, str(path), _Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+        activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8, nodes_to_exclude=keep,
+        calibrate_method=q.CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+    )

@@ -1,0 +1,96 @@
+"""TensorRT: a TensorRT-ready ONNX, checked with polygraphy, and an engine where TensorRT runs.
+
+The ONNX has a dynamic batch (the engine gets an optimisation profile, ``PROFILE_BATCH``); int8
+is explicit quantization (QDQ nodes with symmetric int8 activations, calibrated on real images),
+which TensorRT 10 prefers over its deprecated calibrators. fp16 is left to TensorRT's builder.
+
+Engines are specific to a GPU and TensorRT version, so the engine is built only where TensorRT
+and CUDA are usable; elsewhere the artifact is the ONNX, the manifest notes say
+"engine not built: <reason>", and ``devices.run`` builds the engine on the device itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from devices import parity
+from devices._errors import one_line
+from devices.manifest import atomic_write_bytes
+from devices.runtimes import get_runtime
+from export._base import Backend, atomic_output, register_backend
+from export._errors import ExportError
+from export._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from export._onnx_precision import quantize_int8
+
+__all__ = ["TensorrtBackend"]
+
+_CHECK_FILE = "polygraphy_check.json"
+# The ONNX is compared with the torch model on onnxruntime before any engine is built; int8 QDQ
+# is judged loosely, the runtime parity check downstream has the final word.
+_CHECK_COS_MIN = {"fp32": 0.9999, "fp16": 0.9999, "int8": 0.98}
+
+
+def _polygraphy_check(path: Path, example: torch.Tensor, reference: np.ndarray,
+                      precision: str) -> dict[str, object]:
+    """Run the ONNX with polygraphy's onnxruntime backend and compare it with the torch model."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    try:
+        with OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"])) as runner:
+            output = runner.infer({INPUT_NAME: example.numpy()})[OUTPUT_NAME]
+    except Exception as exc:  # polygraphy wraps onnxruntime errors in its own types
+        raise ExportError(f"polygraphy could not run the TensorRT-ready ONNX ({one_line(exc)})") from None
+    check = {"tool": "polygraphy+onnxruntime", **parity(reference, output)}
+    if check["cos_min"] < _CHECK_COS_MIN[precision]:
+        raise ExportError(f"the TensorRT-ready ONNX disagrees with the torch model (cos_min "
+                          f"{check['cos_min']:.5f}); report this model as a bug")
+    return check
+
+
+@register_backend("tensorrt")
+class TensorrtBackend(Backend):
+    """TensorRT-ready ONNX plus, where possible, a serialized engine (``model.engine``)."""
+
+    tools = ("onnx", "onnxruntime", "polygraphy", "tensorrt")
+
+    def available(self) -> tuple[bool, str]:
+        for module in ("onnx", "onnxscript", "onnxruntime", "polygraphy"):
+            if importlib.util.find_spec(module) is None:
+                return False, f"{module} is not installed (pip install 'hetero[tensorrt]')"
+        return True, ""
+
+    def notes(self, artifact: Path) -> dict[str, object]:
+        notes: dict[str, object] = {}
+        check = Path(artifact).parent / _CHECK_FILE
+        if check.is_file():
+            notes["onnx_check"] = json.loads(check.read_text(encoding="utf-8"))
+        if Path(artifact).suffix == ".onnx":
+            notes["engine"] = f"not built: {get_runtime('tensorrt').available()[1] or 'not asked'}"
+        else:
+            notes["engine"] = "built"
+        return notes
+
+    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
+                 precision: str, calibration: np.ndarray | None) -> Path:
+        onnx_target = out_dir / "model.onnx"
+        # Judge on real images where we have them (RESEARCH.md: not on noise, not on one image).
+        probe = example if calibration is None else torch.from_numpy(calibration[:32])
+        with atomic_output(onnx_target) as tmp:
+            export_onnx(model, example, tmp)
+            if precision == "int8":
+                quantize_int8(tmp, calibration, symmetric=True)
+            check = _polygraphy_check(tmp, probe, model(probe).numpy(), precision)
+        atomic_write_bytes(out_dir / _CHECK_FILE, json.dumps(check).encode())
+        ok, _ = get_runtime("tensorrt").available()
+        if not ok:
+            return onnx_target
+        from devices.runtimes._tensorrt import build_engine
+
+        engine_target = out_dir / "model.engine"
+        atomic_write_bytes(engine_target, build_engine(onnx_target, precision))
+        return engine_target

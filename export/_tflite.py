@@ -1,0 +1,112 @@
+"""TFLite (LiteRT): convert with litert-torch, quantize the flatbuffer with ai-edge-quantizer.
+
+Precisions:
+    fp32  litert-torch's float model.
+    fp16  float16 weights, float32 compute (what "fp16 TFLite" means on CPUs; GPU delegates then
+          compute in fp16).
+    int8  with calibration images: static full-integer (int8 weights and activations, int8 input);
+          without: dynamic-range (int8 weights, activations quantized on the fly).
+
+Both int8 modes keep the final L2 normalisation and the output in float: a unit-norm embedding
+quantized to int8 loses about 1% cosine for nothing, as the norm costs a handful of operations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from devices._errors import one_line
+from devices.manifest import atomic_write_bytes
+from export._base import Backend, atomic_output, dynamic_batch, register_backend
+from export._errors import ExportError
+
+__all__ = ["TfliteBackend"]
+
+# Ops left in float by int8: the L2 norm's and the output's.
+_FLOAT_OPS = {"ALL_SUPPORTED", "OUTPUT", "SUM", "SQRT", "RSQRT", "DIV", "MAXIMUM"}
+_CALIBRATION_BATCH = 8
+
+
+def _to_tflite(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    import litert_torch
+
+    wide, dynamic_shapes = dynamic_batch(example)
+    show = litert_torch.config.show_progress
+    litert_torch.config.show_progress = False
+    try:
+        edge_model = litert_torch.convert(model, (wide,), dynamic_shapes=dynamic_shapes)
+        edge_model.export(str(path))
+    except Exception as exc:  # litert-torch raises many types; all mean "won't convert"
+        raise ExportError(f"litert-torch could not convert the model ({one_line(exc, 300)}); use "
+                          "layers from search_spaces, which convert cleanly") from None
+    finally:
+        litert_torch.config.show_progress = show
+
+
+def _quantize(path: Path, precision: str, calibration: np.ndarray | None) -> None:
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    q = quantizer.Quantizer(path.read_bytes())
+    calibration_result = None
+    if precision == "fp16":
+        q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                 num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    elif calibration is None:
+        q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    else:
+        for op in qtyping.TFLOperationName:
+            if op.name in _FLOAT_OPS:
+                continue
+            try:
+                q.add_static_config(regex=".*", operation_name=op, activation_num_bits=8,
+                                    weight_num_bits=8)
+            except ValueError:
+                pass  # the quantizer has no int8 kernel for this op: it stays float
+        calibration_result = q.calibrate(_calibration_data(path, calibration))
+    try:
+        result = q.quantize(calibration_result, enable_progress_report=False)
+    except Exception as exc:
+        raise ExportError(f"ai-edge-quantizer could not quantize the model to {precision} "
+                          f"({one_line(exc)})") from None
+    atomic_write_bytes(path, bytes(result.quantized_model))
+
+
+def _calibration_data(path: Path, images: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_path=str(path)).get_signature_list()
+    (name, signature), = signatures.items()
+    (input_name,) = signature["inputs"]
+    return {name: [{input_name: images[i:i + _CALIBRATION_BATCH]}
+                   for i in range(0, len(images), _CALIBRATION_BATCH)]}
+
+
+@register_backend("tflite")
+class TfliteBackend(Backend):
+    """TFLite flatbuffers for LiteRT / tflite-runtime, dynamic batch."""
+
+    tools = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+
+    def available(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("litert_torch") is None:
+            return False, "litert-torch is not installed (pip install 'hetero[tflite]')"
+        return True, ""
+
+    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
+                 precision: str, calibration: np.ndarray | None) -> Path:
+        if precision != "fp32":
+            for module in ("ai_edge_quantizer", "ai_edge_litert"):
+                if importlib.util.find_spec(module) is None:
+                    raise ExportError(f"{precision} TFLite needs {module.replace('_', '-')} "
+                                      "(pip install 'hetero[tflite]')")
+        target = out_dir / "model.tflite"
+        with atomic_output(target) as tmp:
+            _to_tflite(model, example, tmp)
+            if precision != "fp32":
+                _quantize(tmp, precision, calibration)
+        return target

@@ -1,0 +1,90 @@
+"""`hetero cloud train` and `hetero cloud import`: the frozen gallery model φ_g."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from hetero.cli._common import add_data_options, add_train_options, split_from_args, train_config_from_args
+from hetero.errors import UserError
+
+__all__ = ["register"]
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    from hetero.training import CLOUD_DEFAULTS
+
+    cloud = sub.add_parser("cloud", help="train or import the cloud (gallery) model", description="The cloud model indexes the gallery.")
+    cloud_sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
+
+    train = cloud_sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a ResNet-style cloud model with a classification head",
+        description="Train a ResNet-style embedding model with a cosine classifier on the training split; writes DIR/cloud.pt.",
+    )
+    add_data_options(train)
+    train.add_argument("--out", required=True, metavar="DIR", help="folder for cloud.pt and manifest.json")
+    train.add_argument("--arch", metavar="ARCH.json", help="a resnet-space architecture (default: the space's default)")
+    train.add_argument("--embed-dim", type=int, default=128, help="embedding dimension (default 128)")
+    add_train_options(train, CLOUD_DEFAULTS)
+    train.set_defaults(run=_run_train, command="cloud train")
+
+    imp = cloud_sub.add_parser(
+        "import",
+        parents=[common],
+        help="wrap your own torch model and weights as the cloud model",
+        description=(
+            "Wrap a model built by --factory with the state dict in --weights (loaded with weights_only=True). "
+            "The embedding dim is inferred from a forward pass; a 4-D output is average-pooled."
+        ),
+    )
+    imp.add_argument("--factory", required=True, metavar="MOD:FN", help="package.module:function returning the nn.Module")
+    imp.add_argument("--weights", required=True, metavar="FILE", help="its state dict (.pt / .pth)")
+    imp.add_argument("--out", required=True, metavar="DIR")
+    imp.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword arguments for the factory, as JSON")
+    imp.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
+    imp.add_argument("--channels", type=int, choices=(1, 3), default=3, help="input channels (default 3)")
+    imp.add_argument("--mean", type=float, nargs="+", default=[0.485, 0.456, 0.406], help="per-channel mean (default ImageNet)")
+    imp.add_argument("--std", type=float, nargs="+", default=[0.229, 0.224, 0.225], help="per-channel std (default ImageNet)")
+    imp.add_argument("--embed-dim", type=int, default=None, help="expected embedding dim (checked against the model)")
+    imp.set_defaults(run=_run_import, command="cloud import")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from search_spaces import get_space, load_arch
+
+    from hetero.models import save_cloud
+    from hetero.pipeline import evaluate_cloud, train_cloud
+    from hetero.runtime import resolve_device
+    from hetero.training import CLOUD_DEFAULTS
+
+    arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
+    split = split_from_args(args)
+    model = train_cloud(
+        split.train, arch, args.embed_dim, train_config_from_args(args, CLOUD_DEFAULTS), resolve_device(args.accelerator), args.seed
+    )
+    model.meta["split"] = split.describe()
+    model.meta["paragon"] = evaluate_cloud(model, split.test)
+    path = save_cloud(model, args.out)
+    print(f"cloud model {model.fingerprint[:23]}... written to {path}; paragon mAP {model.meta['paragon']['map']:.4f}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from hetero.data import Preprocess
+    from hetero.models import import_cloud, save_cloud
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--kwargs is not valid JSON ({exc})") from None
+    if not isinstance(kwargs, dict):
+        raise UserError("--kwargs must be a JSON object")
+    mean = args.mean if args.channels == 3 else args.mean[:1]
+    std = args.std if args.channels == 3 else args.std[:1]
+    preprocess = Preprocess(args.size, args.channels, tuple(mean), tuple(std))
+    model = import_cloud(args.factory, args.weights, preprocess, args.embed_dim, kwargs)
+    path = save_cloud(model, args.out)
+    print(f"imported cloud model ({model.embed_dim}-d embeddings) {model.fingerprint[:23]}... written to {path}")
+    return 0

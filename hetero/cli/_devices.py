@@ -1,0 +1,37 @@
+"""`hetero devices`: the device profiles, one line each."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "devices",
+        help="list the device profiles",
+        description="List device profiles (devices/*.toml, or --profile FILE for your own) and whether each can run here.",
+    )
+    p.add_argument("--profile", action="append", default=[], metavar="FILE", help="also show this profile file (repeatable)")
+    p.set_defaults(run=_run, command="devices")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from devices import list_profiles, load_profile
+    from devices.runtimes import get_runtime
+
+    from hetero.cli._common import print_table
+
+    rows = []
+    for name in [*list_profiles(), *args.profile]:
+        profile = load_profile(name)
+        ok, reason = get_runtime(profile.backend).available()
+        b = profile.budgets
+        rows.append([
+            profile.name, profile.backend, profile.precision,
+            f"{b.macs / 1e6:.0f}M" if b.macs else "-", f"{b.latency_ms} ms" if b.latency_ms else "-",
+            "yes" if ok else f"no ({reason})", profile.description,
+        ])
+    print_table(["device", "backend", "precision", "MACs budget", "latency budget", "runs here", "description"], rows)
+    return 0

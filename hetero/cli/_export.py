@@ -1,0 +1,76 @@
+"""`hetero export`: an edge model to a device's runtime, with parity proven on real images."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from hetero.cli._common import add_data_options
+
+__all__ = ["register", "export_for_device"]
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export an edge model for a device and check parity",
+        description=(
+            "Convert an edge model with the device profile's backend and precision, run the artifact on its "
+            "runtime on real images and compare with PyTorch (parity thresholds per precision). Writes "
+            "DIR/<artifact>, DIR/manifest.json and a copy of the edge model."
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="EDGE", help="edge.pt or its folder")
+    p.add_argument("--device", required=True, metavar="NAME", help="a profile name (see `hetero devices`) or a path to a .toml profile")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--cloud", metavar="DIR", help="cloud model: also record cross mAP at export")
+    add_data_options(p, required=False)
+    p.add_argument("--allow-drift", action="store_true", help="keep an artifact that misses its parity thresholds (the manifest says so)")
+    p.set_defaults(run=_run, command="export")
+
+
+def export_for_device(edge_path: Path, device: str, out: Path, data: str | None, protocol: str | None, seed: int,
+                      cloud=None, allow_drift: bool = False) -> dict:
+    """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest."""
+    from devices import load_profile
+
+    from hetero.data import load_split
+    from hetero.exporting import export_edge
+    from hetero.models import load_edge
+
+    edge = load_edge(edge_path)
+    split_info = edge.meta.get("split", {})
+    spec = data or edge.meta.get("data") or "digits"
+    split = load_split(spec, protocol=protocol or split_info.get("protocol"), seed=seed)
+    manifest = export_edge(edge, load_profile(device), out, split.train, split.test, cloud=cloud, allow_drift=allow_drift)
+    src = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
+    if src.resolve() != (out / "edge.pt").resolve():
+        shutil.copyfile(src, out / ".edge.pt.tmp")
+        (out / ".edge.pt.tmp").replace(out / "edge.pt")
+    return manifest
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hetero.models import load_cloud
+
+    cloud = load_cloud(args.cloud) if args.cloud else None
+    manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift)
+    print_manifest(manifest)
+    return 0
+
+
+def print_manifest(manifest: dict) -> None:
+    p = manifest["parity"]
+    if p:
+        status = "PASSED" if manifest["parity_passed"] else "MISSED (kept with --allow-drift)"
+        extra = f", cross mAP {p['cross_map']:.4f}" if "cross_map" in p else ""
+        print(
+            f"{manifest['device']}: {manifest['artifact']} ({manifest['format']} {manifest['precision']}, {manifest['bytes']:,} bytes); "
+            f"parity {status}: cos min {p['cos_min']:.6f}, top-1 agreement {p['top1_agreement']:.4f}{extra}"
+        )
+    else:
+        print(f"{manifest['device']}: {manifest['artifact']} written, not verified here: {manifest['not_verified_reason']}")
+    for key, note in (manifest.get("notes") or {}).items():
+        print(f"  {key}: {note}")

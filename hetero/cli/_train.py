@@ -1,0 +1,59 @@
+"""`hetero train`: an edge model compatible with the frozen cloud model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hetero.cli._common import add_data_options, add_train_options, print_table, split_from_args, train_config_from_args
+
+__all__ = ["register"]
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    from hetero.training import EDGE_DEFAULTS
+
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train an edge model compatible with the cloud model",
+        description=(
+            "Train an edge model against the frozen cloud model with the compatibility losses "
+            "(influence, alignment, contrastive, own metric loss, optional focal distillation). "
+            "Writes DIR/edge.pt and DIR/metrics.json."
+        ),
+    )
+    p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")
+    add_data_options(p)
+    p.add_argument("--arch", metavar="ARCH.json", help="architecture file (default: mobilenet_v3's default architecture)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for edge.pt and metrics.json")
+    add_train_options(p, EDGE_DEFAULTS)
+    p.set_defaults(run=_run, command="train")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search_spaces import get_space, load_arch
+
+    from hetero._io import write_json
+    from hetero.models import load_cloud, save_edge
+    from hetero.pipeline import evaluate_compat, train_edge
+    from hetero.runtime import resolve_device
+    from hetero.training import EDGE_DEFAULTS
+
+    cloud = load_cloud(args.cloud)
+    arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
+    split = split_from_args(args)
+    edge = train_edge(cloud, split.train, arch, train_config_from_args(args, EDGE_DEFAULTS), resolve_device(args.accelerator), args.seed)
+    evaluation = evaluate_compat(cloud, edge, split.test)
+    edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
+    path = save_edge(edge, Path(args.out))
+    write_json(Path(args.out) / "metrics.json", evaluation.summary())
+    print_evaluation(evaluation.summary())
+    print(f"edge model written to {path}")
+    return 0
+
+
+def print_evaluation(summary: dict) -> None:
+    rows = [[name, *(summary[name][k] for k in ("top1", "top5", "map", "map_at_r"))] for name in ("paragon", "homogeneous_edge", "cross_torch") if name in summary]
+    print_table(["search", "top-1", "top-5", "mAP", "mAP@R"], rows)
+    print(f"gap closed {summary['gap_closed']:.3f}; compatible: {summary['compatible']}")

@@ -1,0 +1,173 @@
+"""`hetero export`: convert an edge model for a device, prove parity on real images, write the
+artifact and its manifest.
+
+The backends in ``export/`` only convert; this module decides whether the result is good enough
+(per-precision parity thresholds on real images of the data, DESIGN.md) and records why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hetero.cost import count_cost
+from hetero.data import Dataset, Preprocess
+from hetero.errors import UserError
+from hetero.metrics import parity, retrieval_metrics
+from hetero.models import CloudModel, EdgeModel
+
+__all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "artifact_preprocess"]
+
+#: The least parity an artifact must show at export, per precision (issue "Export to every device").
+PARITY_THRESHOLDS: dict[str, dict[str, float]] = {
+    "fp32": {"cos_min": 0.99999},
+    "fp16": {"cos_min": 0.9995},
+    "int8": {"cos_min": 0.99, "top1_agreement": 0.98},
+}
+#: Real images used for int8 calibration and for the parity check.
+CALIBRATION_IMAGES = 256
+PARITY_IMAGES = 512
+
+
+def parity_failures(figures: dict[str, float], precision: str) -> list[str]:
+    """Thresholds of ``precision`` that ``figures`` miss, as readable strings."""
+    return [
+        f"{key} {figures.get(key, float('nan')):.6f} < {limit}"
+        for key, limit in PARITY_THRESHOLDS[precision].items()
+        if not figures.get(key, -np.inf) >= limit
+    ]
+
+
+def artifact_preprocess(edge: EdgeModel, profile) -> Preprocess:
+    """The edge model's preprocessing at the device's input shape (where the profile fixes one)."""
+    if profile.input_channels not in (None, edge.preprocess.channels):
+        raise UserError(
+            f"device {profile.name} takes {profile.input_channels}-channel images but the edge model takes "
+            f"{edge.preprocess.channels}; train the edge model on matching data or edit the profile"
+        )
+    size = profile.input_resolution or edge.preprocess.size
+    return dataclasses.replace(edge.preprocess, size=size)
+
+
+def export_edge(
+    edge: EdgeModel,
+    profile,
+    out_dir: str | os.PathLike[str],
+    calibration_data: Dataset,
+    parity_data: Dataset,
+    cloud: CloudModel | None = None,
+    allow_drift: bool = False,
+) -> dict:
+    """Export ``edge`` for ``profile`` into ``out_dir`` and return the manifest written there.
+
+    Args:
+        edge: the trained edge model.
+        profile: a :class:`devices.DeviceProfile`.
+        out_dir: the artifact folder (artifact file + ``manifest.json``).
+        calibration_data: real images for int8 calibration (the training split).
+        parity_data: real images to compare runtime and PyTorch on (the test split).
+        cloud: when given, cross mAP of the runtime's queries against its gallery is recorded.
+        allow_drift: write an artifact that misses its parity thresholds (the manifest says so).
+
+    Raises:
+        UserError: the artifact misses its thresholds and ``allow_drift`` is off.
+    """
+    from devices import write_manifest
+    from devices.manifest import artifact_entry
+    from export import get_backend
+
+    if cloud is not None and cloud.fingerprint != edge.cloud_fingerprint:
+        raise UserError(
+            f"--cloud is model {cloud.fingerprint[:19]}..., but the edge model was trained for "
+            f"{edge.cloud_fingerprint[:19]}...; pass the cloud model it was trained against"
+        )
+    backend = get_backend(profile.backend)
+    preprocess = artifact_preprocess(edge, profile)
+    out = Path(out_dir)
+    staging = out / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    calib = _sample(calibration_data.images, CALIBRATION_IMAGES, preprocess)
+    inputs = _sample(parity_data.images, PARITY_IMAGES, preprocess)
+    labels = parity_data.labels[_sample_index(len(parity_data.images), PARITY_IMAGES)]
+    example = torch.from_numpy(inputs[:1])
+    artifact = backend.convert(edge.net, example, staging, precision=profile.precision, calibration=calib)
+
+    torch_emb = edge.embed_preprocessed(inputs)
+    figures, verified_reason = _measure_parity(backend, artifact, inputs, labels, torch_emb, cloud, parity_data, preprocess)
+    failures = parity_failures(figures, profile.precision) if figures else []
+    if failures and not allow_drift:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(
+            f"{profile.backend} {profile.precision} artifact misses its parity thresholds ({'; '.join(failures)}); "
+            "not written. Re-run with --allow-drift to keep it anyway"
+        )
+    final = out / artifact.name
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    os.replace(artifact, final)
+    shutil.rmtree(staging, ignore_errors=True)
+
+    cost = count_cost(edge.net, (preprocess.channels, preprocess.size, preprocess.size))
+    manifest = {
+        "format": profile.backend,
+        **artifact_entry(final),
+        "device": profile.name,
+        "precision": profile.precision,
+        "input_shape": [preprocess.channels, preprocess.size, preprocess.size],
+        "dynamic_batch": True,
+        "preprocess": preprocess.to_dict(),
+        "embedding_dim": edge.embed_dim,
+        "cloud_fingerprint": edge.cloud_fingerprint,
+        "edge": {"arch": edge.arch, **cost},
+        "parity": figures,
+        "parity_thresholds": PARITY_THRESHOLDS[profile.precision],
+        "parity_passed": not failures if figures else None,
+        "verified": figures != {},
+        "not_verified_reason": verified_reason,
+        "allow_drift": bool(allow_drift and failures),
+        "parity_data": {"spec": parity_data.spec, "images": int(len(inputs))},
+        "cross_map_at_export": figures.get("cross_map"),
+        "notes": backend.notes(final),
+        "tool_versions": backend.versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _sample_index(n: int, k: int) -> np.ndarray:
+    # Evenly spaced, not random: the same images every export, every class represented.
+    return np.unique(np.linspace(0, n - 1, min(n, k)).astype(np.int64))
+
+
+def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:
+    return preprocess(images[_sample_index(len(images), k)]).numpy()
+
+
+def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, parity_data, preprocess) -> tuple[dict, str | None]:
+    """Run the artifact on ``inputs`` and compare with PyTorch; ``({}, reason)`` if it cannot run here."""
+    from devices.runtimes import get_runtime
+
+    ok, reason = get_runtime(backend.runtime or backend.name).available()
+    if not ok:
+        return {}, f"runtime not available here: {reason}"
+    runner = backend.load(artifact)
+    runtime_emb = runner.run(inputs)
+    if cloud is not None:
+        gallery = cloud.embed(parity_data.images[_sample_index(len(parity_data.images), PARITY_IMAGES)])
+    else:
+        gallery = torch_emb
+    ref = retrieval_metrics(torch_emb, gallery, labels, labels, same_images=True)
+    cand = retrieval_metrics(runtime_emb, gallery, labels, labels, same_images=True)
+    figures = parity(torch_emb, runtime_emb, ref, cand)
+    if cloud is not None:
+        figures["cross_map"] = cand.map
+        figures["cross_map_torch"] = ref.map
+    return figures, None

@@ -1,0 +1,141 @@
+"""The pipeline's stages as functions: train the cloud model, train a compatible edge model,
+evaluate paragon / homogeneous / cross retrieval. The CLI and the search call these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hetero.data import Dataset, Preprocess
+from hetero.metrics import RetrievalResult, gap_closed, retrieval_metrics
+from hetero.models import CloudModel, EdgeModel, build_edge, build_net
+from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, TrainConfig, train_embedding
+
+__all__ = ["train_cloud", "train_edge", "evaluate_compat", "evaluate_cloud", "default_preprocess", "CompatEvaluation"]
+
+
+def default_preprocess(size: int, channels: int) -> Preprocess:
+    """Centre ``[0, 1]`` pixels on 0 with unit-ish range, per channel."""
+    return Preprocess(size=size, channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels)
+
+
+def train_cloud(
+    train: Dataset,
+    arch: dict,
+    embed_dim: int = 128,
+    config: TrainConfig = CLOUD_DEFAULTS,
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> CloudModel:
+    """Train a cloud model of architecture ``arch`` with its own cosine classifier."""
+    from search_spaces import get_space
+
+    preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
+    source = {"type": "space", "arch": arch, "in_channels": preprocess.channels}
+    net = build_net(source, embed_dim)
+    inputs = torch.cat(list(preprocess.batches(train.images)))
+    head, history = train_embedding(net, inputs, train.labels, config, device=device, seed=seed, description="cloud")
+    classes = [int(c) for c in np.unique(train.labels)]
+    model = CloudModel(
+        net=net.cpu().eval().requires_grad_(False),
+        preprocess=preprocess,
+        embed_dim=embed_dim,
+        meta={"train": config.to_dict(), "history": history, "data": train.spec},
+        source=source,
+        classifier=head / head.norm(dim=1, keepdim=True).clamp_min(1e-12),
+        classes=classes,
+        scale=config.metric_scale,
+    )
+    model.refresh_fingerprint()
+    return model
+
+
+def train_edge(
+    cloud: CloudModel,
+    train: Dataset,
+    arch: dict,
+    config: TrainConfig = EDGE_DEFAULTS,
+    device: torch.device | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    net: torch.nn.Module | None = None,
+    targets: CloudTargets | None = None,
+) -> EdgeModel:
+    """Train an edge model of architecture ``arch`` against the frozen ``cloud``.
+
+    Args:
+        net: start from these weights (e.g. a subnet extracted from a supernet) instead of
+            a fresh network of ``arch``.
+        targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial).
+    """
+    from search_spaces import get_space
+
+    preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
+    model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
+    if net is not None:
+        model.net = net
+    if targets is None and config.uses_cloud:
+        targets = CloudTargets.from_cloud(cloud, train.images, train.labels, config.prototype_temperature)
+    inputs = torch.cat(list(preprocess.batches(train.images)))
+    _, history = train_embedding(
+        model.net, inputs, train.labels, config, targets, device=device, seed=seed, on_epoch=on_epoch, description="edge"
+    )
+    model.net.cpu().eval()
+    model.meta = {"train": config.to_dict(), "history": history, "data": train.spec}
+    return model
+
+
+@dataclass
+class CompatEvaluation:
+    """Retrieval on the test images for the pairings of DESIGN.md.
+
+    Attributes:
+        results: ``paragon``, ``homogeneous_edge``, ``cross_torch`` (and any added pairing).
+        queries: the edge model's query embeddings.
+        gallery: the cloud model's gallery embeddings.
+        labels: the test labels.
+    """
+
+    results: dict[str, RetrievalResult]
+    queries: np.ndarray
+    gallery: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def gap_closed(self) -> float:
+        r = self.results
+        return gap_closed(r["cross_torch"].map, r["homogeneous_edge"].map, r["paragon"].map)
+
+    @property
+    def compatible(self) -> bool:
+        """The empirical criterion, moved to the query side: M(q, g) > M(q, q)."""
+        return bool(self.results["cross_torch"].map > self.results["homogeneous_edge"].map)
+
+    def summary(self) -> dict:
+        return {
+            **{name: r.summary() for name, r in self.results.items()},
+            "gap_closed": self.gap_closed,
+            "compatible": self.compatible,
+        }
+
+
+def evaluate_compat(cloud: CloudModel, edge: EdgeModel, test: Dataset) -> CompatEvaluation:
+    """Leave-one-out retrieval on ``test``: paragon, homogeneous edge and cross (PyTorch)."""
+    g = cloud.embed(test.images)
+    q = edge.embed(test.images)
+    labels = test.labels
+    results = {
+        "paragon": retrieval_metrics(g, g, labels, labels, same_images=True),
+        "homogeneous_edge": retrieval_metrics(q, q, labels, labels, same_images=True),
+        "cross_torch": retrieval_metrics(q, g, labels, labels, same_images=True),
+    }
+    return CompatEvaluation(results, q, g, labels)
+
+
+def evaluate_cloud(cloud: CloudModel, test: Dataset) -> dict[str, float]:
+    """The paragon: cloud queries against the cloud gallery, leave-one-out on ``test``."""
+    g = cloud.embed(test.images)
+    return retrieval_metrics(g, g, test.labels, test.labels, same_images=True).summary()

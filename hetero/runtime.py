@@ -1,0 +1,49 @@
+"""Process-wide run settings shared by every command: seed, accelerator, threads, quietness."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from hetero.errors import UserError
+
+__all__ = ["seed_everything", "resolve_device", "progress"]
+
+_QUIET = False
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a run with the same seed gives the same result."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # Same thread count every run: reductions split differently across threads differ in the last bits.
+    torch.set_num_threads(int(os.environ.get("HETERO_THREADS", min(2, os.cpu_count() or 1))))
+
+
+def resolve_device(accelerator: str = "auto") -> torch.device:
+    """``auto`` takes CUDA where present, else the CPU; ``cuda`` without a GPU is a user error."""
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--accelerator cuda: no CUDA device is available here; use --accelerator cpu")
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    raise UserError(f"unknown accelerator {accelerator!r}: use auto, cpu or cuda")
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = quiet
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar that ``--quiet`` silences."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=_QUIET, dynamic_ncols=True, leave=False, **kwargs)

@@ -1,0 +1,27 @@
+"""Training: the compatibility losses, their configuration and the training loop."""
+
+from hetero.training._config import CLOUD_DEFAULTS, EDGE_DEFAULTS, TrainConfig
+from hetero.training._losses import (
+    alignment_loss,
+    class_prototypes,
+    contrastive_loss,
+    cosine_classifier_loss,
+    focal_distillation_loss,
+    influence_loss,
+)
+from hetero.training._trainer import CloudTargets, dense_labels, train_embedding
+
+__all__ = [
+    "TrainConfig",
+    "CLOUD_DEFAULTS",
+    "EDGE_DEFAULTS",
+    "CloudTargets",
+    "train_embedding",
+    "dense_labels",
+    "influence_loss",
+    "alignment_loss",
+    "contrastive_loss",
+    "cosine_classifier_loss",
+    "focal_distillation_loss",
+    "class_prototypes",
+]

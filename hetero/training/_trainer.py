@@ -1,0 +1,197 @@
+"""One training loop for every model hetero trains: cloud, edge, and search trials.
+
+The frozen cloud model is run once over the training images before the loop (its embeddings and
+logits are the targets), so each step costs only the edge model's forward and backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hetero.runtime import progress
+from hetero.training._config import TrainConfig
+from hetero.training._losses import (
+    alignment_loss,
+    class_prototypes,
+    contrastive_loss,
+    cosine_classifier_loss,
+    focal_distillation_loss,
+    influence_loss,
+)
+
+__all__ = ["CloudTargets", "train_embedding", "dense_labels"]
+
+
+def dense_labels(labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """Map arbitrary class ids to ``0..K-1``; returns the mapped tensor and the sorted ids."""
+    classes, index = np.unique(labels, return_inverse=True)
+    return torch.from_numpy(index.astype(np.int64)), classes
+
+
+@dataclass
+class CloudTargets:
+    """What the frozen reference (cloud) model says about each training image.
+
+    Attributes:
+        embeddings: ``[N, D]`` its unit embeddings.
+        classifier: ``[K, D]`` the frozen classifier for the influence loss: its own head where it
+            covers the training classes, else class-mean prototypes of ``embeddings``.
+        rows: ``[N]`` the classifier row of each image's class.
+        scale: logit scale of ``classifier``.
+        teacher_correct: ``[N]`` whether the reference classifies each image right (focal weights).
+    """
+
+    embeddings: torch.Tensor
+    classifier: torch.Tensor
+    rows: torch.Tensor
+    scale: float
+    teacher_correct: torch.Tensor
+
+    @classmethod
+    def from_cloud(cls, cloud, images: np.ndarray, labels: np.ndarray, prototype_temperature: float) -> "CloudTargets":
+        """Embed ``images`` with ``cloud`` and choose its classifier (head or prototypes)."""
+        g = torch.from_numpy(cloud.embed(images))
+        covered = cloud.classifier is not None and cloud.classes is not None and set(np.unique(labels)) <= set(cloud.classes)
+        if covered:
+            row_of = {c: i for i, c in enumerate(cloud.classes)}
+            rows = torch.tensor([row_of[int(c)] for c in labels], dtype=torch.int64)
+            classifier, scale = cloud.classifier.float(), cloud.scale
+        else:
+            rows, classes = dense_labels(labels)
+            classifier, scale = class_prototypes(g, rows, len(classes)), 1.0 / prototype_temperature
+        w = classifier / classifier.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        teacher_correct = (g @ w.T).argmax(1) == rows
+        return cls(g, classifier, rows, float(scale), teacher_correct)
+
+
+def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """A random translation of the whole batch (cheap augmentation that keeps content)."""
+    dx, dy = (torch.randint(-max_shift, max_shift + 1, (2,), generator=generator)).tolist()
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def train_embedding(
+    net: nn.Module,
+    inputs: torch.Tensor,
+    labels: np.ndarray,
+    config: TrainConfig,
+    targets: CloudTargets | None = None,
+    device: torch.device | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    description: str = "train",
+) -> tuple[torch.Tensor, list[dict]]:
+    """Train ``net`` (preprocessed ``inputs`` to unit embeddings) with the configured losses.
+
+    Args:
+        net: the model to train, in place.
+        inputs: ``[N, C, S, S]`` preprocessed training images.
+        labels: ``[N]`` class ids.
+        config: optimiser settings and loss weights.
+        targets: the frozen cloud model's view of the same images; required for the
+            compatibility terms.
+        device: where to train.
+        seed: fixes the batch order and augmentation.
+        on_epoch: called after each epoch with its index and mean losses; may raise (pruning).
+        description: the progress bar's label.
+
+    Returns:
+        The model's own trained cosine-classifier weights and the per-epoch loss history.
+    """
+    device = device or torch.device("cpu")
+    if config.uses_cloud and targets is None:
+        raise ValueError("compatibility losses need the cloud model's targets")
+    y, classes = dense_labels(labels)
+    net.to(device).train()
+    head = nn.Parameter(torch.randn(len(classes), _embed_dim(net, inputs, device), device=device) * 0.01)
+    params = [p for p in net.parameters() if p.requires_grad] + [head]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    n = len(inputs)
+    steps_per_epoch = max(1, n // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step")
+    for epoch in range(config.epochs):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        sums: dict[str, float] = {}
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = inputs[idx]
+            if config.augment:
+                x = _shift(x, generator)
+            q = net(x.to(device))
+            terms = _loss_terms(q, y[idx].to(device), head, idx, config, targets, device)
+            loss = sum(weight * value for weight, value in terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for name, (_, value) in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            bar.update(1)
+        record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
+        history.append(record)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    bar.close()
+    net.eval()
+    return head.detach().cpu(), history
+
+
+def _embed_dim(net: nn.Module, inputs: torch.Tensor, device: torch.device) -> int:
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        dim = int(net(inputs[:2].to(device)).shape[1])
+    net.train(was)
+    return dim
+
+
+def _loss_terms(
+    q: torch.Tensor,
+    y: torch.Tensor,
+    head: torch.Tensor,
+    idx: torch.Tensor,
+    config: TrainConfig,
+    targets: CloudTargets | None,
+    device: torch.device,
+) -> dict[str, tuple[float, torch.Tensor]]:
+    """The active loss terms as ``name -> (weight, value)``."""
+    terms: dict[str, tuple[float, torch.Tensor]] = {}
+    if config.metric:
+        terms["metric"] = (config.metric, cosine_classifier_loss(q, head, y, config.metric_scale))
+    if targets is None:
+        return terms
+    g = targets.embeddings[idx].to(device)
+    rows = targets.rows[idx].to(device)
+    classifier = targets.classifier.to(device)
+    if config.influence:
+        terms["influence"] = (config.influence, influence_loss(q, classifier, rows, targets.scale))
+    if config.alignment:
+        terms["alignment"] = (config.alignment, alignment_loss(q, g, config.alignment_l2))
+    if config.contrastive:
+        terms["contrastive"] = (config.contrastive, contrastive_loss(q, g, rows, config.contrastive_temperature))
+    if config.focal:
+        w = classifier / classifier.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        terms["focal"] = (
+            config.focal,
+            focal_distillation_loss(
+                targets.scale * q @ w.T,
+                targets.scale * g @ w.T,
+                targets.teacher_correct[idx].to(device),
+                config.focal_alpha,
+                config.focal_beta,
+                config.focal_temperature,
+            ),
+        )
+    return terms

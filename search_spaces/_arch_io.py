@@ -1,0 +1,85 @@
+"""Saving and loading architectures as JSON files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from search_spaces._errors import ArchError
+from search_spaces._registry import get_space
+from search_spaces._space import Arch, SearchSpace
+
+__all__ = ["load_arch", "save_arch"]
+
+
+def _space_of(arch: Mapping[str, Any], space: SearchSpace | None) -> SearchSpace:
+    if space is not None:
+        return space
+    if not isinstance(arch, Mapping) or "space" not in arch:
+        raise ArchError('an architecture must be a JSON object with a "space" key')
+    return get_space(arch["space"])
+
+
+def save_arch(
+    arch: Mapping[str, Any], path: str | os.PathLike[str], space: SearchSpace | None = None
+) -> Path:
+    """Validate ``arch`` and write it to ``path`` as JSON, atomically.
+
+    Args:
+        arch: The architecture.
+        path: The file to write; missing parent folders are created.
+        space: The space to validate against; by default the registered space named by
+            ``arch["space"]`` with its default constructor arguments.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ArchError: If the architecture is invalid.
+    """
+    _space_of(arch, space).validate(arch)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(dict(arch), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load_arch(path: str | os.PathLike[str], space: SearchSpace | None = None) -> Arch:
+    """Read and validate an architecture written by :func:`save_arch` (or by hand).
+
+    Args:
+        path: The JSON file.
+        space: The space to validate against; by default the registered space named by the
+            file's ``"space"`` key with its default constructor arguments.
+
+    Returns:
+        The architecture.
+
+    Raises:
+        ArchError: If the file is missing, is not JSON, or holds an invalid architecture; the
+            message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ArchError(f"architecture file {p} does not exist: check the path")
+    try:
+        arch = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArchError(f"architecture file {p} is not valid JSON ({exc}): fix or regenerate it")
+    try:
+        _space_of(arch, space).validate(arch)
+    except ArchError as exc:
+        raise ArchError(f"architecture file {p}: {exc}") from None
+    return arch

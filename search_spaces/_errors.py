@@ -1,0 +1,9 @@
+"""The error a user can fix; the CLI prints its one-line message and exits 2."""
+
+from __future__ import annotations
+
+__all__ = ["ArchError"]
+
+
+class ArchError(ValueError):
+    """An architecture, search space name or architecture file is invalid (the message says how)."""

@@ -1,0 +1,131 @@
+"""Runtimes: registry, batching, latency, refusal of corrupt artifacts, and no torch on devices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devices import ArtifactError, RuntimeUnavailableError, parity
+from devices.runtimes import Runner, get_runtime, list_runtimes, measure_latency
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Doubler(Runner):
+    """Embeds an image as 2 * its pixel sum, recording the batches it was given."""
+
+    def __init__(self, batch_size: int | None = None, max_batch: int | None = None) -> None:
+        self.batch_size, self.max_batch = batch_size, max_batch
+        self.input_shape = (1, 2, 2)
+        self.seen: list[int] = []
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(len(x))
+        return 2 * x.sum(axis=(1, 2, 3))[:, None]
+
+
+def _images(n: int) -> np.ndarray:
+    return np.arange(n * 4, dtype=np.float32).reshape(n, 1, 2, 2)
+
+
+def test_registry_has_every_backend_and_refuses_unknown_names() -> None:
+    assert list_runtimes() == ["coreml", "onnx", "tensorrt", "tflite"]
+    with pytest.raises(ArtifactError, match="no runtime for backend 'openvino'"):
+        get_runtime("openvino")
+
+
+def test_dynamic_batch_runner_runs_everything_at_once() -> None:
+    runner = _Doubler()
+    out = runner.run(_images(5))
+    assert out.dtype == np.float32 and out.shape == (5, 1) and runner.seen == [5]
+    np.testing.assert_array_equal(out[:, 0], 2 * _images(5).sum(axis=(1, 2, 3)))
+
+
+def test_fixed_batch_runner_pads_the_last_chunk_and_drops_the_padding() -> None:
+    runner = _Doubler(batch_size=4)
+    out = runner.run(_images(6))
+    assert runner.seen == [4, 4] and out.shape == (6, 1)
+    np.testing.assert_array_equal(out[:, 0], 2 * _images(6).sum(axis=(1, 2, 3)))
+
+
+def test_max_batch_runner_chunks_without_padding() -> None:
+    runner = _Doubler(max_batch=2)
+    assert runner.run(_images(5)).shape == (5, 1) and runner.seen == [2, 2, 1]
+
+
+@pytest.mark.parametrize(("shape", "message"), [((2, 2, 2), r"\[N, C, H, W\]"),
+                                                ((2, 3, 2, 2), "expects"), ((0, 1, 2, 2), "empty")])
+def test_runner_refuses_wrong_inputs(shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ArtifactError, match=message):
+        _Doubler().run(np.zeros(shape, np.float32))
+
+
+def test_measure_latency_times_batch_one() -> None:
+    runner = _Doubler()
+    latency = measure_latency(runner, _images(3), warmup=2, repeats=5)
+    assert runner.seen == [1] * 7
+    assert latency["batch"] == 1 and latency["repeats"] == 5
+    assert 0 <= latency["p50"] <= latency["p95"]
+    with pytest.raises(ArtifactError):
+        measure_latency(runner, _images(3), repeats=0)
+
+
+def test_parity_figures() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 8))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    same = parity(a, a.astype(np.float32))
+    assert same["cos_min"] > 0.999999 and same["top1_agreement"] == 1.0
+    flipped = parity(a, -a)
+    assert flipped["cos_min"] == pytest.approx(-1.0) and flipped["max_abs"] > 0.1
+    shuffled = parity(a, a[::-1])
+    assert shuffled["top1_agreement"] < 0.5
+    with pytest.raises(ValueError):
+        parity(a, a[:3])
+
+
+def test_missing_artifact_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="does not exist"):
+        get_runtime("onnx").load(tmp_path / "model.onnx")
+
+
+def test_truncated_onnx_fails_to_load_with_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x07\x12\x07pytorch" + b"\x00" * 3)
+    with pytest.raises(ArtifactError, match="cannot be loaded by onnxruntime.*re-export it") as info:
+        get_runtime("onnx").load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_tflite_fails_to_load(tmp_path: Path) -> None:
+    ok, reason = get_runtime("tflite").available()
+    if not ok:
+        pytest.skip(reason=reason)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"TFL3" + b"\x01" * 60)
+    with pytest.raises(ArtifactError, match="cannot be loaded by"):
+        get_runtime("tflite").load(path)
+
+
+def test_tensorrt_is_unavailable_here_with_a_reason_or_runs() -> None:
+    runtime = get_runtime("tensorrt")
+    ok, reason = runtime.available()
+    if ok:
+        pytest.skip(reason="TensorRT and CUDA are available: covered by the export tests")
+    assert reason and "\n" not in reason
+    with pytest.raises(RuntimeUnavailableError, match="tensorrt runtime is not available here"):
+        runtime.load(Path(__file__))
+
+
+def test_devices_never_imports_torch() -> None:
+    code = ("import sys, devices, devices.run, devices.runtimes as r\n"
+            "from devices.runtimes import _mil\n"
+            "for name in r.list_runtimes(): r.get_runtime(name).available()\n"
+            "bad = [m for m in ('torch', 'hetero', 'export') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

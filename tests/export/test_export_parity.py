@@ -1,0 +1,130 @@
+"""Every backend and precision, converted and run on its runtime, against the torch model.
+
+The model is random but built from hetero's op vocabulary; the inputs are smooth, image-like
+arrays (parity on white noise says little). Artifacts are converted once per session.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from devices import ArtifactError, parity
+from devices.manifest import artifact_bytes
+from devices.runtimes import get_runtime
+from export import get_backend
+from export.testing import TinyEmbedder, smooth_images
+
+# Minimum cosine between torch and runtime embeddings, per precision.
+COS_MIN = {"fp32": 0.99999, "fp16": 0.9995, "int8": 0.99}
+CASES = [(b, p) for b in ("onnx", "tflite", "coreml") for p in ("fp32", "fp16", "int8")]
+CHANNELS, SIZE = 3, 16
+
+
+@functools.cache
+def _model() -> TinyEmbedder:
+    # Wide enough that weights, not graph metadata, dominate the artifact's size.
+    return TinyEmbedder(in_channels=CHANNELS, dim=64, width=32)
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return smooth_images(n, channels=CHANNELS, size=SIZE, seed=seed)
+
+
+CALIBRATION = _images(64, seed=1)
+QUERIES = _images(24, seed=2)
+
+
+@pytest.fixture(scope="session")
+def convert(tmp_path_factory: pytest.TempPathFactory):
+    """``convert(backend, precision)`` -> artifact path, converted once per session."""
+    cache: dict[tuple[str, str], Path] = {}
+
+    def _convert(backend: str, precision: str) -> Path:
+        ok, reason = get_backend(backend).available()
+        if not ok:
+            pytest.skip(reason=reason)
+        if (backend, precision) not in cache:
+            out = tmp_path_factory.mktemp(f"{backend}-{precision}")
+            calibration = CALIBRATION if precision == "int8" else None
+            cache[backend, precision] = get_backend(backend).convert(
+                _model(), torch.from_numpy(QUERIES[:1]), out, precision, calibration)
+        return cache[backend, precision]
+
+    return _convert
+
+
+def _runner(backend: str, artifact: Path):
+    runtime_ok, reason = get_runtime(get_backend(backend).runtime).available()
+    if not runtime_ok:
+        pytest.skip(reason=reason)
+    return get_backend(backend).load(artifact, threads=1)
+
+
+def _reference(x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return _model()(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize(("backend", "precision"), CASES)
+def test_runtime_embeddings_match_torch(convert, backend: str, precision: str) -> None:
+    runner = _runner(backend, convert(backend, precision))
+    out = runner.run(QUERIES)
+    assert out.dtype == np.float32 and out.shape == (len(QUERIES), 64)
+    figures = parity(_reference(QUERIES), out)
+    assert figures["cos_min"] >= COS_MIN[precision], figures
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite", "coreml"])
+def test_batch_is_dynamic(convert, backend: str) -> None:
+    runner = _runner(backend, convert(backend, "fp32"))
+    assert runner.batch_size is None and runner.input_shape == (CHANNELS, SIZE, SIZE)
+    one_by_one = np.concatenate([runner.run(QUERIES[i:i + 1]) for i in range(5)])
+    np.testing.assert_allclose(runner.run(QUERIES[:5]), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(runner.run(QUERIES[:3]), one_by_one[:3], atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite", "coreml"])
+def test_reduced_precision_artifacts_are_smaller(convert, backend: str) -> None:
+    fp32 = artifact_bytes(convert(backend, "fp32"))
+    assert artifact_bytes(convert(backend, "int8")) < fp32
+    assert artifact_bytes(convert(backend, "fp16")) < fp32
+
+
+def test_tflite_int8_without_calibration_is_dynamic_range(tmp_path: Path) -> None:
+    backend = get_backend("tflite")
+    ok, reason = backend.available()
+    if not ok:
+        pytest.skip(reason=reason)
+    artifact = backend.convert(_model(), torch.from_numpy(QUERIES[:1]), tmp_path, "int8", None)
+    out = _runner("tflite", artifact).run(QUERIES)
+    assert parity(_reference(QUERIES), out)["cos_min"] >= COS_MIN["int8"]
+
+
+def test_tflite_full_integer_model_takes_int8_input(convert) -> None:
+    runner = _runner("tflite", convert("tflite", "int8"))
+    detail = runner.interpreter.get_input_details()[0]
+    assert detail["dtype"] == np.int8 and detail["quantization"][0] > 0  # the runner quantizes
+
+
+def test_onnx_fp16_and_int8_keep_float32_io(convert) -> None:
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed")
+    for precision, marker in (("fp16", onnx.TensorProto.FLOAT16), ("int8", onnx.TensorProto.INT8)):
+        model = onnx.load(str(convert("onnx", precision)))
+        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert any(t.data_type == marker for t in model.graph.initializer), precision
+
+
+def test_truncated_artifacts_fail_to_load(convert, tmp_path: Path) -> None:
+    for backend in ("onnx", "tflite"):
+        artifact = convert(backend, "fp32")
+        broken = tmp_path / artifact.name
+        broken.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+        with pytest.raises(ArtifactError, match="corrupt or truncated"):
+            _runner(backend, broken)
