@@ -1,20 +1,20 @@
 """Artifact manifests: what an exported model is, and proof that the file is the one exported.
 
 Every artifact directory holds the artifact (a file, or a directory such as a Core ML
-``.mlpackage``) and ``manifest.json``. The keys (``DESIGN.md``) are::
+``.mlpackage``) and ``manifest.json``. The keys (DESIGN.md; written by ``hetero export``)::
 
-    format            backend name: onnx | tflite | coreml | tensorrt
-    precision         fp32 | fp16 | int8
-    input             {"shape": [N, C, H, W] (N may be null: dynamic batch), "dtype": "float32"}
-    preprocessing     how images were resized and normalised (``hetero.data.Preprocess``)
-    embedding_dim     D of the float32 [N, D] output
-    artifact          artifact file (or directory) name, relative to the manifest
-    sha256, bytes     of the artifact (directories: see :func:`sha256_file`)
-    cloud_fingerprint "sha256:..." of the cloud model the embeddings are compatible with
-    parity            {"cos_min", "cos_mean", "max_abs", "top1_agreement", ...} at export
-    cross_map         cross mAP measured at export
-    tool_versions     {"torch": ..., "onnxruntime": ..., ...}
-    allow_drift       true if the export was accepted despite failing parity
+    format               backend name, also the runtime's: onnx | tflite | coreml | tensorrt
+    precision            fp32 | fp16 | int8
+    input_shape          [C, H, W] of one image; dynamic_batch: true where the batch is free
+    preprocess           how images were resized and normalised (``hetero.data.Preprocess``)
+    embedding_dim        D of the float32 [N, D] output
+    artifact             artifact file (or directory) name, relative to the manifest
+    sha256, bytes        of the artifact (directories: see :func:`sha256_file`)
+    cloud_fingerprint    "sha256:..." of the cloud model the embeddings are compatible with
+    parity               {"cos_min", "cos_mean", "max_abs", "top1_agreement", "nfr"} at export
+    cross_map_at_export  cross mAP measured at export
+    tool_versions        {"torch": ..., "onnxruntime": ..., ...}; notes: the backend's remarks
+    allow_drift          true if the export was kept despite failing parity
 
 hetero fills most keys; this module writes, reads and verifies them.
 """

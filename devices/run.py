@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     artifact, manifest = verify_artifact(args.artifact_dir)
     if args.cloud_fingerprint:
         check_fingerprint(manifest, args.cloud_fingerprint)
-    backend = manifest.get("runtime") or manifest.get("format") or manifest.get("backend")
+    backend = manifest.get("format")
     if not isinstance(backend, str):
-        raise ArtifactError(f"{args.artifact_dir}/manifest.json names no runtime; re-export it")
+        raise ArtifactError(f"{args.artifact_dir}/manifest.json names no format; re-export it")
     x = _load_inputs(args.inputs)
     runner = get_runtime(backend).load(artifact, threads=args.threads)
     embeddings = runner.run(x)

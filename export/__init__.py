@@ -9,8 +9,6 @@ from export._base import get_backend
 from export._base import list_backends
 from export._base import register_backend
 from export._errors import ExportError
-from export._export import export_model
-from export._export import manifest_fields
 from export import _onnx  # noqa: F401  (registers "onnx")
 from export import _tflite  # noqa: F401  (registers "tflite")
 from export import _coreml  # noqa: F401  (registers "coreml")
@@ -19,9 +17,7 @@ from export import _tensorrt  # noqa: F401  (registers "tensorrt")
 __all__ = [
     "Backend",
     "ExportError",
-    "export_model",
     "get_backend",
     "list_backends",
-    "manifest_fields",
     "register_backend",
 ]

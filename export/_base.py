@@ -6,6 +6,7 @@ import abc
 import contextlib
 import copy
 import importlib.metadata
+import importlib.util
 import io
 import logging
 import os
@@ -13,12 +14,13 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from devices import PRECISIONS
+from devices._registry import Registry
 from devices.runtimes import Runner, get_runtime
 from export._errors import ExportError
 
@@ -33,8 +35,7 @@ __all__ = [
     "tool_versions",
 ]
 
-_BACKENDS: dict[str, "Backend"] = {}
-_B = TypeVar("_B", bound=type)
+_BACKENDS: Registry["Backend"] = Registry("export backend", ExportError)
 
 
 class Backend(abc.ABC):
@@ -44,17 +45,24 @@ class Backend(abc.ABC):
         name: Registry name; also the manifest's ``format``.
         runtime: Name of the :mod:`devices.runtimes` runtime that runs the artifact.
         precisions: Precisions :meth:`convert` accepts.
+        requires: Modules that must be importable to convert.
+        extra: The ``pip install 'hetero[EXTRA]'`` that provides them.
         tools: Distributions whose versions go into the manifest.
     """
 
     name: str = ""
     runtime: str = ""
     precisions: tuple[str, ...] = PRECISIONS
+    requires: tuple[str, ...] = ()
+    extra: str = ""
     tools: tuple[str, ...] = ()
 
-    @abc.abstractmethod
     def available(self) -> tuple[bool, str]:
         """Whether this backend can convert here, and if not, why (one line)."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return False, f"{module} is not installed (pip install 'hetero[{self.extra}]')"
+        return True, ""
 
     def versions(self) -> dict[str, str]:
         """Versions of torch and the conversion tools, for the manifest."""
@@ -115,17 +123,9 @@ class Backend(abc.ABC):
         """Backend-specific conversion; arguments are already checked."""
 
 
-def register_backend(name: str, runtime: str | None = None) -> Callable[[_B], _B]:
+def register_backend(name: str, runtime: str | None = None) -> Callable[[type], type]:
     """Class decorator: register a :class:`Backend` under ``name``, run by ``runtime``."""
-
-    def decorator(cls: _B) -> _B:
-        instance = cls()
-        instance.name = name
-        instance.runtime = runtime or name
-        _BACKENDS[name] = instance
-        return cls
-
-    return decorator
+    return _BACKENDS.register(name, runtime=runtime or name)
 
 
 def get_backend(name: str) -> Backend:
@@ -134,16 +134,12 @@ def get_backend(name: str) -> Backend:
     Raises:
         ExportError: No backend has that name.
     """
-    try:
-        return _BACKENDS[name]
-    except KeyError:
-        raise ExportError(f"unknown export backend {name!r}; use one of "
-                          f"{', '.join(list_backends())}") from None
+    return _BACKENDS.get(name)
 
 
 def list_backends() -> list[str]:
     """Registered backend names, sorted."""
-    return sorted(_BACKENDS)
+    return _BACKENDS.names()
 
 
 def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:

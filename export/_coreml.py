@@ -12,7 +12,6 @@ Inputs and outputs are float32 with a dynamic batch (1..65536).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,9 @@ def _keep_norm_fp32(op: Any) -> bool:
 class CoremlBackend(Backend):
     """Core ML ML Programs for iOS 16+ / macOS 13+."""
 
+    requires = ("coremltools",)
+    extra = "coreml"
     tools = ("coremltools",)
-
-    def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("coremltools") is None:
-            return False, "coremltools is not installed (pip install 'hetero[coreml]')"
-        return True, ""
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:

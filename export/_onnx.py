@@ -7,7 +7,6 @@ float32 inputs and outputs so callers never care about the precision.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +52,9 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
 class OnnxBackend(Backend):
     """ONNX for onnxruntime, in fp32, fp16 or int8 (static QDQ)."""
 
+    requires = ("onnx", "onnxscript", "onnxruntime")
+    extra = "onnx"
     tools = ("onnx", "onnxscript", "onnxruntime")
-
-    def available(self) -> tuple[bool, str]:
-        for module in ("onnx", "onnxscript", "onnxruntime"):
-            if importlib.util.find_spec(module) is None:
-                return False, f"{module} is not installed (pip install 'hetero[onnx]')"
-        return True, ""
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:

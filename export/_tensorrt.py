@@ -11,7 +11,6 @@ and CUDA are usable; elsewhere the artifact is the ONNX, the manifest notes say
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from export._onnx_precision import quantize_int8
 
 __all__ = ["TensorrtBackend"]
 
-_CHECK_FILE = "polygraphy_check.json"
+_CHECK_KEY = "hetero.onnx_check"  # metadata_props entry: the check travels with the ONNX
 # The ONNX is compared with the torch model on onnxruntime before any engine is built; int8 QDQ
 # is judged loosely, the runtime parity check downstream has the final word.
 _CHECK_COS_MIN = {"fp32": 0.9999, "fp16": 0.9999, "int8": 0.98}
@@ -52,27 +51,33 @@ def _polygraphy_check(path: Path, example: torch.Tensor, reference: np.ndarray,
     return check
 
 
+def _record_check(path: Path, check: dict[str, object]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = _CHECK_KEY, json.dumps(check)
+    onnx.save(model, str(path))
+
+
 @register_backend("tensorrt")
 class TensorrtBackend(Backend):
     """TensorRT-ready ONNX plus, where possible, a serialized engine (``model.engine``)."""
 
+    requires = ("onnx", "onnxscript", "onnxruntime", "polygraphy")
+    extra = "tensorrt"
     tools = ("onnx", "onnxruntime", "polygraphy", "tensorrt")
 
-    def available(self) -> tuple[bool, str]:
-        for module in ("onnx", "onnxscript", "onnxruntime", "polygraphy"):
-            if importlib.util.find_spec(module) is None:
-                return False, f"{module} is not installed (pip install 'hetero[tensorrt]')"
-        return True, ""
-
     def notes(self, artifact: Path) -> dict[str, object]:
-        notes: dict[str, object] = {}
-        check = Path(artifact).parent / _CHECK_FILE
-        if check.is_file():
-            notes["onnx_check"] = json.loads(check.read_text(encoding="utf-8"))
-        if Path(artifact).suffix == ".onnx":
-            notes["engine"] = f"not built: {get_runtime('tensorrt').available()[1] or 'not asked'}"
-        else:
-            notes["engine"] = "built"
+        if Path(artifact).suffix != ".onnx":
+            return {"engine": "built"}
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(artifact)).metadata_props}
+        notes: dict[str, object] = {
+            "engine": f"not built: {get_runtime('tensorrt').available()[1] or 'not asked'}"}
+        if _CHECK_KEY in props:
+            notes["onnx_check"] = json.loads(props[_CHECK_KEY])
         return notes
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
@@ -85,7 +90,7 @@ class TensorrtBackend(Backend):
             if precision == "int8":
                 quantize_int8(tmp, calibration, symmetric=True)
             check = _polygraphy_check(tmp, probe, model(probe).numpy(), precision)
-        atomic_write_bytes(out_dir / _CHECK_FILE, json.dumps(check).encode())
+            _record_check(tmp, check)
         ok, _ = get_runtime("tensorrt").available()
         if not ok:
             return onnx_target

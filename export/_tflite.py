@@ -13,7 +13,6 @@ quantized to int8 loses about 1% cosine for nothing, as the norm costs a handful
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -90,20 +89,12 @@ def _calibration_data(path: Path, images: np.ndarray) -> dict[str, list[dict[str
 class TfliteBackend(Backend):
     """TFLite flatbuffers for LiteRT / tflite-runtime, dynamic batch."""
 
+    requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
+    extra = "tflite"
     tools = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
-
-    def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("litert_torch") is None:
-            return False, "litert-torch is not installed (pip install 'hetero[tflite]')"
-        return True, ""
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:
-        if precision != "fp32":
-            for module in ("ai_edge_quantizer", "ai_edge_litert"):
-                if importlib.util.find_spec(module) is None:
-                    raise ExportError(f"{precision} TFLite needs {module.replace('_', '-')} "
-                                      "(pip install 'hetero[tflite]')")
         target = out_dir / "model.tflite"
         with atomic_output(target) as tmp:
             _to_tflite(model, example, tmp)

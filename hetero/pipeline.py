@@ -3,6 +3,7 @@ evaluate paragon / homogeneous / cross retrieval. The CLI and the search call th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,24 @@ from hetero.metrics import RetrievalResult, gap_closed, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel, build_edge, build_net
 from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, TrainConfig, train_embedding
 
-__all__ = ["train_cloud", "train_edge", "evaluate_compat", "evaluate_cloud", "default_preprocess", "CompatEvaluation"]
+__all__ = [
+    "train_cloud",
+    "train_edge",
+    "train_edge_with_head",
+    "cloud_from_edge",
+    "evaluate_compat",
+    "evaluate_cloud",
+    "default_preprocess",
+    "CompatEvaluation",
+]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Initialise weights from ``seed`` alone, leaving the caller's random state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def default_preprocess(size: int, channels: int) -> Preprocess:
@@ -35,19 +53,34 @@ def train_cloud(
 
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
     source = {"type": "space", "arch": arch, "in_channels": preprocess.channels}
-    net = build_net(source, embed_dim)
+    with _seeded(seed):
+        net = build_net(source, embed_dim)
     inputs = torch.cat(list(preprocess.batches(train.images)))
     head, history = train_embedding(net, inputs, train.labels, config, device=device, seed=seed, description="cloud")
-    classes = [int(c) for c in np.unique(train.labels)]
+    meta = {"train": config.to_dict(), "history": history, "data": train.spec}
+    return _cloud_with_head(net, preprocess, embed_dim, meta, source, head, train.labels, config.metric_scale)
+
+
+def _cloud_with_head(
+    net: torch.nn.Module,
+    preprocess: Preprocess,
+    embed_dim: int,
+    meta: dict,
+    source: dict,
+    head: torch.Tensor,
+    labels: np.ndarray,
+    scale: float,
+) -> CloudModel:
+    """A frozen cloud model whose classifier is the trained cosine ``head`` (rows: sorted classes)."""
     model = CloudModel(
         net=net.cpu().eval().requires_grad_(False),
         preprocess=preprocess,
         embed_dim=embed_dim,
-        meta={"train": config.to_dict(), "history": history, "data": train.spec},
+        meta=meta,
         source=source,
         classifier=head / head.norm(dim=1, keepdim=True).clamp_min(1e-12),
-        classes=classes,
-        scale=config.metric_scale,
+        classes=[int(c) for c in np.unique(labels)],
+        scale=scale,
     )
     model.refresh_fingerprint()
     return model
@@ -71,21 +104,53 @@ def train_edge(
             a fresh network of ``arch``.
         targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial).
     """
+    return train_edge_with_head(cloud, train, arch, config, device, seed, on_epoch, net, targets)[0]
+
+
+def train_edge_with_head(
+    cloud: CloudModel,
+    train: Dataset,
+    arch: dict,
+    config: TrainConfig = EDGE_DEFAULTS,
+    device: torch.device | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    net: torch.nn.Module | None = None,
+    targets: CloudTargets | None = None,
+) -> tuple[EdgeModel, torch.Tensor]:
+    """:func:`train_edge`, also returning the model's own trained cosine head ``[K, D]``.
+
+    The head's rows follow the sorted class ids of ``train``; :func:`cloud_from_edge` turns the
+    pair into a cloud model (a backward-compatible update of ``cloud``).
+    """
     from search_spaces import get_space
 
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
-    model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
+    with _seeded(seed):
+        model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
     if net is not None:
         model.net = net
     if targets is None and config.uses_cloud:
         targets = CloudTargets.from_cloud(cloud, train.images, train.labels, config.prototype_temperature)
     inputs = torch.cat(list(preprocess.batches(train.images)))
-    _, history = train_embedding(
+    head, history = train_embedding(
         model.net, inputs, train.labels, config, targets, device=device, seed=seed, on_epoch=on_epoch, description="edge"
     )
     model.net.cpu().eval()
     model.meta = {"train": config.to_dict(), "history": history, "data": train.spec}
-    return model
+    return model, head
+
+
+def cloud_from_edge(edge: EdgeModel, head: torch.Tensor, train: Dataset) -> CloudModel:
+    """The model trained against an old cloud model, as a cloud model in its own right.
+
+    Its classifier is its own trained head (from :func:`train_edge_with_head` on ``train``), so a
+    later update can in turn be trained against it; ``meta["compatible_with"]`` names the old
+    model's fingerprint.
+    """
+    scale = float(edge.meta.get("train", {}).get("metric_scale", EDGE_DEFAULTS.metric_scale))
+    meta = {**edge.meta, "compatible_with": edge.cloud_fingerprint}
+    return _cloud_with_head(edge.net, edge.preprocess, edge.embed_dim, meta, edge.source, head, train.labels, scale)
 
 
 @dataclass

@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 import numpy as np
 
 from devices._errors import ArtifactError, RuntimeUnavailableError, one_line
+from devices._registry import Registry
 
 __all__ = [
     "Runner",
@@ -21,8 +22,7 @@ __all__ = [
     "register_runtime",
 ]
 
-_RUNTIMES: dict[str, "Runtime"] = {}
-_R = TypeVar("_R", bound=type)
+_RUNTIMES: Registry["Runtime"] = Registry("runtime", ArtifactError)
 
 
 class Runner(abc.ABC):
@@ -105,16 +105,9 @@ class Runtime(abc.ABC):
         """Load an existing artifact; the runtime is known to be available."""
 
 
-def register_runtime(name: str) -> Callable[[_R], _R]:
+def register_runtime(name: str) -> Callable[[type], type]:
     """Class decorator: register a :class:`Runtime` subclass under ``name``."""
-
-    def decorator(cls: _R) -> _R:
-        instance = cls()
-        instance.name = name
-        _RUNTIMES[name] = instance
-        return cls
-
-    return decorator
+    return _RUNTIMES.register(name)
 
 
 def get_runtime(backend: str) -> Runtime:
@@ -123,17 +116,12 @@ def get_runtime(backend: str) -> Runtime:
     Raises:
         ArtifactError: No runtime has that name.
     """
-    try:
-        return _RUNTIMES[backend]
-    except KeyError:
-        raise ArtifactError(
-            f"no runtime for backend {backend!r}; known: {', '.join(list_runtimes())}"
-        ) from None
+    return _RUNTIMES.get(backend)
 
 
 def list_runtimes() -> list[str]:
     """Registered runtime names, sorted."""
-    return sorted(_RUNTIMES)
+    return _RUNTIMES.names()
 
 
 def load_error(path: Path, tool: str, exc: BaseException) -> ArtifactError:

@@ -1,6 +1,53 @@
-"""`hetero bench`: on-runtime compatibility reports (report.json, report.md, embeddings)."""
+"""`hetero bench`: on-runtime compatibility reports (report.json, report.md, embeddings), the cached
+gallery index, the runner path for real devices, and the comparison of every device."""
 
-from hetero.bench._core import EMBEDDING_FILES, BenchInputs, bench_artifact, load_artifact
-from hetero.bench._markdown import report_markdown, retrieval_table
+from hetero.bench._core import (
+    EMBEDDING_FILES,
+    NEIGHBOURS,
+    BenchInputs,
+    BenchResult,
+    bench_artifact,
+    build_report,
+    device_settings,
+    load_artifact,
+    merge_sections,
+    runtime_label,
+)
+from hetero.bench._gallery import FAISS_MIN_ITEMS, Gallery, build_gallery, load_gallery, top_k
+from hetero.bench._html import comparison_html
+from hetero.bench._inputs import export_inputs, load_device_embeddings, query_inputs
+from hetero.bench._latency import TorchRunner, latency_sections, measure_batches, read_latency
+from hetero.bench._markdown import comparison_markdown, report_markdown, retrieval_table
+from hetero.bench._multi import bench_devices, comparison_row, select_devices
 
-__all__ = ["BenchInputs", "load_artifact", "bench_artifact", "EMBEDDING_FILES", "report_markdown", "retrieval_table"]
+__all__ = [
+    "BenchInputs",
+    "BenchResult",
+    "load_artifact",
+    "bench_artifact",
+    "build_report",
+    "merge_sections",
+    "device_settings",
+    "runtime_label",
+    "EMBEDDING_FILES",
+    "NEIGHBOURS",
+    "Gallery",
+    "FAISS_MIN_ITEMS",
+    "build_gallery",
+    "load_gallery",
+    "top_k",
+    "query_inputs",
+    "export_inputs",
+    "load_device_embeddings",
+    "TorchRunner",
+    "measure_batches",
+    "read_latency",
+    "latency_sections",
+    "report_markdown",
+    "retrieval_table",
+    "comparison_markdown",
+    "comparison_html",
+    "bench_devices",
+    "comparison_row",
+    "select_devices",
+]

@@ -1,26 +1,41 @@
 """`hetero bench`: run an artifact on its runtime and prove it still searches the cloud gallery.
 
-Everything is measured in one process on the same test images: the cloud gallery, the PyTorch
-edge model's queries and the runtime's queries, so the report's rows are directly comparable.
+Everything is measured on the same test images: the cloud gallery, the PyTorch edge model's
+queries and the runtime's queries (run here, or on the device by ``python -m devices.run``), so
+the report's rows are directly comparable.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hetero._io import save_npy, write_json, write_text
+from hetero.bench._gallery import Gallery, build_gallery
+from hetero.bench._inputs import query_inputs
+from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
-from hetero.cost import count_cost
 from hetero.data import Dataset, Preprocess
 from hetero.errors import UserError
-from hetero.metrics import check_embeddings, gap_closed, parity, retrieval_metrics
+from hetero.metrics import RetrievalResult, check_embeddings, gap_closed, parity, retrieval_metrics
 from hetero.models import CloudModel, load_edge
 
-__all__ = ["BenchInputs", "load_artifact", "bench_artifact", "EMBEDDING_FILES"]
+__all__ = [
+    "BenchInputs",
+    "BenchResult",
+    "load_artifact",
+    "device_settings",
+    "runtime_label",
+    "bench_artifact",
+    "build_report",
+    "EMBEDDING_FILES",
+    "NEIGHBOURS",
+    "merge_sections",
+]
 
 EMBEDDING_FILES = {
     "queries_runtime": "queries_runtime.npy",
@@ -28,7 +43,10 @@ EMBEDDING_FILES = {
     "gallery_cloud": "gallery_cloud.npy",
     "labels": "labels.npy",
 }
+#: The runtime's top-k gallery neighbours of every query, as a deployment would return them.
+NEIGHBOURS = {"k": 5, "runtime": "neighbours_runtime.npy"}
 SOURCE_MODEL = "edge.pt"
+INTERPRETER_ENGINE = "hetero-mil-interpreter"
 
 
 @dataclass
@@ -40,9 +58,37 @@ class BenchInputs:
     manifest: dict
     preprocess: Preprocess
 
+    @property
+    def runtime(self) -> str:
+        """The :mod:`devices.runtimes` name that runs this artifact."""
+        from export import get_backend
 
-def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel) -> BenchInputs:
-    """Verify an artifact folder (sha256) and that it belongs to ``cloud`` (fingerprint)."""
+        backend = get_backend(self.manifest["format"])
+        return backend.runtime or backend.name
+
+
+@dataclass
+class BenchResult:
+    """Everything a report is made of: embeddings, per-query decisions, latency.
+
+    Report sections computed elsewhere (e.g. negative flips) read the per-query decisions in
+    ``retrieval`` (:class:`hetero.metrics.RetrievalResult`).
+    """
+
+    inputs: BenchInputs
+    test: Dataset
+    gallery: Gallery
+    queries_torch: np.ndarray
+    queries_runtime: np.ndarray
+    neighbours_runtime: np.ndarray
+    neighbours_torch: np.ndarray
+    retrieval: dict[str, RetrievalResult]
+    latency: dict
+    runtime: dict = field(default_factory=dict)
+
+
+def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = None) -> BenchInputs:
+    """Verify an artifact folder (sha256) and, given ``cloud``, that it belongs to it (fingerprint)."""
     from devices import verify_artifact
     from devices.manifest import check_fingerprint
 
@@ -50,104 +96,203 @@ def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel) -> Bench
     if not directory.is_dir():
         raise UserError(f"--artifact {directory} is not a folder; pass the folder hetero export wrote")
     artifact, manifest = verify_artifact(directory)
-    check_fingerprint(manifest, cloud.fingerprint)
-    if int(manifest.get("embedding_dim", -1)) != cloud.embed_dim:
-        raise UserError(
-            f"artifact embeds into {manifest.get('embedding_dim')} dims but the cloud model into "
-            f"{cloud.embed_dim}; they cannot share a gallery"
-        )
+    if cloud is not None:
+        check_fingerprint(manifest, cloud.fingerprint)
+        if int(manifest.get("embedding_dim", -1)) != cloud.embed_dim:
+            raise UserError(
+                f"artifact embeds into {manifest.get('embedding_dim')} dims but the cloud model into "
+                f"{cloud.embed_dim}; they cannot share a gallery"
+            )
+    if not (directory / SOURCE_MODEL).is_file():
+        raise UserError(f"{directory} lacks {SOURCE_MODEL} (the PyTorch reference); export it with `hetero export`")
     return BenchInputs(directory, artifact, manifest, Preprocess.from_dict(manifest["preprocess"]))
+
+
+def device_settings(manifest: dict) -> tuple[int | None, tuple[int, ...]]:
+    """Threads and batch sizes of the artifact's device profile (``(None, (1,))`` if unknown)."""
+    from devices import ProfileError, load_profile
+
+    try:
+        profile = load_profile(manifest["device"])
+    except ProfileError:  # a user's own .toml, not among the built-in profiles
+        return None, (1,)
+    return profile.threads, tuple(profile.batch_sizes)
+
+
+def runtime_label(backend: str, engine: str | None) -> str:
+    """How a table names the runtime: Core ML run by hetero's interpreter says so."""
+    if engine == INTERPRETER_ENGINE:
+        return f"{backend} (interpreted)"
+    if engine == "device":
+        return f"{backend} (on device)"
+    return backend
+
+
+def _engine(runner) -> str:
+    for attr in ("engine", "tool"):
+        if isinstance(getattr(runner, attr, None), str):
+            return getattr(runner, attr)
+    providers = getattr(runner, "providers", None)
+    if providers:
+        return f"onnxruntime {providers[0]}"
+    return type(runner).__name__
+
+
+def _run_here(inputs: BenchInputs, x: np.ndarray, threads, batch_sizes, warmup, repeats) -> tuple[np.ndarray, dict, dict]:
+    from devices import RuntimeUnavailableError
+    from devices.runtimes import get_runtime
+
+    try:
+        runner = get_runtime(inputs.runtime).load(inputs.artifact, threads=threads)
+    except RuntimeUnavailableError as exc:
+        raise UserError(
+            f"{exc}; run it on the device instead: --export-inputs DIR, `python -m devices.run`, then --embeddings"
+        ) from None
+    queries = runner.run(x)
+    engine = _engine(runner)
+    figures = measure_batches(runner, x, batch_sizes, threads, warmup=warmup, repeats=repeats)
+    runtime = {"name": inputs.runtime, "engine": engine, "label": runtime_label(inputs.manifest["format"], engine)}
+    return queries, latency_sections(figures, threads, "this machine"), runtime
 
 
 def bench_artifact(
     inputs: BenchInputs,
-    cloud: CloudModel,
+    cloud: CloudModel | None,
     test: Dataset,
     out_dir: str | os.PathLike[str],
     threads: int | None = None,
     runtime_queries: np.ndarray | None = None,
-    latency: dict | None = None,
+    latency: list[dict] | None = None,
     warmup: int = 5,
     repeats: int = 30,
+    gallery: Gallery | None = None,
+    batch_sizes: Sequence[int] | None = None,
+    protocol: str | None = None,
+    seed: int | None = None,
+    extra: Callable[[BenchResult], dict] | None = None,
 ) -> dict:
     """Write ``report.json``, ``report.md`` and the embedding files; return the report.
 
     Args:
         inputs: the verified artifact.
-        cloud: the cloud model whose gallery the queries search.
+        cloud: the cloud model whose gallery the queries search (may be ``None`` with a cached
+            ``gallery``).
         test: the test images (queries and gallery are the same images, self excluded).
         out_dir: where the report goes.
         threads: runtime threads (default: the device profile's).
         runtime_queries: query embeddings the runtime produced elsewhere (a real device); the
             runtime is not run here then.
-        latency: latency measured on the device, with ``runtime_queries``.
+        latency: latency figures measured on the device (:func:`hetero.bench.read_latency`),
+            with ``runtime_queries``.
+        warmup, repeats: untimed and timed runs per batch size.
+        gallery: the cloud gallery (e.g. a cached index); built from ``cloud`` when ``None``.
+        batch_sizes: batch sizes to time besides 1 (default: the device profile's).
+        protocol, seed: how ``test`` was split (recorded in the report).
+        extra: a function adding report sections from the :class:`BenchResult`.
     """
-    from devices import load_profile
-    from devices.runtimes import measure_latency
-
-    out = Path(out_dir)
-    manifest = inputs.manifest
-    profile = load_profile(manifest["device"])
-    threads = threads or profile.threads
-    query_inputs = np.concatenate([b.numpy() for b in inputs.preprocess.batches(test.images)])
-    edge = load_edge(inputs.directory / SOURCE_MODEL)
-    torch_q = edge.embed_preprocessed(query_inputs)
-    gallery = cloud.embed(test.images)
+    profile_threads, profile_batches = device_settings(inputs.manifest)
+    threads = threads or profile_threads
+    batch_sizes = tuple(batch_sizes or profile_batches)
+    fingerprint = inputs.manifest["cloud_fingerprint"]
+    if gallery is None:
+        if cloud is None:
+            raise UserError("no gallery: pass --cloud DIR (or --gallery DIR holding a cached gallery index)")
+        gallery = build_gallery(cloud, test, protocol, seed)
+    gallery.check_fingerprint(fingerprint)
+    dim = gallery.embeddings.shape[1]
+    x = query_inputs(inputs.preprocess, test.images)
+    torch_q = check_embeddings(load_edge(inputs.directory / SOURCE_MODEL).embed_preprocessed(x), "PyTorch edge output", dim=dim)
     if runtime_queries is None:
-        from export import get_backend
-
-        runner = get_backend(manifest["format"]).load(inputs.artifact, threads=threads)
-        runtime_q = check_embeddings(runner.run(query_inputs), "runtime output", dim=cloud.embed_dim)
-        latency = measure_latency(runner, query_inputs, warmup=warmup, repeats=repeats, batch=1)
-        latency["threads"] = threads
-        latency["measured_on"] = "this machine"
+        runtime_q, lat, runtime = _run_here(inputs, x, threads, batch_sizes, warmup, repeats)
+        runtime_q = check_embeddings(runtime_q, "runtime output", dim=dim)
     else:
-        runtime_q = check_embeddings(runtime_queries, "--embeddings", dim=cloud.embed_dim)
+        runtime_q = check_embeddings(runtime_queries, "--embeddings", dim=dim)
         if len(runtime_q) != len(test.labels):
             raise UserError(
                 f"--embeddings holds {len(runtime_q)} rows but the test split has {len(test.labels)} "
                 "queries; embed the inputs written by --export-inputs with the same --data and --seed"
             )
-        latency = latency or {}
-    labels = test.labels
-    paragon = retrieval_metrics(gallery, gallery, labels, labels, same_images=True)
-    homogeneous = retrieval_metrics(torch_q, torch_q, labels, labels, same_images=True)
-    cross_torch = retrieval_metrics(torch_q, gallery, labels, labels, same_images=True)
-    cross_runtime = retrieval_metrics(runtime_q, gallery, labels, labels, same_images=True)
-    cloud_cost = count_cost(cloud.net, cloud.input_shape)
-    report = {
+        lat = latency_sections(latency or [], threads, "device")
+        runtime = {"name": inputs.runtime, "engine": "device", "label": runtime_label(inputs.manifest["format"], "device")}
+    labels, g = test.labels, gallery.embeddings
+    retrieval = {
+        "paragon": retrieval_metrics(g, g, labels, labels, same_images=True),
+        "homogeneous_edge": retrieval_metrics(torch_q, torch_q, labels, labels, same_images=True),
+        "cross_torch": retrieval_metrics(torch_q, g, labels, labels, same_images=True),
+        "cross_runtime": retrieval_metrics(runtime_q, g, labels, labels, same_images=True),
+    }
+    result = BenchResult(
+        inputs, test, gallery, torch_q, runtime_q,
+        neighbours_runtime=gallery.search(runtime_q, NEIGHBOURS["k"], same_images=True),
+        neighbours_torch=gallery.search(torch_q, NEIGHBOURS["k"], same_images=True),
+        retrieval=retrieval, latency=lat, runtime=runtime,
+    )
+    report = build_report(result, protocol, seed)
+    if extra is not None:
+        merge_sections(report, extra(result))
+    out = Path(out_dir)
+    for key, array in (("queries_runtime", runtime_q), ("queries_torch", torch_q), ("gallery_cloud", g), ("labels", labels)):
+        save_npy(out / EMBEDDING_FILES[key], array)
+    save_npy(out / NEIGHBOURS["runtime"], result.neighbours_runtime)
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", report_markdown(report))
+    return report
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean fraction of the top-k neighbours two searches share."""
+    k = a.shape[1]
+    return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(a, b)]))
+
+
+def build_report(result: BenchResult, protocol: str | None = None, seed: int | None = None) -> dict:
+    """report.json (DESIGN.md keys, plus runtime, latency per batch, gallery and neighbours)."""
+    manifest, r = result.inputs.manifest, result.retrieval
+    cloud = result.gallery.info["cloud"]
+    summaries = {k: v.summary() for k, v in r.items()}
+    return {
         "device": manifest["device"],
         "backend": manifest["format"],
         "precision": manifest["precision"],
-        "data": {"spec": test.spec, "queries": int(len(labels)), "gallery": int(len(labels))},
-        "cloud": {"fingerprint": cloud.fingerprint, **cloud_cost},
+        "runtime": result.runtime,
+        "data": {"spec": result.test.spec, "queries": int(len(result.test.labels)), "gallery": int(len(result.gallery.labels)),
+                 "protocol": protocol, "seed": seed},
+        "cloud": dict(cloud),
         "edge": {
             "macs": manifest["edge"]["macs"],
             "params": manifest["edge"]["params"],
             "artifact_bytes": manifest["bytes"],
             "sha256": manifest["sha256"],
         },
-        "retrieval": {
-            "paragon": paragon.summary(),
-            "homogeneous_edge": homogeneous.summary(),
-            "cross_torch": cross_torch.summary(),
-            "cross_runtime": cross_runtime.summary(),
+        "retrieval": summaries,
+        "gap_closed": gap_closed(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
+        "compatible": bool(r["cross_runtime"].map > r["homogeneous_edge"].map),
+        "parity": {
+            **parity(result.queries_torch, result.queries_runtime, r["cross_torch"], r["cross_runtime"]),
+            f"top{NEIGHBOURS['k']}_overlap": _overlap(result.neighbours_torch, result.neighbours_runtime),
         },
-        "gap_closed": gap_closed(cross_runtime.map, homogeneous.map, paragon.map),
-        "compatible": bool(cross_runtime.map > homogeneous.map),
-        "parity": parity(torch_q, runtime_q, cross_torch, cross_runtime),
-        "latency_ms": {"batch": latency.get("batch", 1), "threads": latency.get("threads", threads),
-                       "p50": latency.get("p50"), "p95": latency.get("p95"), **latency},
-        "cost_ratio": cloud_cost["macs"] / max(manifest["edge"]["macs"], 1),
+        **result.latency,
+        "cost_ratio": cloud["macs"] / max(manifest["edge"]["macs"], 1),
+        "gallery": {
+            "index": None if result.gallery.directory is None else str(result.gallery.directory),
+            "search": result.gallery.info.get("search"),
+            "items": int(len(result.gallery.labels)),
+        },
+        "export": {
+            "parity_passed": manifest.get("parity_passed"),
+            "allow_drift": manifest.get("allow_drift", False),
+            "cross_map_at_export": manifest.get("cross_map_at_export"),
+        },
         "embeddings": dict(EMBEDDING_FILES),
+        "neighbours": dict(NEIGHBOURS),
     }
-    for key, array in (
-        ("queries_runtime", runtime_q),
-        ("queries_torch", torch_q),
-        ("gallery_cloud", gallery),
-        ("labels", labels),
-    ):
-        save_npy(out / EMBEDDING_FILES[key], array)
-    write_json(out / "report.json", report)
-    write_text(out / "report.md", report_markdown(report))
+
+
+def merge_sections(report: dict, sections: dict) -> dict:
+    """Add ``sections`` to ``report``: new keys as they are, existing dict keys extended (never overwritten)."""
+    for key, value in sections.items():
+        if isinstance(report.get(key), dict) and isinstance(value, dict):
+            report[key].update({k: v for k, v in value.items() if k not in report[key]})
+        elif key not in report:
+            report[key] = value
     return report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["report_markdown", "retrieval_table"]
+__all__ = ["report_markdown", "retrieval_table", "comparison_markdown", "COMPARISON_COLUMNS"]
 
 _ROWS = (
     ("paragon", "paragon (cloud → cloud)"),
@@ -22,14 +22,27 @@ def retrieval_table(retrieval: dict) -> str:
     return "\n".join(lines)
 
 
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.3f} ms"
+
+
+def _latency_lines(report: dict) -> list[str]:
+    batches = report.get("latency_ms_batches") or [report["latency_ms"]]
+    lines = []
+    for lat in batches:
+        where = f", measured on {lat['measured_on']}" if lat.get("measured_on") else ""
+        lines.append(f"- latency at batch {lat.get('batch')}, {lat.get('threads')} thread(s): p50 {_ms(lat.get('p50'))}, "
+                     f"p95 {_ms(lat.get('p95'))}{where}")
+    return lines
+
+
 def report_markdown(report: dict) -> str:
     """The whole report: retrieval, compatibility, parity, cost and latency."""
-    p, lat, edge, cloud = report["parity"], report["latency_ms"], report["edge"], report["cloud"]
-    p50 = "n/a" if lat.get("p50") is None else f"{lat['p50']:.3f} ms"
-    p95 = "n/a" if lat.get("p95") is None else f"{lat['p95']:.3f} ms"
+    p, edge, cloud = report["parity"], report["edge"], report["cloud"]
+    runtime = report.get("runtime", {})
     return "\n".join(
         [
-            f"# hetero bench: {report['device']} ({report['backend']}, {report['precision']})",
+            f"# hetero bench: {report['device']} ({runtime.get('label', report['backend'])}, {report['precision']})",
             "",
             f"Data `{report['data']['spec']}`: {report['data']['queries']} queries against "
             f"{report['data']['gallery']} gallery images (each query's own image excluded).",
@@ -44,8 +57,49 @@ def report_markdown(report: dict) -> str:
             f"- parity runtime vs PyTorch: cos min {p['cos_min']:.6f}, mean {p['cos_mean']:.6f}, "
             f"max abs {p['max_abs']:.2e}, top-1 agreement {p.get('top1_agreement', float('nan')):.4f}, "
             f"NFR {p.get('nfr', float('nan')):.4f}",
-            f"- latency at batch {lat.get('batch')}, {lat.get('threads')} thread(s): p50 {p50}, p95 {p95}",
+            *_latency_lines(report),
+            f"- runtime engine: {runtime.get('engine', 'n/a')}",
             f"- cloud fingerprint `{cloud['fingerprint']}`",
             "",
         ]
     )
+
+
+#: (key, header) of the comparison table, in order.
+COMPARISON_COLUMNS = (
+    ("device", "device"),
+    ("backend", "backend"),
+    ("precision", "precision"),
+    ("cross_map_runtime", "cross mAP (runtime)"),
+    ("cross_map_torch", "cross mAP (torch)"),
+    ("cos_min", "parity cos min"),
+    ("top1_agreement", "top-1 agreement"),
+    ("nfr", "NFR"),
+    ("p50_ms", "p50 ms (b1)"),
+    ("p95_ms", "p95 ms (b1)"),
+    ("batch_p50", "p50 ms (larger batch)"),
+    ("threads", "threads"),
+    ("artifact_bytes", "artifact bytes"),
+    ("status", "status"),
+)
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if key == "artifact_bytes":
+        return f"{value:,}"
+    if key == "cos_min":
+        return f"{value:.6f}"
+    if isinstance(value, float):
+        return f"{value:.3f}" if key.endswith("ms") else f"{value:.4f}"
+    return str(value).replace("|", "\\|")
+
+
+def comparison_markdown(rows: list[dict], title: str = "hetero bench: devices compared") -> str:
+    """One row per device (:func:`hetero.bench.comparison_row`) as a Markdown table."""
+    lines = [f"# {title}", "", "| " + " | ".join(h for _, h in COMPARISON_COLUMNS) + " |",
+             "|" + "|".join("---" if k in ("device", "backend", "precision", "status") else "---:" for k, _ in COMPARISON_COLUMNS) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(k, row.get(k)) for k, _ in COMPARISON_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

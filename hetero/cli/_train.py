@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hetero.cli._common import add_data_options, add_train_options, print_table, split_from_args, train_config_from_args
+from hetero.errors import UserError
 
 __all__ = ["register"]
 
@@ -27,6 +28,16 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_data_options(p)
     p.add_argument("--arch", metavar="ARCH.json", help="architecture file (default: mobilenet_v3's default architecture)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for edge.pt and metrics.json")
+    p.add_argument(
+        "--as-cloud",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "also write DIR/cloud.pt: the trained model with its own classifier, usable as a cloud model "
+            "(a backward-compatible update of --cloud; check it with hetero update-check). "
+            "Default: on when the architecture is from the resnet space"
+        ),
+    )
     add_train_options(p, EDGE_DEFAULTS)
     p.set_defaults(run=_run, command="train")
 
@@ -35,21 +46,29 @@ def _run(args: argparse.Namespace) -> int:
     from search_spaces import get_space, load_arch
 
     from hetero._io import write_json
-    from hetero.models import load_cloud, save_edge
-    from hetero.pipeline import evaluate_compat, train_edge
+    from hetero.models import load_cloud, save_cloud, save_edge
+    from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge_with_head
     from hetero.runtime import resolve_device
     from hetero.training import EDGE_DEFAULTS
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
+    config = train_config_from_args(args, EDGE_DEFAULTS)
+    as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
+    if as_cloud and not config.metric:
+        raise UserError("--as-cloud needs --metric > 0: the new cloud model's classifier is its own metric-loss head")
     split = split_from_args(args)
-    edge = train_edge(cloud, split.train, arch, train_config_from_args(args, EDGE_DEFAULTS), resolve_device(args.accelerator), args.seed)
+    edge, head = train_edge_with_head(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed)
     evaluation = evaluate_compat(cloud, edge, split.test)
     edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
     path = save_edge(edge, Path(args.out))
     write_json(Path(args.out) / "metrics.json", evaluation.summary())
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
+    if as_cloud:
+        cloud_path = save_cloud(cloud_from_edge(edge, head, split.train), args.out)
+        print(f"as a cloud model (an update of {args.cloud}): {cloud_path}; check it with "
+              f"hetero update-check --old {args.cloud} --new {args.out} --data {args.data}")
     return 0
 
 

@@ -119,7 +119,9 @@ def _fashion_mnist(argument: str | None, spec: str) -> Dataset:
 def _omniglot(argument: str | None, spec: str) -> Dataset:
     root = _existing(argument, "omniglot", "pass omniglot:DIR, the folder holding images_background.npz")
     halves = []
-    for name in ("images_background.npz", "images_evaluation.npz"):
+    # Both files number their characters from 0; the evaluation half continues after the 964
+    # background characters (character id - 1), so the two halves never share a label.
+    for name, first_label in (("images_background.npz", 0), ("images_evaluation.npz", 964)):
         path = root / name
         if not path.is_file():
             raise UserError(f"omniglot: {path} is missing; pass the folder holding both Omniglot .npz files")
@@ -127,7 +129,7 @@ def _omniglot(argument: str | None, spec: str) -> Dataset:
             images, labels = _npz_arrays(npz, path)
         # Paper is True and ink False in these files; ink becomes the bright foreground.
         ink = (~images.astype(bool)).reshape(-1, 1, *images.shape[-2:]).astype(np.float32)
-        halves.append((_resize(ink, LOAD_SIZE), labels.reshape(-1).astype(np.int64)))
+        halves.append((_resize(ink, LOAD_SIZE), labels.reshape(-1).astype(np.int64) + first_label))
     images = np.concatenate([h[0] for h in halves])
     labels = np.concatenate([h[1] for h in halves])
     # Omniglot's own open-set split: the evaluation alphabets are never seen in training.

@@ -108,7 +108,8 @@ def train_embedding(
         raise ValueError("compatibility losses need the cloud model's targets")
     y, classes = dense_labels(labels)
     net.to(device).train()
-    head = nn.Parameter(torch.randn(len(classes), _embed_dim(net, inputs, device), device=device) * 0.01)
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Parameter((torch.randn(len(classes), _embed_dim(net, inputs, device), generator=generator) * 0.01).to(device))
     params = [p for p in net.parameters() if p.requires_grad] + [head]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     n = len(inputs)
@@ -116,7 +117,6 @@ def train_embedding(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
     )
-    generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step")
     for epoch in range(config.epochs):

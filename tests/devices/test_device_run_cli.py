@@ -14,7 +14,7 @@ from devices import parity
 from devices.manifest import artifact_entry, write_manifest
 
 torch = pytest.importorskip("torch", reason="artifacts are exported from torch models")
-from export import export_model, get_backend  # noqa: E402
+from export import get_backend  # noqa: E402
 from export.testing import TinyEmbedder, smooth_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +35,9 @@ def _export(backend: str, out: Path) -> Path:
     ok, reason = get_backend(backend).available()
     if not ok:
         pytest.skip(reason=reason)
-    export_model(TinyEmbedder(), torch.from_numpy(X[:1]), out, backend,
-                 extra={"cloud_fingerprint": FINGERPRINT})
+    artifact = get_backend(backend).convert(TinyEmbedder(), torch.from_numpy(X[:1]), out)
+    write_manifest(out, {"format": backend, "precision": "fp32", "cloud_fingerprint": FINGERPRINT,
+                         **artifact_entry(artifact)})
     np.save(out / "queries.npy", X)
     return out
 
@@ -125,7 +126,7 @@ def test_coreml_program_with_an_unknown_op_is_refused(tmp_path: Path) -> None:
 
     package = tmp_path / "model.mlpackage"
     ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16).save(str(package))
-    write_manifest(tmp_path, {"format": "coreml", "runtime": "coreml", **artifact_entry(package)})
+    write_manifest(tmp_path, {"format": "coreml", **artifact_entry(package)})
     np.save(tmp_path / "q.npy", X[:1])
     _one_line_error(_cli(tmp_path, "--inputs", tmp_path / "q.npy"),
                     "Core ML op 'erf' is not supported by hetero's interpreter")

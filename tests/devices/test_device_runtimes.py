@@ -34,7 +34,7 @@ def _images(n: int) -> np.ndarray:
 
 def test_registry_has_every_backend_and_refuses_unknown_names() -> None:
     assert list_runtimes() == ["coreml", "onnx", "tensorrt", "tflite"]
-    with pytest.raises(ArtifactError, match="no runtime for backend 'openvino'"):
+    with pytest.raises(ArtifactError, match="unknown runtime 'openvino'"):
         get_runtime("openvino")
 
 
@@ -79,11 +79,13 @@ def test_parity_figures() -> None:
     a = rng.normal(size=(20, 8))
     a /= np.linalg.norm(a, axis=1, keepdims=True)
     same = parity(a, a.astype(np.float32))
-    assert same["cos_min"] > 0.999999 and same["top1_agreement"] == 1.0
+    assert same["cos_min"] > 0.999999 and same["max_abs"] < 1e-6
     flipped = parity(a, -a)
     assert flipped["cos_min"] == pytest.approx(-1.0) and flipped["max_abs"] > 0.1
-    shuffled = parity(a, a[::-1])
-    assert shuffled["top1_agreement"] < 0.5
+    b = a.copy()
+    b[3] = -b[3]  # one bad row sets the minimum, barely moves the mean
+    figures = parity(a, 2 * b)  # scale does not matter to cosines
+    assert figures["cos_min"] == pytest.approx(-1.0) and figures["cos_mean"] == pytest.approx(0.9)
     with pytest.raises(ValueError):
         parity(a, a[:3])
 

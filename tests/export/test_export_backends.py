@@ -1,4 +1,4 @@
-"""The backend registry, argument checks, manifests from export_model, and TensorRT's ONNX."""
+"""The backend registry, argument checks, and TensorRT's ONNX."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from devices import ArtifactError, read_manifest, verify_artifact
+from devices import ArtifactError
 from devices.runtimes import get_runtime
-from export import Backend, ExportError, export_model, get_backend, list_backends, manifest_fields
+from export import Backend, ExportError, get_backend, list_backends
 from export.testing import TinyEmbedder, smooth_images
 
 X = smooth_images(8, channels=1, size=16)
@@ -69,22 +69,6 @@ def test_convert_leaves_the_callers_model_alone(tmp_path: Path) -> None:
     _skip_unless_available("onnx").convert(model, EXAMPLE, tmp_path)
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-
-
-def test_export_model_writes_a_verifiable_manifest(tmp_path: Path) -> None:
-    _skip_unless_available("onnx")
-    model = TinyEmbedder().train()
-    artifact, manifest = export_model(model, EXAMPLE, tmp_path, "onnx", "fp32", check_inputs=X,
-                                      threads=1, extra={"cloud_fingerprint": "sha256:cafe"})
-    assert model.training
-    path, on_disk = verify_artifact(tmp_path)
-    assert path == artifact and on_disk == manifest == read_manifest(tmp_path)
-    assert manifest["format"] == "onnx" and manifest["precision"] == "fp32"
-    assert manifest["input"] == {"shape": [None, 1, 16, 16], "dtype": "float32"}
-    assert manifest["embedding_dim"] == 16 and manifest["cloud_fingerprint"] == "sha256:cafe"
-    assert manifest["parity"]["cos_min"] >= 0.99999
-    assert manifest["tool_versions"]["onnxruntime"]
-    assert manifest_fields("onnx", artifact, "fp32", (1, 16, 16), 16)["sha256"] == manifest["sha256"]
 
 
 def test_tensorrt_produces_checked_onnx_and_says_why_no_engine(tmp_path: Path) -> None:

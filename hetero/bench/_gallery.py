@@ -1,0 +1,193 @@
+"""The gallery index: the cloud model's embeddings of the gallery, computed once and cached.
+
+A gallery is indexed by one cloud model; a query embedded by an edge model trained for another
+cloud model is not comparable with it. The cache therefore records the cloud fingerprint (and
+the data it was built from) in ``index.json`` and refuses to serve a query model of another cloud.
+
+Layout of a cache folder::
+
+    gallery.npy   float32 [N, D] cloud embeddings (L2-normalised)
+    labels.npy    int64 [N] class of each item
+    index.json    cloud fingerprint and cost, data spec, seed, protocol, size, search method
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hetero._io import read_json, save_npy, write_json
+from hetero.errors import UserError
+from hetero.metrics import check_embeddings, l2_normalize
+
+__all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k"]
+
+GALLERY_FORMAT = "hetero.gallery/1"
+#: From this many gallery items on, top-k search goes through faiss (IndexFlatIP: exact, SIMD,
+#: multi-threaded); below it, blocks of torch matrix products are as fast and need no index.
+FAISS_MIN_ITEMS = 50_000
+# Similarities held at once by the block search (query block x gallery): 64 MiB of float32.
+_BLOCK_ELEMENTS = 16 * 1024 * 1024
+
+
+@dataclass
+class Gallery:
+    """Cloud embeddings of the gallery images and what they were built from.
+
+    Attributes:
+        embeddings: ``float32 [N, D]`` unit rows.
+        labels: ``int64 [N]``.
+        info: the ``index.json`` record (fingerprint, data, cloud cost, ...).
+        directory: the cache folder, or ``None`` when not cached.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    info: dict
+    directory: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.info["cloud"]["fingerprint"]
+
+    def check_fingerprint(self, fingerprint: str, what: str = "the artifact") -> None:
+        """Refuse queries from a model compatible with another cloud model (one readable line)."""
+        _check_same_cloud(self.fingerprint, fingerprint, self.directory, what)
+
+    def search(self, queries: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+        """Indices ``int64 [Nq, k]`` of the ``k`` most similar gallery items (see :func:`top_k`)."""
+        return top_k(queries, self.embeddings, k, same_images)
+
+
+def _check_same_cloud(gallery_fp: str, fingerprint: str, directory: Path | None, what: str) -> None:
+    if fingerprint != gallery_fp:
+        where = f"gallery index {directory}" if directory else "the gallery"
+        raise UserError(
+            f"{where} was built with cloud model {gallery_fp[:19]}... but {what} is compatible with "
+            f"cloud model {fingerprint[:19]}...; its queries cannot search this gallery: pass --gallery "
+            "for a folder built with that cloud model (or a new folder to build one)"
+        )
+
+
+def _data_record(test, protocol: str, seed: int) -> dict:
+    return {"spec": test.spec, "protocol": protocol, "seed": int(seed), "items": int(len(test.labels))}
+
+
+def build_gallery(cloud, test, protocol: str, seed: int, directory: str | os.PathLike[str] | None = None) -> Gallery:
+    """Embed the gallery images with ``cloud``; cache them in ``directory`` when given."""
+    from hetero.cost import count_cost
+
+    embeddings = l2_normalize(cloud.embed(test.images))
+    info = {
+        "format": GALLERY_FORMAT,
+        "cloud": {"fingerprint": cloud.fingerprint, **count_cost(cloud.net, cloud.input_shape)},
+        "data": _data_record(test, protocol, seed),
+        "embedding_dim": int(embeddings.shape[1]),
+        "search": "faiss IndexFlatIP" if len(embeddings) >= FAISS_MIN_ITEMS else "exact, blocks",
+    }
+    gallery = Gallery(embeddings, np.asarray(test.labels, dtype=np.int64), info)
+    if directory is not None:
+        out = Path(directory)
+        save_npy(out / "gallery.npy", gallery.embeddings)
+        save_npy(out / "labels.npy", gallery.labels)
+        # index.json last: a folder without it is an unfinished cache and is rebuilt.
+        write_json(out / "index.json", info)
+        gallery.directory = out
+    return gallery
+
+
+def load_gallery(
+    directory: str | os.PathLike[str],
+    test,
+    protocol: str,
+    seed: int,
+    fingerprint: str,
+    cloud=None,
+) -> Gallery:
+    """The cached gallery in ``directory``, built with ``cloud`` first if the folder holds none.
+
+    Args:
+        directory: the cache folder.
+        test: the gallery images (the test split).
+        protocol, seed: how the split was made (recorded, and checked on reuse).
+        fingerprint: the cloud fingerprint the queries are compatible with.
+        cloud: the cloud model, needed only to build a missing cache.
+
+    Raises:
+        UserError: the cache was built by another cloud model or from other images, or there is
+            no cache and no cloud model to build one.
+    """
+    folder = Path(directory)
+    if not (folder / "index.json").is_file():
+        if cloud is None:
+            raise UserError(f"--gallery {folder} holds no gallery index (index.json); pass --cloud DIR to build it")
+        _check_same_cloud(cloud.fingerprint, fingerprint, None, "the artifact")
+        return build_gallery(cloud, test, protocol, seed, folder)
+    info = read_json(folder / "index.json")
+    if not isinstance(info, dict) or info.get("format") != GALLERY_FORMAT:
+        raise UserError(f"{folder}/index.json is not a hetero gallery index; pass another --gallery folder")
+    gallery = Gallery(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), info, folder)
+    gallery.check_fingerprint(fingerprint)
+    if cloud is not None:
+        gallery.check_fingerprint(cloud.fingerprint, what="--cloud")
+    wanted = _data_record(test, protocol, seed)
+    if info.get("data") != wanted:
+        raise UserError(
+            f"gallery index {folder} was built from {info.get('data')}, not {wanted}; pass the same --data, "
+            "--protocol and --seed, or another --gallery folder"
+        )
+    try:
+        gallery.embeddings = check_embeddings(np.load(folder / "gallery.npy"), f"{folder}/gallery.npy", dim=info["embedding_dim"])
+        gallery.labels = np.load(folder / "labels.npy")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"gallery index {folder} is damaged ({exc}); delete the folder to rebuild it") from None
+    if not np.array_equal(gallery.labels, test.labels):
+        raise UserError(f"gallery index {folder} labels differ from the test split's; delete the folder to rebuild it")
+    return gallery
+
+
+def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+    """The ``k`` gallery items most similar (dot product) to each query, best first.
+
+    Exact either way: faiss ``IndexFlatIP`` for galleries of :data:`FAISS_MIN_ITEMS` items or
+    more, blocks of torch matrix products below. With ``same_images`` (query ``i`` is gallery item
+    ``i``) each query's own image is left out.
+    """
+    q = l2_normalize(queries)
+    g = l2_normalize(gallery)
+    k = min(k, len(g) - (1 if same_images else 0))
+    if len(g) >= FAISS_MIN_ITEMS:
+        return _top_k_faiss(q, g, k, same_images)
+    return _top_k_blocks(q, g, k, same_images)
+
+
+def _top_k_blocks(q: np.ndarray, g: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+    qt, gt = torch.from_numpy(q), torch.from_numpy(g)
+    block = max(1, _BLOCK_ELEMENTS // max(len(g), 1))
+    out = np.empty((len(q), k), dtype=np.int64)
+    for start in range(0, len(q), block):
+        sims = qt[start : start + block] @ gt.T
+        if same_images:
+            rows = torch.arange(len(sims))
+            sims[rows, rows + start] = -float("inf")
+        # Sorted like retrieval_metrics (stable, descending) so ties resolve the same way.
+        out[start : start + len(sims)] = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :k].numpy()
+    return out
+
+
+def _top_k_faiss(q: np.ndarray, g: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+    import faiss
+
+    index = faiss.IndexFlatIP(g.shape[1])
+    index.add(np.ascontiguousarray(g))
+    _, found = index.search(np.ascontiguousarray(q), k + 1 if same_images else k)
+    if not same_images:
+        return found.astype(np.int64)
+    own = found == np.arange(len(q))[:, None]
+    # Drop each query's own image; where a tie pushed it out of the k + 1, drop the last instead.
+    own[~own.any(1), -1] = True
+    return found[~own].reshape(len(q), k).astype(np.int64)

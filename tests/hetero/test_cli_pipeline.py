@@ -1,0 +1,97 @@
+"""The spine end to end through the CLI on tiny settings: cloud train -> train -> export -> bench,
+then the error paths a user meets (each one line on stderr, exit code 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hetero.cli import main
+
+FAST = ["--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from search_spaces import get_space, save_arch
+
+    root = tmp_path_factory.mktemp("spine")
+    save_arch(get_space("resnet").smallest_arch(), root / "cloud_arch.json")
+    save_arch(get_space("mobilenet_v3").smallest_arch(), root / "edge_arch.json")
+    assert main(["cloud", "train", "--data", "digits", "--out", str(root / "cloud"), "--arch", str(root / "cloud_arch.json"), "--embed-dim", "32", *FAST]) == 0
+    assert main(["train", "--cloud", str(root / "cloud"), "--data", "digits", "--arch", str(root / "edge_arch.json"), "--out", str(root / "edge"), *FAST]) == 0
+    assert main(["export", "--model", str(root / "edge"), "--device", "x86-server", "--out", str(root / "onnx"), "--cloud", str(root / "cloud"), "--quiet"]) == 0
+    assert main(["bench", "--artifact", str(root / "onnx"), "--cloud", str(root / "cloud"), "--data", "digits", "--out", str(root / "bench"), "--quiet"]) == 0
+    return root
+
+
+def _independent_top1_map(q, g, labels):
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    sims = q @ g.T
+    np.fill_diagonal(sims, -np.inf)
+    top1, aps = [], []
+    for i in range(len(q)):
+        order = np.argsort(-sims[i], kind="stable")[:-1]
+        rel = labels[order] == labels[i]
+        top1.append(rel[0])
+        hits = np.flatnonzero(rel)
+        aps.append(np.mean((np.arange(len(hits)) + 1) / (hits + 1)))
+    return float(np.mean(top1)), float(np.mean(aps))
+
+
+def test_report_schema_and_recomputed_metrics(run):
+    report = json.loads((run / "bench" / "report.json").read_text())
+    for key in ("device", "backend", "precision", "data", "cloud", "edge", "retrieval", "gap_closed", "compatible", "parity", "latency_ms", "embeddings"):
+        assert key in report
+    assert set(report["retrieval"]) >= {"paragon", "homogeneous_edge", "cross_torch", "cross_runtime"}
+    assert report["backend"] == "onnx" and report["parity"]["cos_min"] >= 0.99999
+    emb = {k: np.load(run / "bench" / v) for k, v in report["embeddings"].items()}
+    for pairing, q, g in (
+        ("cross_runtime", emb["queries_runtime"], emb["gallery_cloud"]),
+        ("homogeneous_edge", emb["queries_torch"], emb["queries_torch"]),
+        ("paragon", emb["gallery_cloud"], emb["gallery_cloud"]),
+    ):
+        top1, mean_ap = _independent_top1_map(q, g, emb["labels"])
+        assert report["retrieval"][pairing]["top1"] == pytest.approx(top1, abs=1e-6)
+        assert report["retrieval"][pairing]["map"] == pytest.approx(mean_ap, abs=1e-6)
+    manifest = json.loads((run / "onnx" / "manifest.json").read_text())
+    assert manifest["cloud_fingerprint"] == report["cloud"]["fingerprint"]
+    assert manifest["parity_passed"] is True and manifest["embedding_dim"] == 32
+
+
+def _fails_with_one_line(argv, capsys, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_truncated_cloud_model(run, tmp_path, capsys):
+    data = (run / "cloud" / "cloud.pt").read_bytes()
+    (tmp_path / "cloud.pt").write_bytes(data[: len(data) // 2])
+    _fails_with_one_line(["train", "--cloud", str(tmp_path), "--data", "digits", "--out", str(tmp_path / "e"), *FAST], capsys, "corrupt or truncated")
+
+
+def test_truncated_onnx(run, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(run / "onnx", tmp_path / "onnx")
+    model = tmp_path / "onnx" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])
+    _fails_with_one_line(["bench", "--artifact", str(tmp_path / "onnx"), "--cloud", str(run / "cloud"), "--data", "digits", "--out", str(tmp_path / "b")], capsys, "corrupt")
+
+
+def test_wrong_data_path(run, tmp_path, capsys):
+    _fails_with_one_line(["train", "--cloud", str(run / "cloud"), "--data", f"npz:{tmp_path / 'nope.npz'}", "--out", str(tmp_path / "e"), *FAST], capsys, "does not exist")
+
+
+def test_gallery_of_another_cloud_model(run, tmp_path, capsys):
+    assert main(["cloud", "train", "--data", "digits", "--out", str(tmp_path / "other"), "--arch", str(run / "cloud_arch.json"), "--embed-dim", "32", "--seed", "7", *FAST]) == 0
+    _fails_with_one_line(["bench", "--artifact", str(run / "onnx"), "--cloud", str(tmp_path / "other"), "--data", "digits", "--out", str(tmp_path / "b")], capsys, "not comparable")
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hetero", "train", "--cloud", str(tmp_path / "none"), "--data", "digits", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "does not exist" in proc.stderr

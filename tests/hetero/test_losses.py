@@ -1,0 +1,52 @@
+"""The compatibility losses behave as their definitions say."""
+
+import pytest
+import torch
+
+from hetero.training import (
+    alignment_loss,
+    class_prototypes,
+    contrastive_loss,
+    focal_distillation_loss,
+    influence_loss,
+)
+
+
+def _unit(x):
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def test_alignment_zero_iff_aligned():
+    g = _unit(torch.randn(8, 5))
+    assert float(alignment_loss(g, g)) == pytest.approx(0, abs=1e-6)
+    assert float(alignment_loss(-g, g)) == pytest.approx(2, abs=1e-6)
+
+
+def test_influence_prefers_embeddings_near_own_class_row():
+    w = torch.eye(3)
+    y = torch.tensor([0, 1, 2])
+    assert influence_loss(torch.eye(3), w, y, 10.0) < influence_loss(torch.eye(3)[[1, 2, 0]], w, y, 10.0)
+
+
+def test_contrastive_counts_same_class_as_positive():
+    y = torch.tensor([0, 0, 1, 1])
+    g = _unit(torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]))
+    good = contrastive_loss(g, g, y, 0.1)
+    swapped = contrastive_loss(g[[2, 3, 0, 1]], g, y, 0.1)
+    assert good < swapped
+
+
+def test_prototypes_are_unit_class_means():
+    emb = torch.tensor([[2.0, 0], [4, 0], [0, 3]])
+    p = class_prototypes(emb, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(p, torch.tensor([[1.0, 0], [0, 1]]))
+
+
+def test_focal_weights_more_where_teacher_right():
+    s = torch.randn(4, 3)
+    t = torch.randn(4, 3)
+    right = torch.tensor([True, True, False, False])
+    plain = focal_distillation_loss(s, t, right, alpha=1, beta=0)
+    focal = focal_distillation_loss(s, t, right, alpha=1, beta=5)
+    assert focal > plain
+    assert focal_distillation_loss(t, t, right) < 1e-6
