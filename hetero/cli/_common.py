@@ -31,11 +31,12 @@ def split_from_args(args: argparse.Namespace) -> Split:
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:
-    """A plain aligned table on stdout (readable in a terminal and in a CI log)."""
+    """A plain aligned table on stdout (readable in a terminal and in a CI log); numbers right-aligned."""
+    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
     cells = [headers] + [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for i, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        print("  ".join(c.rjust(w) if numeric[j] else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
 

@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         rows.append([
             profile.name, profile.backend, profile.precision,
             f"{b.macs / 1e6:.0f}M" if b.macs else "-", f"{b.latency_ms} ms" if b.latency_ms else "-",
-            "yes" if ok else f"no ({reason})", profile.description,
+            profile.description, "yes" if ok else f"no: {reason}",
         ])
-    print_table(["device", "backend", "precision", "MACs budget", "latency budget", "runs here", "description"], rows)
+    print_table(["device", "backend", "precision", "MACs budget", "latency budget", "description", "runs here"], rows)
     return 0
