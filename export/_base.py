@@ -45,6 +45,7 @@ class Backend(abc.ABC):
         name: Registry name; also the manifest's ``format``.
         runtime: Name of the :mod:`devices.runtimes` runtime that runs the artifact.
         precisions: Precisions :meth:`convert` accepts.
+        artifact_name: File (or directory) name of the artifact in the output folder.
         requires: Modules that must be importable to convert.
         extra: The ``pip install 'hetero[EXTRA]'`` that provides them.
         tools: Distributions whose versions go into the manifest.
@@ -53,6 +54,7 @@ class Backend(abc.ABC):
     name: str = ""
     runtime: str = ""
     precisions: tuple[str, ...] = PRECISIONS
+    artifact_name: str = ""
     requires: tuple[str, ...] = ()
     extra: str = ""
     tools: tuple[str, ...] = ()
@@ -117,10 +119,18 @@ class Backend(abc.ABC):
         with torch.no_grad(), quiet():
             return self._convert(model, example, out_dir, precision, calibration)
 
-    @abc.abstractmethod
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:
-        """Backend-specific conversion; arguments are already checked."""
+        """Write the artifact ``out_dir / artifact_name`` atomically; arguments are checked."""
+        target = out_dir / self.artifact_name
+        with atomic_output(target) as tmp:
+            self._write(model, example, tmp, precision, calibration)
+        return target
+
+    @abc.abstractmethod
+    def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
+               calibration: np.ndarray | None) -> None:
+        """Convert ``model`` and write the artifact at ``path`` (a temporary name)."""
 
 
 def register_backend(name: str, runtime: str | None = None) -> Callable[[type], type]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from devices._errors import one_line
-from export._base import Backend, atomic_output, register_backend
+from export._base import Backend, register_backend
 from export._errors import ExportError
 from export._onnx import INPUT_NAME, OUTPUT_NAME
 
@@ -37,12 +37,13 @@ def _keep_norm_fp32(op: Any) -> bool:
 class CoremlBackend(Backend):
     """Core ML ML Programs for iOS 16+ / macOS 13+."""
 
+    artifact_name = "model.mlpackage"
     requires = ("coremltools",)
     extra = "coreml"
     tools = ("coremltools",)
 
-    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
-                 precision: str, calibration: np.ndarray | None) -> Path:
+    def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
+               calibration: np.ndarray | None) -> None:
         import coremltools as ct
 
         example = example[:1]
@@ -63,10 +64,7 @@ class CoremlBackend(Backend):
         except Exception as exc:  # coremltools raises many types; all mean "won't convert"
             raise ExportError(f"coremltools could not convert the model ({one_line(exc, 300)}); "
                               "use layers from search_spaces, which convert cleanly") from None
-        target = out_dir / "model.mlpackage"
-        with atomic_output(target) as tmp:
-            mlmodel.save(str(tmp))
-        return target
+        mlmodel.save(str(path))
 
 
 def _quantize_weights(mlmodel: Any) -> Any:

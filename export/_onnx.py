@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from devices._errors import one_line
-from export._base import Backend, atomic_output, register_backend
+from export._base import Backend, register_backend
 from export._base import dynamic_batch as dynamic_batch_spec
 from export._errors import ExportError
 from export._onnx_precision import convert_to_fp16, quantize_int8
@@ -52,17 +52,15 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
 class OnnxBackend(Backend):
     """ONNX for onnxruntime, in fp32, fp16 or int8 (static QDQ)."""
 
+    artifact_name = "model.onnx"
     requires = ("onnx", "onnxscript", "onnxruntime")
     extra = "onnx"
     tools = ("onnx", "onnxscript", "onnxruntime")
 
-    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
-                 precision: str, calibration: np.ndarray | None) -> Path:
-        target = out_dir / "model.onnx"
-        with atomic_output(target) as tmp:
-            export_onnx(model, example, tmp)
-            if precision == "fp16":
-                convert_to_fp16(tmp)
-            elif precision == "int8":
-                quantize_int8(tmp, calibration)
-        return target
+    def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
+               calibration: np.ndarray | None) -> None:
+        export_onnx(model, example, path)
+        if precision == "fp16":
+            convert_to_fp16(path)
+        elif precision == "int8":
+            quantize_int8(path, calibration)

@@ -21,7 +21,7 @@ from devices import parity
 from devices._errors import one_line
 from devices.manifest import atomic_write_bytes
 from devices.runtimes import get_runtime
-from export._base import Backend, atomic_output, register_backend
+from export._base import Backend, register_backend
 from export._errors import ExportError
 from export._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from export._onnx_precision import quantize_int8
@@ -64,9 +64,19 @@ def _record_check(path: Path, check: dict[str, object]) -> None:
 class TensorrtBackend(Backend):
     """TensorRT-ready ONNX plus, where possible, a serialized engine (``model.engine``)."""
 
+    artifact_name = "model.onnx"
     requires = ("onnx", "onnxscript", "onnxruntime", "polygraphy")
     extra = "tensorrt"
     tools = ("onnx", "onnxruntime", "polygraphy", "tensorrt")
+
+    def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
+               calibration: np.ndarray | None) -> None:
+        export_onnx(model, example, path)
+        if precision == "int8":
+            quantize_int8(path, calibration, symmetric=True)
+        # Judge on real images where we have them (RESEARCH.md: not on noise, not on one image).
+        probe = example if calibration is None else torch.from_numpy(calibration[:32])
+        _record_check(path, _polygraphy_check(path, probe, model(probe).numpy(), precision))
 
     def notes(self, artifact: Path) -> dict[str, object]:
         if Path(artifact).suffix != ".onnx":
@@ -82,15 +92,7 @@ class TensorrtBackend(Backend):
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:
-        onnx_target = out_dir / "model.onnx"
-        # Judge on real images where we have them (RESEARCH.md: not on noise, not on one image).
-        probe = example if calibration is None else torch.from_numpy(calibration[:32])
-        with atomic_output(onnx_target) as tmp:
-            export_onnx(model, example, tmp)
-            if precision == "int8":
-                quantize_int8(tmp, calibration, symmetric=True)
-            check = _polygraphy_check(tmp, probe, model(probe).numpy(), precision)
-            _record_check(tmp, check)
+        onnx_target = super()._convert(model, example, out_dir, precision, calibration)
         ok, _ = get_runtime("tensorrt").available()
         if not ok:
             return onnx_target

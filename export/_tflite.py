@@ -20,7 +20,7 @@ import torch
 
 from devices._errors import one_line
 from devices.manifest import atomic_write_bytes
-from export._base import Backend, atomic_output, dynamic_batch, register_backend
+from export._base import Backend, dynamic_batch, register_backend
 from export._errors import ExportError
 
 __all__ = ["TfliteBackend"]
@@ -89,15 +89,13 @@ def _calibration_data(path: Path, images: np.ndarray) -> dict[str, list[dict[str
 class TfliteBackend(Backend):
     """TFLite flatbuffers for LiteRT / tflite-runtime, dynamic batch."""
 
+    artifact_name = "model.tflite"
     requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
     extra = "tflite"
     tools = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 
-    def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
-                 precision: str, calibration: np.ndarray | None) -> Path:
-        target = out_dir / "model.tflite"
-        with atomic_output(target) as tmp:
-            _to_tflite(model, example, tmp)
-            if precision != "fp32":
-                _quantize(tmp, precision, calibration)
-        return target
+    def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
+               calibration: np.ndarray | None) -> None:
+        _to_tflite(model, example, path)
+        if precision != "fp32":
+            _quantize(path, precision, calibration)

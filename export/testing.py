@@ -65,14 +65,15 @@ class TinyEmbedder(nn.Module):
         self._randomize_batch_norm()
 
     def _randomize_batch_norm(self) -> None:
-        # Non-trivial running statistics, so a converter that drops or mis-folds BN is caught.
+        # Non-trivial running statistics, so a converter that drops or mis-folds BN is caught, and
+        # large scales, so activations reach both sides of every clamp (hard-swish saturates).
         gen = torch.Generator().manual_seed(int(torch.randint(0, 1 << 30, ())))
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 n = module.num_features
                 module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
                 module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.weight.data.copy_(4 * torch.rand(n, generator=gen) + 1.0)
                 module.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -128,3 +128,30 @@ def test_truncated_artifacts_fail_to_load(convert, tmp_path: Path) -> None:
         broken.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
         with pytest.raises(ArtifactError, match="corrupt or truncated"):
             _runner(backend, broken)
+
+
+def test_tflite_runtime_is_the_fallback_interpreter(convert, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where only tflite-runtime is installed (older Raspberry Pi images), it runs the model."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from devices.runtimes import _tflite
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")
+    artifact = convert("tflite", "int8")
+    # A stand-in tflite_runtime package with the same Interpreter API, and no ai-edge-litert.
+    package = types.ModuleType("tflite_runtime")
+    package.__spec__ = importlib.machinery.ModuleSpec("tflite_runtime", None, is_package=True)
+    module = types.ModuleType("tflite_runtime.interpreter")
+    module.Interpreter = litert.Interpreter
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", module)
+    monkeypatch.setattr(_tflite, "_INTERPRETERS", (("not_installed_litert.interpreter", "ai-edge-litert"),
+                                                   ("tflite_runtime.interpreter", "tflite-runtime")))
+    runner = get_runtime("tflite").load(artifact, threads=1)
+    assert runner.tool == "tflite-runtime"
+    assert parity(_reference(QUERIES), runner.run(QUERIES))["cos_min"] >= COS_MIN["int8"]
+    monkeypatch.setattr(_tflite, "_INTERPRETERS", (("not_installed_litert.interpreter", "x"),))
+    assert get_runtime("tflite").available() == (
+        False, "neither ai-edge-litert nor tflite-runtime is installed (pip install ai-edge-litert)")
