@@ -93,13 +93,15 @@ def export_edge(
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     calib = _sample(calibration_data.images, CALIBRATION_IMAGES, preprocess)
-    inputs = _sample(parity_data.images, PARITY_IMAGES, preprocess)
-    labels = parity_data.labels[_sample_index(len(parity_data.images), PARITY_IMAGES)]
+    parity_index = _parity_index(parity_data.labels, PARITY_IMAGES)
+    inputs = preprocess(parity_data.images[parity_index]).numpy()
+    labels = parity_data.labels[parity_index]
     example = torch.from_numpy(inputs[:1])
     artifact = backend.convert(edge.net, example, staging, precision=profile.precision, calibration=calib)
 
     torch_emb = edge.embed_preprocessed(inputs)
-    figures, verified_reason = _measure_parity(backend, artifact, inputs, labels, torch_emb, cloud, parity_data, preprocess)
+    figures, verified_reason = _measure_parity(backend, artifact, inputs, labels, torch_emb, cloud,
+                                               parity_data.images[parity_index])
     failures = parity_failures(figures, profile.precision) if figures else []
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
@@ -147,11 +149,21 @@ def _sample_index(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, k)).astype(np.int64))
 
 
+def _parity_index(labels: np.ndarray, k: int) -> np.ndarray:
+    """About ``k`` images of whole classes spread over the label range: every query of the parity
+    retrieval needs a same-class item (evenly spaced images would give Omniglot's 659 classes of
+    20 images less than one each)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    n_classes = max(1, min(len(classes), int(k // counts.mean())))
+    chosen = classes[_sample_index(len(classes), n_classes)]
+    return np.flatnonzero(np.isin(labels, chosen))[:k]
+
+
 def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:
     return preprocess(images[_sample_index(len(images), k)]).numpy()
 
 
-def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, parity_data, preprocess) -> tuple[dict, str | None]:
+def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, images) -> tuple[dict, str | None]:
     """Run the artifact on ``inputs`` and compare with PyTorch; ``({}, reason)`` if it cannot run here."""
     from devices.runtimes import get_runtime
 
@@ -161,7 +173,7 @@ def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, p
     runner = backend.load(artifact)
     runtime_emb = runner.run(inputs)
     if cloud is not None:
-        gallery = cloud.embed(parity_data.images[_sample_index(len(parity_data.images), PARITY_IMAGES)])
+        gallery = cloud.embed(images)
     else:
         gallery = torch_emb
     ref = retrieval_metrics(torch_emb, gallery, labels, labels, same_images=True)

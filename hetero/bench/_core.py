@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from hetero._io import save_npy, write_json, write_text
-from hetero.bench._gallery import Gallery, build_gallery
+from hetero.bench._flips import bench_flips
+from hetero.bench._gallery import Gallery, build_gallery, search_method
 from hetero.bench._inputs import query_inputs
 from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
@@ -216,7 +217,7 @@ def bench_artifact(
         runtime = {"name": inputs.runtime, "engine": "device", "label": runtime_label(inputs.manifest["format"], "device")}
     labels, g = test.labels, gallery.embeddings
     retrieval = {
-        "paragon": retrieval_metrics(g, g, labels, labels, same_images=True),
+        "paragon": gallery.paragon(),
         "homogeneous_edge": retrieval_metrics(torch_q, torch_q, labels, labels, same_images=True),
         "cross_torch": retrieval_metrics(torch_q, g, labels, labels, same_images=True),
         "cross_runtime": retrieval_metrics(runtime_q, g, labels, labels, same_images=True),
@@ -228,6 +229,9 @@ def bench_artifact(
         retrieval=retrieval, latency=lat, runtime=runtime,
     )
     report = build_report(result, protocol, seed)
+    if cloud is not None:  # flips by classification need the cloud model's classifier
+        merge_sections(report, bench_flips(cloud, labels, g, torch_q, runtime_q, retrieval["paragon"],
+                                           retrieval["cross_torch"], retrieval["cross_runtime"]))
     if extra is not None:
         merge_sections(report, extra(result))
     out = Path(out_dir)
@@ -275,7 +279,7 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         "cost_ratio": cloud["macs"] / max(manifest["edge"]["macs"], 1),
         "gallery": {
             "index": None if result.gallery.directory is None else str(result.gallery.directory),
-            "search": result.gallery.info.get("search"),
+            "search": search_method(len(result.gallery.labels)),
             "items": int(len(result.gallery.labels)),
         },
         "export": {

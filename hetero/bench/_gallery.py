@@ -13,8 +13,9 @@ Layout of a cache folder::
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,9 @@ import torch
 
 from hetero._io import read_json, save_npy, write_json
 from hetero.errors import UserError
-from hetero.metrics import check_embeddings, l2_normalize
+from hetero.metrics import check_embeddings, l2_normalize, retrieval_metrics
 
-__all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k"]
+__all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k", "search_method"]
 
 GALLERY_FORMAT = "hetero.gallery/1"
 #: From this many gallery items on, top-k search goes through faiss (IndexFlatIP: exact, SIMD,
@@ -49,6 +50,7 @@ class Gallery:
     labels: np.ndarray
     info: dict
     directory: Path | None = None
+    _paragon: object = field(default=None, init=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -57,6 +59,12 @@ class Gallery:
     def check_fingerprint(self, fingerprint: str, what: str = "the artifact") -> None:
         """Refuse queries from a model compatible with another cloud model (one readable line)."""
         _check_same_cloud(self.fingerprint, fingerprint, self.directory, what)
+
+    def paragon(self):
+        """Cloud-to-cloud retrieval over the gallery, computed once (every device's report shares it)."""
+        if self._paragon is None:
+            self._paragon = retrieval_metrics(self.embeddings, self.embeddings, self.labels, self.labels, same_images=True)
+        return self._paragon
 
     def search(self, queries: np.ndarray, k: int, same_images: bool) -> np.ndarray:
         """Indices ``int64 [Nq, k]`` of the ``k`` most similar gallery items (see :func:`top_k`)."""
@@ -74,7 +82,7 @@ def _check_same_cloud(gallery_fp: str, fingerprint: str, directory: Path | None,
 
 
 def _data_record(test, protocol: str, seed: int) -> dict:
-    return {"spec": test.spec, "protocol": protocol, "seed": int(seed), "items": int(len(test.labels))}
+    return {"spec": test.spec, "protocol": protocol, "seed": None if seed is None else int(seed), "items": int(len(test.labels))}
 
 
 def build_gallery(cloud, test, protocol: str, seed: int, directory: str | os.PathLike[str] | None = None) -> Gallery:
@@ -87,7 +95,7 @@ def build_gallery(cloud, test, protocol: str, seed: int, directory: str | os.Pat
         "cloud": {"fingerprint": cloud.fingerprint, **count_cost(cloud.net, cloud.input_shape)},
         "data": _data_record(test, protocol, seed),
         "embedding_dim": int(embeddings.shape[1]),
-        "search": "faiss IndexFlatIP" if len(embeddings) >= FAISS_MIN_ITEMS else "exact, blocks",
+        "search": search_method(len(embeddings)),
     }
     gallery = Gallery(embeddings, np.asarray(test.labels, dtype=np.int64), info)
     if directory is not None:
@@ -160,9 +168,18 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, same_images: bool) -
     q = l2_normalize(queries)
     g = l2_normalize(gallery)
     k = min(k, len(g) - (1 if same_images else 0))
-    if len(g) >= FAISS_MIN_ITEMS:
+    if search_method(len(g)).startswith("faiss"):
         return _top_k_faiss(q, g, k, same_images)
     return _top_k_blocks(q, g, k, same_images)
+
+
+def search_method(items: int) -> str:
+    """How :func:`top_k` searches a gallery of ``items``: faiss where large and installed."""
+    if items < FAISS_MIN_ITEMS:
+        return "exact, blocks"
+    if importlib.util.find_spec("faiss") is None:
+        return "exact, blocks (faiss not installed: pip install 'hetero[index]')"
+    return "faiss IndexFlatIP (exact)"
 
 
 def _top_k_blocks(q: np.ndarray, g: np.ndarray, k: int, same_images: bool) -> np.ndarray:

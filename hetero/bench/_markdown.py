@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["report_markdown", "retrieval_table", "comparison_markdown", "COMPARISON_COLUMNS"]
+__all__ = ["report_markdown", "retrieval_table", "comparison_markdown", "format_cell", "COMPARISON_COLUMNS"]
 
 _ROWS = (
     ("paragon", "paragon (cloud → cloud)"),
@@ -84,13 +84,13 @@ COMPARISON_COLUMNS = (
 )
 
 
-def _cell(key: str, value) -> str:
+def format_cell(key: str, value) -> str:
     if value is None:
         return "n/a"
     if key == "artifact_bytes":
         return f"{value:,}"
     if key == "cos_min":
-        return f"{value:.6f}"
+        return f"{value:.7f}"  # fp32 parity lives in the 7th decimal
     if isinstance(value, float):
         return f"{value:.3f}" if key.endswith("ms") else f"{value:.4f}"
     return str(value).replace("|", "\\|")
@@ -101,5 +101,5 @@ def comparison_markdown(rows: list[dict], title: str = "hetero bench: devices co
     lines = [f"# {title}", "", "| " + " | ".join(h for _, h in COMPARISON_COLUMNS) + " |",
              "|" + "|".join("---" if k in ("device", "backend", "precision", "status") else "---:" for k, _ in COMPARISON_COLUMNS) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(k, row.get(k)) for k, _ in COMPARISON_COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_cell(k, row.get(k)) for k, _ in COMPARISON_COLUMNS) + " |")
     return "\n".join(lines) + "\n"

@@ -101,7 +101,8 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
         else:
             print(f"[{profile.name}] exporting {profile.backend} {profile.precision}")
             # Drifted artifacts are kept: the comparison shows how far they drift.
-            export_for_device(edge_path, name, artifact_dir, split.test.spec, split.protocol, split.seed, cloud, allow_drift=True)
+            export_for_device(edge_path, name, artifact_dir, split.test.spec, split.protocol, split.seed, cloud, allow_drift=True,
+                              split=split)
         inputs = load_artifact(artifact_dir, cloud)
     except user_error_types() as exc:
         return comparison_row(profile.name, profile.backend, profile.precision, f"export failed: {exc}", threads=threads)

@@ -131,9 +131,11 @@ def _run_devices(args: argparse.Namespace, cloud, split, batch_sizes) -> int:
     devices = select_devices(args.device)
     rows = bench_devices(Path(args.model), cloud, split, devices, args.out, gallery_dir=args.gallery, threads=args.threads,
                          batch_sizes=batch_sizes, warmup=args.warmup, repeats=args.repeats)
+    from hetero.bench._markdown import format_cell
+
     keys = ("device", "backend", "precision", "cross_map_runtime", "cos_min", "top1_agreement", "nfr", "p50_ms", "status")
     print()
     print_table(["device", "backend", "precision", "cross mAP", "cos min", "top-1 agr.", "NFR", "p50 ms", "status"],
-                [["n/a" if r.get(k) is None else r[k] for k in keys] for r in rows])
+                [[format_cell(k, r.get(k)) for k in keys] for r in rows])
     print(f"\ncomparison: {args.out}/comparison.md, {args.out}/index.html")
     return 0

@@ -32,8 +32,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def export_for_device(edge_path: Path, device: str, out: Path, data: str | None, protocol: str | None, seed: int,
-                      cloud=None, allow_drift: bool = False) -> dict:
-    """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest."""
+                      cloud=None, allow_drift: bool = False, split=None) -> dict:
+    """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest.
+
+    ``split``: the data split already loaded (``data``, ``protocol`` and ``seed`` are then ignored).
+    """
     from devices import load_profile
 
     from hetero.data import load_split
@@ -43,7 +46,7 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
     edge = load_edge(edge_path)
     split_info = edge.meta.get("split", {})
     spec = data or edge.meta.get("data") or "digits"
-    split = load_split(spec, protocol=protocol or split_info.get("protocol"), seed=seed)
+    split = split or load_split(spec, protocol=protocol or split_info.get("protocol"), seed=seed)
     manifest = export_edge(edge, load_profile(device), out, split.train, split.test, cloud=cloud, allow_drift=allow_drift)
     src = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
     if src.resolve() != (out / "edge.pt").resolve():
