@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         {**export_key, "manifest_sha": _sha(artifact_dir / "manifest.json")},
         "report.json",
         args.fresh,
-        lambda: bench_artifact(load_artifact(artifact_dir, cloud), cloud, split.test, bench_dir),
+        lambda: bench_artifact(load_artifact(artifact_dir, cloud), cloud, split.test, bench_dir, protocol=split.protocol, seed=args.seed),
         "bench",
     )
     _print_summary(read_json(bench_dir / "report.json"), bench_dir, time.perf_counter() - t0)
