@@ -9,6 +9,10 @@ Precisions:
 
 Both int8 modes keep the final L2 normalisation and the output in float: a unit-norm embedding
 quantized to int8 loses about 1% cosine for nothing, as the norm costs a handful of operations.
+
+Activation ranges are the min/max over *all* calibration images. ai-edge-quantizer's own merge of
+successive calibration batches is a moving average, which settles on a typical batch's range and
+clips the rarer, stronger activations: on an Omniglot edge model that cost cos_min 0.46.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ __all__ = ["TfliteBackend"]
 
 # Ops left in float by int8: the L2 norm's and the output's.
 _FLOAT_OPS = {"ALL_SUPPORTED", "OUTPUT", "SUM", "SQRT", "RSQRT", "DIV", "MAXIMUM"}
-_CALIBRATION_BATCH = 8
+_CALIBRATION_BATCH = 32
 
 
 def _to_tflite(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -66,7 +70,7 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None) -> Non
                                     weight_num_bits=8)
             except ValueError:
                 pass  # the quantizer has no int8 kernel for this op: it stays float
-        calibration_result = q.calibrate(_calibration_data(path, calibration))
+        calibration_result = _calibrate(q, path, calibration)
     try:
         result = q.quantize(calibration_result, enable_progress_report=False)
     except Exception as exc:
@@ -75,14 +79,24 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None) -> Non
     atomic_write_bytes(path, bytes(result.quantized_model))
 
 
-def _calibration_data(path: Path, images: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:
+def _calibrate(q: "object", path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Each tensor's min/max over all ``images``, calibrated a batch at a time (bounded memory).
+
+    Every batch is a calibration run of its own, merged by min/max: within one run the quantizer
+    would merge the batches by moving average, which underestimates the ranges (module docstring).
+    """
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer.utils.qsv_utils import min_max_update
 
     signatures = Interpreter(model_path=str(path)).get_signature_list()
     (name, signature), = signatures.items()
     (input_name,) = signature["inputs"]
-    return {name: [{input_name: images[i:i + _CALIBRATION_BATCH]}
-                   for i in range(0, len(images), _CALIBRATION_BATCH)]}
+    ranges: dict[str, dict[str, np.ndarray]] = {}
+    for start in range(0, len(images), _CALIBRATION_BATCH):
+        batch = {name: [{input_name: images[start:start + _CALIBRATION_BATCH]}]}
+        for tensor, qsv in q.calibrate(batch, num_threads=torch.get_num_threads()).items():
+            ranges[tensor] = min_max_update(ranges.get(tensor, {}), qsv)
+    return ranges
 
 
 @register_backend("tflite")

@@ -40,8 +40,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--examples {args.examples} must be at least 1")
     source = load_flip_source(args.report)
     analysis = analyse_flips(source, args.reference, args.candidate, k_max=args.max_groups, seed=args.seed)
-    # --seed is shared by every command (default 0); the report's recorded seed wins unless --data is given.
-    seed = args.seed if args.data else None
+    # --seed is shared by every command (default 0): the report's recorded seed wins unless --data
+    # is given or the report records none (bench reports record the spec only).
+    seed = args.seed if args.data or source.data_settings()["seed"] is None else None
     images = None if args.no_images or not len(analysis.flipped) else reload_test_images(source, args.data, args.protocol, seed)
     json_path, html_path = write_flips(analysis, source, args.out or args.report, images, args.examples)
     s = analysis.summary

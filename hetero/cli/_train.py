@@ -67,8 +67,11 @@ def _run(args: argparse.Namespace) -> int:
     print(f"edge model written to {path}")
     if as_cloud:
         cloud_path = save_cloud(cloud_from_edge(edge, head, split.train), args.out)
-        print(f"as a cloud model (an update of {args.cloud}): {cloud_path}; check it with "
-              f"hetero update-check --old {args.cloud} --new {args.out} --data {args.data}")
+        r = evaluation.results
+        # As an update, the old cloud model's own search is the bar (BCT's criterion).
+        print(f"as a cloud model (an update of {args.cloud}): {cloud_path}; M(new->old) > M(old,old): "
+              f"{r['cross_torch'].map > r['paragon'].map} (mAP {r['cross_torch'].map:.4f} vs {r['paragon'].map:.4f}); "
+              f"details: hetero update-check --old {args.cloud} --new {args.out} --data {args.data}")
     return 0
 
 

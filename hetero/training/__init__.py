@@ -9,7 +9,7 @@ from hetero.training._losses import (
     focal_distillation_loss,
     influence_loss,
 )
-from hetero.training._trainer import CloudTargets, dense_labels, train_embedding
+from hetero.training._trainer import CloudTargets, dense_labels, loss_terms, one_cycle, random_shift, train_embedding
 
 __all__ = [
     "TrainConfig",
@@ -18,6 +18,9 @@ __all__ = [
     "CloudTargets",
     "train_embedding",
     "dense_labels",
+    "loss_terms",
+    "one_cycle",
+    "random_shift",
     "influence_loss",
     "alignment_loss",
     "contrastive_loss",

@@ -24,7 +24,7 @@ from hetero.training._losses import (
     influence_loss,
 )
 
-__all__ = ["CloudTargets", "train_embedding", "dense_labels"]
+__all__ = ["CloudTargets", "train_embedding", "dense_labels", "loss_terms", "one_cycle", "random_shift"]
 
 
 def dense_labels(labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -69,7 +69,7 @@ class CloudTargets:
         return cls(g, classifier, rows, float(scale), teacher_correct)
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """A random translation of the whole batch (cheap augmentation that keeps content)."""
     dx, dy = (torch.randint(-max_shift, max_shift + 1, (2,), generator=generator)).tolist()
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -111,12 +111,9 @@ def train_embedding(
     generator = torch.Generator().manual_seed(seed)
     head = nn.Parameter((torch.randn(len(classes), _embed_dim(net, inputs, device), generator=generator) * 0.01).to(device))
     params = [p for p in net.parameters() if p.requires_grad] + [head]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     n = len(inputs)
     steps_per_epoch = max(1, n // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
-    )
+    optimizer, scheduler = one_cycle(params, config, steps_per_epoch)
     history: list[dict] = []
     bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step")
     for epoch in range(config.epochs):
@@ -127,9 +124,9 @@ def train_embedding(
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = inputs[idx]
             if config.augment:
-                x = _shift(x, generator)
+                x = random_shift(x, generator)
             q = net(x.to(device))
-            terms = _loss_terms(q, y[idx].to(device), head, idx, config, targets, device)
+            terms = loss_terms(q, y[idx].to(device), head, idx, config, targets, device)
             loss = sum(weight * value for weight, value in terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -148,6 +145,15 @@ def train_embedding(
     return head.detach().cpu(), history
 
 
+def one_cycle(params, config: TrainConfig, steps_per_epoch: int):
+    """AdamW under the one-cycle learning-rate schedule, for ``config.epochs`` epochs."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    return optimizer, scheduler
+
+
 def _embed_dim(net: nn.Module, inputs: torch.Tensor, device: torch.device) -> int:
     was = net.training
     net.eval()
@@ -157,7 +163,7 @@ def _embed_dim(net: nn.Module, inputs: torch.Tensor, device: torch.device) -> in
     return dim
 
 
-def _loss_terms(
+def loss_terms(
     q: torch.Tensor,
     y: torch.Tensor,
     head: torch.Tensor,

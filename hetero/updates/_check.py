@@ -95,6 +95,11 @@ class UpdateCheck:
     trained_against_old: bool
 
     @property
+    def reference(self) -> tuple[np.ndarray, RetrievalResult]:
+        """The old model's gallery embeddings and its own search, for checking another update."""
+        return self.gallery_old, self.results["old_old"]
+
+    @property
     def compatible(self) -> bool:
         """BCT's empirical criterion on mAP: M(new→old) > M(old, old)."""
         return bool(self.results["new_old"].map > self.results["old_old"].map)
@@ -118,8 +123,18 @@ class UpdateCheck:
         }
 
 
-def check_update(old: CloudModel, new: EmbeddingModel, test: Dataset) -> UpdateCheck:
+def check_update(
+    old: CloudModel, new: EmbeddingModel, test: Dataset, reference: tuple[np.ndarray, RetrievalResult] | None = None
+) -> UpdateCheck:
     """Embed ``test`` with both models and compare old→old, new→new and new→old retrieval.
+
+    Args:
+        old: the model that indexed the gallery.
+        new: the update.
+        test: the test split; every image a query against all the others.
+        reference: ``UpdateCheck.reference`` of an earlier check of the same ``old`` on the same
+            ``test`` (skips re-embedding and re-searching with the old model when comparing
+            several updates).
 
     Raises:
         UserError: if the two models embed into different dimensions (new queries cannot search
@@ -131,11 +146,11 @@ def check_update(old: CloudModel, new: EmbeddingModel, test: Dataset) -> UpdateC
             "the old gallery; train the new model against the old one (hetero train --cloud OLD --arch ARCH.json), "
             "which gives it the old model's dimension"
         )
-    g = old.embed(test.images)
-    q = new.embed(test.images)
     y = test.labels
+    g, old_old = reference if reference is not None else (old.embed(test.images), None)
+    q = new.embed(test.images)
     results = {
-        "old_old": retrieval_metrics(g, g, y, y, same_images=True),
+        "old_old": old_old or retrieval_metrics(g, g, y, y, same_images=True),
         "new_new": retrieval_metrics(q, q, y, y, same_images=True),
         "new_old": retrieval_metrics(q, g, y, y, same_images=True),
     }

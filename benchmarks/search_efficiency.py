@@ -1,0 +1,207 @@
+"""How much architecture search does a wall-clock budget buy? (Omniglot, open-set)
+
+Three strategies get the same search budget (--minutes each) on the same cloud model and data:
+- random: Optuna's RandomSampler, every trial trained standalone (no pruning);
+- standalone: TPE with a median pruner on intermediate validation cross mAP;
+- oneshot: the supernet trained with the sandwich rule (its epochs sized to --supernet-share of
+  the budget, from two timed steps), then NSGA-II over subnets scored with inherited weights.
+Every strategy's pick (best validation cross mAP under --max-macs) is then trained the same way
+(--final-epochs; oneshot from its inherited weights), as is the space's hand-picked default
+architecture, and all are scored on the test classes. Prints, per strategy: architectures evaluated
+and per minute, the pick's MACs and its test cross mAP; and the default's.
+
+    python benchmarks/search_efficiency.py [--data omniglot:../shared/data/omniglot] [--minutes 3]
+
+Run with HETERO_THREADS=1 on a shared CPU: tiny networks on two busy cores run far slower with
+two threads each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLOUD_ARCH = {"space": "resnet", "resolution": 28, **{f"s{i}_depth": 1 for i in range(4)},
+              **{f"s{i}_width": w for i, w in enumerate((32, 64, 128, 256))}}
+
+
+def _subset(split, train_classes: int, test_classes: int, seed: int):
+    """The first classes of each side (Omniglot keeps its background/evaluation halves apart)."""
+    from hetero.data import Split
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for part, k in ((split.train, train_classes), (split.test, test_classes)):
+        keep = rng.permutation(np.unique(part.labels))[:k]
+        parts.append(part.subset(np.isin(part.labels, keep)))
+    return Split(parts[0], parts[1], split.protocol, split.seed)
+
+
+def _cloud(args, split, work: Path):
+    from hetero.models import load_cloud, save_cloud
+    from hetero.pipeline import evaluate_cloud, train_cloud
+    from hetero.training import CLOUD_DEFAULTS
+
+    if not (work / "cloud" / "cloud.pt").exists():
+        start = time.perf_counter()
+        cloud = train_cloud(split.train, CLOUD_ARCH, 64, replace(CLOUD_DEFAULTS, epochs=args.cloud_epochs), seed=args.seed)
+        cloud.meta["paragon"] = evaluate_cloud(cloud, split.test)
+        save_cloud(cloud, work / "cloud")
+        print(f"cloud trained in {time.perf_counter() - start:.0f} s", flush=True)
+    return load_cloud(work / "cloud")
+
+
+def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
+    """One strategy for ``args.minutes`` of wall clock; returns its study, pick and timing."""
+    import optuna
+
+    from hetero.search import SearchConfig, best_feasible, trial_rows
+    from hetero.search._oneshot import oneshot_objective, train_supernet
+    from hetero.search._standalone import standalone_objective
+
+    budget = args.minutes * 60.0
+    start = time.perf_counter()
+    supernet = None
+    if name == "oneshot":
+        config = SearchConfig(strategy="oneshot", trials=1, bn_images=args.bn_images, seed=args.seed)
+        supernet = space.supernet(data.cloud.embed_dim, data.channels)
+        # Size the supernet's epochs from measured steps to use about --supernet-share of the budget.
+        per_epoch = _epoch_seconds(space, data, base, args, device)
+        epochs = max(1, math.floor((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
+        train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
+        print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+        study = optuna.create_study(directions=config.directions, sampler=optuna.samplers.NSGAIISampler(seed=args.seed, population_size=20))
+        objective = oneshot_objective(supernet, data, costs, args.bn_images)
+    else:
+        pruner = "none" if name == "random" else "median"
+        config = SearchConfig(strategy="standalone", trials=1, pruner=pruner, epochs=args.trial_epochs, batch_size=args.batch_size, seed=args.seed)
+        sampler = optuna.samplers.RandomSampler(seed=args.seed) if name == "random" else optuna.samplers.TPESampler(seed=args.seed)
+        pruner_obj = optuna.pruners.NopPruner() if name == "random" else optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        study = optuna.create_study(directions=config.directions, sampler=sampler, pruner=pruner_obj)
+        objective = standalone_objective(space, data, costs, config, base, device)
+    search_start = time.perf_counter()
+    study.optimize(objective, timeout=max(1.0, budget - (search_start - start)))
+    seconds = time.perf_counter() - start
+    rows = trial_rows(study, space)
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    trained = [r for r in finished if r.get("seconds") and r.get("pruned_because") != "over the device budget"]
+    pick = (best_feasible(rows, 1) or [None])[0]
+    return {"name": name, "seconds": seconds, "evaluated": len(trained), "finished": len(finished),
+            "search_seconds": time.perf_counter() - search_start, "per_arch": float(np.mean([r["seconds"] for r in trained])) if trained else None,
+            "pick": pick, "supernet": supernet}
+
+
+def _epoch_seconds(space, data, base, args, device) -> float:
+    """Seconds of one supernet epoch, from two sandwich steps timed on a throwaway supernet."""
+    import dataclasses
+
+    from hetero.search._oneshot import train_supernet
+
+    idx = np.arange(min(2 * args.batch_size, len(data.fit.labels)))
+    t = data.targets
+    targets = dataclasses.replace(t, embeddings=t.embeddings[idx], rows=t.rows[idx], teacher_correct=t.teacher_correct[idx])
+    one_batch = dataclasses.replace(data, fit=data.fit.subset(idx), targets=targets, _cache={})
+    start = time.perf_counter()
+    train_supernet(space.supernet(data.cloud.embed_dim, data.channels), one_batch, replace(base, epochs=1, batch_size=args.batch_size),
+                   args.sandwich_random, device, args.seed)
+    steps = max(1, len(idx) // args.batch_size)
+    return (time.perf_counter() - start) / steps * max(1, len(data.fit.labels) // args.batch_size)
+
+
+def _final(arch, knobs, supernet, args, data, base, device):
+    """Train ``arch`` for ``--final-epochs`` (from the supernet's weights for oneshot) and test it."""
+    from hetero.pipeline import evaluate_compat
+    from hetero.search import evaluate_subnet
+    from hetero.search._standalone import train_scored
+
+    net = None
+    if supernet is not None:
+        evaluate_subnet(supernet, arch, data, args.bn_images)
+        net = supernet.extract(arch)
+    config = replace(base, epochs=args.final_epochs, batch_size=args.batch_size, **knobs)
+    edge, _ = train_scored(arch, config, data, device, args.seed, net=net)
+    return evaluate_compat(data.cloud, edge, data.split.test).summary()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=f"omniglot:{REPO.parent / 'shared' / 'data' / 'omniglot'}")
+    parser.add_argument("--minutes", type=float, default=3.0, help="search budget of each strategy (default 3)")
+    parser.add_argument("--work", default=str(REPO / "runs" / "search_efficiency"), help="cache for the cloud model")
+    parser.add_argument("--train-classes", type=int, default=100, help="training classes used (default 100 of 964)")
+    parser.add_argument("--test-classes", type=int, default=100, help="test classes used (default 100 of 659)")
+    parser.add_argument("--max-macs", type=int, default=2_500_000, help="MACs budget of the pick (default 2.5 M)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[24, 28])
+    parser.add_argument("--cloud-epochs", type=int, default=15)
+    parser.add_argument("--trial-epochs", type=int, default=2, help="epochs of a standalone trial (default 2)")
+    parser.add_argument("--final-epochs", type=int, default=4, help="epochs training each pick and the default (default 4)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sandwich-random", type=int, default=2, help="random subnets per supernet step (default 2)")
+    parser.add_argument("--supernet-share", type=float, default=0.65, help="share of oneshot's budget spent training the supernet")
+    parser.add_argument("--bn-images", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import optuna
+    import torch
+    from devices import load_profile
+    from search_spaces import get_space
+
+    from hetero.data import load_split
+    from hetero.runtime import seed_everything
+    from hetero.search import CostModel, SearchData, knobs_of
+    from hetero.training import EDGE_DEFAULTS
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed_everything(args.seed)
+    device = torch.device("cpu")
+    split = _subset(load_split(args.data, seed=args.seed), args.train_classes, args.test_classes, args.seed)
+    print(f"data {args.data}: {split.describe()}", flush=True)
+    cloud = _cloud(args, split, Path(args.work))
+    base = EDGE_DEFAULTS
+    data = SearchData.prepare(cloud, split, 0.2, args.seed, base.prototype_temperature)
+    space = get_space("mobilenet_v3", resolutions=tuple(args.resolutions))
+    costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels)
+    print(f"search data: {data.describe()}; MACs budget {args.max_macs:,}; {args.minutes} min per strategy", flush=True)
+
+    results = []
+    for name in ("random", "standalone", "oneshot"):
+        result = _run_strategy(name, args, space, data, costs, base, device)
+        pick = result["pick"]
+        if pick is not None:
+            knobs = pick["knobs"] if name != "oneshot" else knobs_of(base)
+            result["test"] = _final(pick["arch"], knobs, result["supernet"], args, data, base, device)
+        results.append(result)
+        print(f"  {name}: {result['finished']} finished, {result['evaluated']} evaluated in {result['seconds']:.0f} s", flush=True)
+    default = space.default_arch()
+    default_test = _final(default, knobs_of(base), None, args, data, base, device)
+    paragon = default_test["paragon"]["map"]
+
+    print(f"\nOmniglot subset, open-set; each strategy {args.minutes} min of search; picks and default trained "
+          f"{args.final_epochs} epochs; MACs budget {args.max_macs:,}; paragon test mAP {paragon:.4f}")
+    header = f"{'strategy':<11} {'evaluated':>9} {'per min':>8} {'s/arch':>7} {'pick MACs':>10} {'val score':>9} {'test cross mAP':>14}"
+    print(header + "\n" + "-" * len(header))
+    for r in results:
+        pick, test = r["pick"], r.get("test")
+        per_min = 60.0 * r["evaluated"] / r["search_seconds"] if r["search_seconds"] else 0.0
+        print(f"{r['name']:<11} {r['evaluated']:>9} {per_min:>8.2f} {r['per_arch'] or float('nan'):>7.2f} "
+              f"{pick['macs'] if pick else 0:>10,} {pick['cross_map'] if pick else float('nan'):>9.4f} "
+              f"{test['cross_torch']['map'] if test else float('nan'):>14.4f}")
+    print(f"{'default':<11} {'-':>9} {'-':>8} {'-':>7} {costs.measure(default)['macs']:>10,} {'-':>9} {default_test['cross_torch']['map']:>14.4f}")
+    oneshot = next(r for r in results if r["name"] == "oneshot")
+    standalone = [r["per_arch"] for r in results if r["name"] != "oneshot" and r["per_arch"]]
+    if oneshot["per_arch"] and standalone:
+        print(f"oneshot evaluates an architecture in {oneshot['per_arch']:.2f} s; standalone trains one in "
+              f"{np.mean(standalone):.1f} s ({args.trial_epochs} epochs): {np.mean(standalone) / oneshot['per_arch']:.0f}x")
+    print("(val score: the strategy's own validation cross mAP - inherited weights for oneshot, "
+          f"{args.trial_epochs} epochs of training for the others - so compare the test column)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""`hetero search`: Optuna architecture search for edge models compatible with the cloud model."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from hetero.cli._common import add_data_options, print_table, split_from_args
+
+__all__ = ["register", "print_summary"]
+
+_EPILOG = """\
+The study lives in RUN/study.journal unless --storage names an Optuna storage URL. Re-running the
+same command resumes it: finished trials are kept, trials of a killed run are failed and retried,
+and the command returns once the study holds --trials finished (complete or pruned) trials. Start
+the same command on several machines with one --storage postgresql://... to share the trials
+(oneshot workers must also share RUN, or a copy of RUN/supernet.pt). Watch it live with
+`optuna-dashboard RUN/study.journal` (or the --storage URL).
+
+examples:
+  hetero search --cloud runs/cloud --data digits --device x86-server --trials 200 --out runs/s1
+  hetero search --cloud runs/cloud --data digits --device pixel-8 --strategy standalone --trials 30 \\
+      --max-macs 3000000 --out runs/s2
+  hetero report runs/s1
+"""
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    from hetero.search import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
+
+    d = SearchConfig()
+    p = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search edge architectures (Optuna) under a device's budgets",
+        description=textwrap.fill(
+            "Search architectures of a space for an edge model whose embeddings search the cloud model's gallery: "
+            "maximise cross mAP (on a held-out part of the training split) and minimise MACs or measured latency, "
+            "under the device's budgets. oneshot trains one supernet against the cloud model and scores subnets "
+            "with inherited weights; standalone trains each architecture for a few epochs, pruned on intermediate "
+            "cross mAP. The best architectures under the budget are fine-tuned (also tuning learning rate, loss "
+            "weights and temperature) and the pick is written to RUN/best/edge.pt (ready for hetero export) with "
+            "RUN/best/arch.json; RUN/pareto.json lists the Pareto front and RUN/search.json everything else.",
+            width=100,
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")
+    add_data_options(p)
+    p.add_argument("--device", required=True, metavar="NAME", help="device profile (see `hetero devices`) or a .toml path: its budgets constrain the search")
+    p.add_argument("--trials", type=int, default=d.trials, metavar="N", help=f"finished trials the study must reach (default {d.trials})")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder: study journal, supernet, results, best/")
+    g = p.add_argument_group("search")
+    g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
+                   help="oneshot: train one supernet, score subnets with inherited weights (fast); standalone: "
+                        f"train every trial's architecture for --epochs (default {d.strategy})")
+    g.add_argument("--space", default=d.space, help=f"search space (default {d.space})")
+    g.add_argument("--resolutions", type=int, nargs="+", metavar="PX", help="input resolutions the space may choose (default: the space's)")
+    g.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                   help="cost to minimise: MACs, or p50 latency measured on the device's runtime (default macs)")
+    g.add_argument("--max-macs", type=int, metavar="MACS", help="MACs budget, overriding the device profile's")
+    g.add_argument("--sampler", choices=SAMPLERS, default=d.sampler,
+                   help="auto: NSGA-II for two objectives, TPE when pruning makes standalone single-objective (default auto)")
+    g.add_argument("--pruner", choices=PRUNERS, default=d.pruner,
+                   help="pruner of standalone trials; with a pruner the study maximises cross mAP under the budget "
+                        "(Optuna prunes single-objective studies only), none keeps it two-objective (default median)")
+    g.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE, postgresql://USER@HOST/DB, or a journal file path (default RUN/study.journal)")
+    g.add_argument("--study", default="hetero-search", metavar="NAME", help="study name in the storage (default hetero-search)")
+    t = p.add_argument_group("training lengths")
+    t.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs of a standalone trial (default {d.epochs})")
+    t.add_argument("--supernet-epochs", type=int, default=d.supernet_epochs, help=f"epochs of the oneshot supernet (default {d.supernet_epochs})")
+    t.add_argument("--sandwich-random", type=int, default=d.sandwich_random,
+                   help=f"random subnets per supernet step besides the largest and smallest (default {d.sandwich_random})")
+    t.add_argument("--bn-images", type=int, default=d.bn_images, help=f"images re-estimating a subnet's batch norm (default {d.bn_images})")
+    t.add_argument("--finalists", type=int, default=d.finalists, help=f"best architectures under budget to fine-tune (default {d.finalists})")
+    t.add_argument("--final-trials", type=int, default=d.final_trials,
+                   help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
+    t.add_argument("--final-epochs", type=int, default=d.final_epochs, help=f"epochs of fine-tuning and of the reference (default {d.final_epochs})")
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction, help=f"share of the training split held out to score trials (default {d.val_fraction})")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size of all training (default {d.batch_size})")
+    p.set_defaults(run=_run, command="search")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import warnings
+
+    import optuna
+    from devices import load_profile
+
+    from hetero.models import load_cloud
+    from hetero.runtime import resolve_device
+    from hetero.search import SearchConfig, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    config = SearchConfig(
+        strategy=args.strategy, trials=args.trials, space=args.space, resolutions=tuple(args.resolutions or ()),
+        objective=args.objective, max_macs=args.max_macs, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
+        supernet_epochs=args.supernet_epochs, sandwich_random=args.sandwich_random, bn_images=args.bn_images,
+        finalists=args.finalists, final_trials=args.final_trials, final_epochs=args.final_epochs,
+        val_fraction=args.val_fraction, batch_size=args.batch_size, seed=args.seed,
+    )
+    profile = load_profile(args.device)
+    cloud = load_cloud(args.cloud)
+    summary = run_search(cloud, split_from_args(args), profile, config, args.out, args.storage, args.study,
+                         resolve_device(args.accelerator))
+    print_summary(summary, args.out)
+    return 0
+
+
+def print_summary(summary: dict, out: str) -> None:
+    """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
+    cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
+    print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
+          f"{summary['search']['trials_here']} run by this process in {summary['search']['seconds_here']:.0f} s; "
+          f"Pareto front: {len(summary['pareto'])} architectures")
+    if summary.get("supernet", {}).get("seconds"):
+        reused = "" if summary["supernet"].get("trained_now") else ", reused from a previous run"
+        print(f"supernet: trained in {summary['supernet']['seconds']:.0f} s ({summary['supernet']['epochs']} epochs{reused})")
+    if speed.get("oneshot_seconds_per_arch"):
+        print(f"oneshot: {speed['oneshot_seconds_per_arch']:.3f} s per architecture evaluated "
+              f"({60 / speed['oneshot_seconds_per_arch']:.1f} per minute)")
+    if speed.get("standalone_seconds_per_arch"):
+        print(f"standalone: {speed['standalone_seconds_per_arch']:.1f} s to train one architecture ({speed['standalone_how']})")
+    if speed.get("speedup"):
+        print(f"speed-up: oneshot evaluates an architecture {speed['speedup']:.0f}x faster than standalone trains one")
+    rows = []
+    for name, entry in (("pick", summary.get("pick")), ("default arch", summary.get("reference"))):
+        if entry and entry.get("test"):
+            t = entry["test"]
+            rows.append([name, entry["macs"], entry["params"], entry["val"]["cross_map"], t["cross_torch"]["map"],
+                         t["homogeneous_edge"]["map"], t["cross_torch"]["top1"]])
+    if rows:
+        paragon = summary["paragon"].get("test", {}).get("map")
+        print_table(["model", "MACs", "params", "val cross mAP", "test cross mAP", "test homog. mAP", "test cross top-1"], rows)
+        if paragon is not None:
+            print(f"paragon (cloud -> cloud) test mAP {paragon:.4f}")
+    if summary.get("pick"):
+        budget = summary["device"]["budgets"]
+        print(f"pick under budget {budget}: {summary['pick']['under_budget']}; written to {out}/best/edge.pt and {out}/best/arch.json")
+    elif summary.get("no_pick"):
+        print(summary["no_pick"])
+    print(f"Pareto front in {out}/pareto.json; `hetero report {out}` draws it")

@@ -1,0 +1,101 @@
+"""What a search is asked to do: the strategy, its budgets and its training lengths."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hetero.errors import UserError
+
+__all__ = ["SearchConfig", "STRATEGIES", "OBJECTIVES", "SAMPLERS", "PRUNERS"]
+
+STRATEGIES = ("standalone", "oneshot")
+OBJECTIVES = ("macs", "latency")
+SAMPLERS = ("auto", "nsga2", "tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass
+class SearchConfig:
+    """Settings of one ``hetero search`` run; recorded in the study so a resume must match them.
+
+    Attributes:
+        strategy: ``standalone`` (each trial trains its architecture) or ``oneshot`` (trials
+            evaluate subnets of one supernet trained once).
+        trials: Finished (complete or pruned) trials the study must reach.
+        space: Name of the search space (``search_spaces.list_spaces()``).
+        resolutions: Input resolutions the space may choose; empty for the space's own.
+        objective: The cost to minimise beside maximising cross mAP: ``macs`` or measured
+            ``latency`` on the device's runtime.
+        max_macs: Overrides the device profile's MACs budget.
+        sampler: ``auto`` (NSGA-II for two objectives, TPE when pruning makes the study
+            single-objective), ``nsga2``, ``tpe`` or ``random``.
+        pruner: Optuna pruner of standalone trials on intermediate validation cross mAP;
+            ``none`` keeps standalone multi-objective (Optuna prunes single-objective studies only).
+        epochs: Training epochs of a standalone trial.
+        supernet_epochs: Epochs of the oneshot supernet training.
+        sandwich_random: Random subnets per supernet step, besides the largest and the smallest.
+        bn_images: Training images that re-estimate a subnet's batch-norm statistics.
+        finalists: Best architectures under the budget that the final phase fine-tunes.
+        final_trials: Trials of the final phase (finalist x training knobs); 0 skips it.
+        final_epochs: Training epochs of a final-phase trial and of the reference architecture.
+        val_fraction: Share of the training split held out for search decisions.
+        batch_size: Training batch size.
+        seed: Fixes the split, initialisation and batch order.
+    """
+
+    strategy: str = "oneshot"
+    trials: int = 50
+    space: str = "mobilenet_v3"
+    resolutions: tuple[int, ...] = ()
+    objective: str = "macs"
+    max_macs: int | None = None
+    sampler: str = "auto"
+    pruner: str = "median"
+    epochs: int = 3
+    supernet_epochs: int = 20
+    sandwich_random: int = 2
+    bn_images: int = 256
+    finalists: int = 3
+    final_trials: int = 4
+    final_epochs: int = 20
+    val_fraction: float = 0.2
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.resolutions = tuple(int(r) for r in self.resolutions)
+        for name, allowed in (("strategy", STRATEGIES), ("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name} {getattr(self, name)!r} is unknown; use one of {', '.join(allowed)}")
+        positive = ("trials", "epochs", "supernet_epochs", "bn_images", "finalists", "final_epochs", "batch_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.final_trials < 0 or self.sandwich_random < 0:
+            raise UserError("--final-trials and --sandwich-random must be 0 or more")
+        if self.max_macs is not None and self.max_macs < 1:
+            raise UserError(f"--max-macs must be a positive number of MACs, got {self.max_macs}")
+        if not 0.05 <= self.val_fraction <= 0.5:
+            raise UserError(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
+
+    @property
+    def prunes(self) -> bool:
+        """Whether trials are pruned on intermediate values (standalone with a pruner)."""
+        return self.strategy == "standalone" and self.pruner != "none"
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's directions: cross mAP, and the cost unless pruning needs one objective."""
+        return ["maximize"] if self.prunes else ["maximize", "minimize"]
+
+    def study_key(self) -> dict:
+        """The settings a resumed study must share (trial lengths may change between runs)."""
+        keys = ("strategy", "space", "resolutions", "objective", "max_macs", "pruner", "epochs", "supernet_epochs",
+                "sandwich_random", "val_fraction", "batch_size", "seed")
+        d = asdict(self)
+        return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keys}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resolutions"] = list(self.resolutions)
+        return d

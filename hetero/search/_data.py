@@ -1,0 +1,97 @@
+"""The search's data: a held-out validation part of the training split, and the cloud's view of it.
+
+Search decisions (trial scores, pruning, the pick) are made on the validation part; the test split
+is touched only to report the final figures of the pick and of the references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from hetero.data import Dataset, Split, split_dataset
+from hetero.metrics import retrieval_metrics
+from hetero.models import CloudModel
+from hetero.pipeline import default_preprocess
+from hetero.training import CloudTargets
+
+__all__ = ["SearchData"]
+
+
+@dataclass
+class SearchData:
+    """The training split cut into a part to train on and a validation part to judge on.
+
+    Attributes:
+        split: The train/test split every command shares (same SPEC, protocol and seed).
+        fit: The part of ``split.train`` the search trains on.
+        val: The held-out part of ``split.train`` that scores trials.
+        cloud: The frozen cloud model.
+        targets: The cloud model's targets for ``fit`` (computed once for every trial).
+        gallery: The cloud model's embeddings of ``val``: the gallery trials search.
+    """
+
+    split: Split
+    fit: Dataset
+    val: Dataset
+    cloud: CloudModel
+    targets: CloudTargets
+    gallery: np.ndarray
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def prepare(cls, cloud: CloudModel, split: Split, val_fraction: float, seed: int, prototype_temperature: float) -> "SearchData":
+        """Hold out ``val_fraction`` of the training split the way the split itself was made.
+
+        Closed-set data keeps images of every training class in both parts; open-set data holds
+        out whole classes, so the validation queries are unseen classes, as the test queries are.
+        """
+        parts = split_dataset(split.train, protocol=split.protocol, seed=seed + 1, test_fraction=val_fraction)
+        targets = CloudTargets.from_cloud(cloud, parts.train.images, parts.train.labels, prototype_temperature)
+        return cls(split, parts.train, parts.test, cloud, targets, cloud.embed(parts.test.images))
+
+    @property
+    def channels(self) -> int:
+        return int(self.split.train.images.shape[1])
+
+    def inputs(self, part: str, resolution: int) -> torch.Tensor:
+        """Preprocessed images of ``part`` (``"fit"`` or ``"val"``) at ``resolution``, cached."""
+        key = (part, resolution)
+        if key not in self._cache:
+            images = getattr(self, part).images
+            preprocess = default_preprocess(resolution, self.channels)
+            self._cache[key] = torch.cat(list(preprocess.batches(images)))
+        return self._cache[key]
+
+    def calibration_batches(self, resolution: int, n_images: int, batch_size: int = 64) -> list[torch.Tensor]:
+        """The same ``n_images`` training images for every subnet, in batches (batch-norm statistics)."""
+        x = self.inputs("fit", resolution)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n_images]
+        return [x[order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
+
+    @torch.no_grad()
+    def embed_val(self, net: nn.Module, resolution: int, batch_size: int = 512) -> np.ndarray:
+        """Embed the validation images with ``net`` (left in eval mode)."""
+        net.eval()
+        device = next(net.parameters()).device
+        x = self.inputs("val", resolution)
+        return torch.cat([net(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]).numpy()
+
+    def score(self, queries: np.ndarray) -> dict[str, float]:
+        """Cross mAP (queries against the cloud gallery) and homogeneous mAP on the validation images."""
+        labels = self.val.labels
+        cross = retrieval_metrics(queries, self.gallery, labels, labels, same_images=True)
+        homogeneous = retrieval_metrics(queries, queries, labels, labels, same_images=True)
+        return {"cross_map": float(cross.map), "homogeneous_map": float(homogeneous.map)}
+
+    def paragon(self) -> float:
+        """Cloud-to-cloud mAP on the validation images: the ceiling of every trial's score."""
+        labels = self.val.labels
+        return float(retrieval_metrics(self.gallery, self.gallery, labels, labels, same_images=True).map)
+
+    def describe(self) -> dict:
+        return {**self.split.describe(), "fit_images": len(self.fit.labels), "val_images": len(self.val.labels),
+                "val_classes": self.val.num_classes}

@@ -1,0 +1,154 @@
+"""The final phase: fine-tune the best architectures under the budget, and the hand-picked reference.
+
+The final phase is an Optuna study of its own (``<study>.final``, same storage): a trial picks one
+of the finalists (the best architectures under the budget found by the search) and samples the
+training knobs, then trains it for ``final_epochs`` (oneshot: starting from the weights the subnet
+inherits from the supernet; standalone: from scratch), reporting validation cross mAP per epoch
+to a median pruner. Each finalist is first tried with its own knobs (standalone: those of its
+search trial; oneshot: the defaults), so the knobs of the oneshot search are tuned here, in this
+small second phase, not in the architecture trials. The pick is the best final trial on
+validation. The reference is the space's hand-picked default architecture trained the same way
+with the default knobs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+
+from hetero._io import read_json, write_json
+from hetero.models import load_edge, save_edge
+from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
+from hetero.search._standalone import train_scored
+from hetero.search._storage import open_study, run_lock, run_trials
+
+__all__ = ["FINAL_DIR", "REFERENCE_DIR", "initial_net", "train_reference", "run_final_phase"]
+
+FINAL_DIR = "final"
+REFERENCE_DIR = "reference"
+
+
+def initial_net(run, arch: dict):
+    """Where fine-tuning starts: the subnet with inherited weights (oneshot), or ``None`` (fresh)."""
+    if run.supernet is None:
+        return None
+    from hetero.search._oneshot import evaluate_subnet
+
+    evaluate_subnet(run.supernet, arch, run.data, run.config.bn_images)  # activates it and re-estimates batch norm
+    return run.supernet.extract(arch)
+
+
+def _final_config(run, knobs: dict):
+    return replace(run.base, epochs=run.config.final_epochs, batch_size=run.config.batch_size, **knobs)
+
+
+def train_reference(run) -> dict:
+    """Train the space's default architecture with the default knobs, as the final phase trains.
+
+    Trained once per run folder (workers wait for it) and kept in ``reference/``.
+
+    Returns:
+        Its architecture, cost, validation scores, training seconds and model path.
+    """
+    folder = run.run_dir / REFERENCE_DIR
+    arch = run.space.default_arch()
+    key = {"study": run.study_name, "arch": arch, "final_epochs": run.config.final_epochs, "knobs": knobs_of(run.base)}
+    with run_lock(run.run_dir / ".reference.lock"):
+        if (folder / "reference.json").exists() and (folder / "edge.pt").exists():
+            info = read_json(folder / "reference.json")
+            if info.get("key") == key:
+                return info
+        start = time.perf_counter()
+        edge, scores = train_scored(arch, _final_config(run, knobs_of(run.base)), run.data, run.device, run.config.seed,
+                                    net=initial_net(run, arch))
+        seconds = time.perf_counter() - start
+        save_edge(edge, folder / "edge.pt")
+        info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores, "seconds": seconds,
+                "seconds_per_epoch": seconds / run.config.final_epochs, "path": str(folder / "edge.pt")}
+        write_json(folder / "reference.json", info)
+    return info
+
+
+def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
+    """The finalists of the final study: chosen once from the search, then kept (a resume reuses them)."""
+    from hetero.search._results import best_feasible
+
+    by_number = {r["number"]: r for r in rows}
+    numbers = study.user_attrs.get("finalists")
+    if numbers is None:
+        numbers = [r["number"] for r in best_feasible(rows, run.config.finalists, run.costs.unit)]
+        study.set_user_attr("finalists", numbers)
+    return [by_number[n] for n in numbers]
+
+
+def _model_path(run, number: int) -> Path:
+    return run.run_dir / FINAL_DIR / f"trial-{number}" / "edge.pt"
+
+
+def run_final_phase(run, rows: list[dict]) -> dict | None:
+    """Fine-tune the finalists with ``final_trials`` trials and return the pick.
+
+    Returns:
+        ``None`` when no architecture meets the budget; else the pick: final trial number, search
+        trial number, architecture, knobs, validation scores and the path of its model.
+    """
+    import optuna.pruners as pruners
+
+    sampler = optuna.samplers.TPESampler(seed=run.sampler_seed)
+    pruner = pruners.MedianPruner(n_startup_trials=run.config.finalists, n_warmup_steps=max(1, run.config.final_epochs // 2))
+    settings = {"search_study": run.study_name, "final_epochs": run.config.final_epochs}
+    study = open_study(run.storage, f"{run.study_name}.final", ["maximize"], sampler, pruner, settings, ["val cross mAP"])
+    finalists = _finalists(run, study, rows)
+    if not finalists:
+        return None
+    choices = [f["number"] for f in finalists]
+    by_number = {f["number"]: f for f in finalists}
+    for f in finalists:
+        knobs = f["knobs"] if set(f["knobs"]) == set(KNOBS) else knobs_of(run.base)
+        study.enqueue_trial({"finalist": f["number"], **knobs}, skip_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        finalist = by_number[trial.suggest_categorical("finalist", choices)]
+        config = sample_knobs(trial, _final_config(run, {}))
+
+        def on_score(epoch: int, scores: dict) -> None:
+            for key, value in scores.items():
+                trial.set_user_attr(key, value)
+            trial.report(scores["cross_map"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        edge, scores = train_scored(finalist["arch"], config, run.data, run.device, run.config.seed,
+                                    net=initial_net(run, finalist["arch"]), on_score=on_score)
+        save_edge(edge, _model_path(run, trial.number))
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return scores["cross_map"]
+
+    run_trials(study, objective, run.config.final_trials, desc="fine-tune")
+    best = max(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: (t.value, -t.number))
+    finalist = by_number[best.params["finalist"]]
+    knobs = {k: best.params[k] for k in KNOBS}
+    path = _model_path(run, best.number)
+    if not path.exists():  # trained by a worker on another machine: train it again here, same seed
+        edge, _ = train_scored(finalist["arch"], _final_config(run, knobs), run.data, run.device, run.config.seed,
+                               net=initial_net(run, finalist["arch"]))
+        save_edge(edge, path)
+    return {
+        "final_trial": best.number,
+        "search_trial": finalist["number"],
+        "finalists": choices,
+        "arch": finalist["arch"],
+        "knobs": knobs,
+        "val": {"cross_map": best.value, "homogeneous_map": best.user_attrs.get("homogeneous_map")},
+        "search_val": {"cross_map": finalist["cross_map"], "homogeneous_map": finalist["homogeneous_map"]},
+        "final_trials": [
+            {"number": t.number, "state": t.state.name, "finalist": t.params.get("finalist"), "cross_map": t.user_attrs.get("cross_map"),
+             "seconds": t.user_attrs.get("seconds")}
+            for t in study.get_trials(deepcopy=False)
+        ],
+        "model": load_edge(path),
+    }

@@ -1,0 +1,242 @@
+"""``run_search``: the whole search, from the cloud model and the data to ``RUN/best/edge.pt``.
+
+1. Hold out a validation part of the training split (search decisions never see the test split).
+2. Open (or resume) the Optuna study; the space's default architecture is its first trial.
+3. Oneshot: load or train the supernet. Then run trials until the study holds N finished ones,
+   sharing them with any other worker on the same storage.
+4. Train the hand-picked reference and fine-tune the finalists (final phase, its own study).
+5. Write ``pareto.json``, ``search.json`` and ``best/`` (edge.pt, arch.json, metrics.json), with
+   test figures for the pick, the reference and the paragon.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from hetero._io import write_json
+from hetero.cost import count_cost
+from hetero.data import Split
+from hetero.errors import UserError
+from hetero.models import CloudModel, load_edge, save_edge
+from hetero.pipeline import evaluate_compat
+from hetero.search._config import SearchConfig
+from hetero.search._cost import CostModel
+from hetero.search._data import SearchData
+from hetero.search._final import run_final_phase, train_reference
+from hetero.search._knobs import knobs_of
+from hetero.search._results import pareto_front, rates, trial_rows
+from hetero.search._storage import DEFAULT_STUDY, open_storage, open_study, run_lock, run_trials
+from hetero.training import EDGE_DEFAULTS, TrainConfig
+
+__all__ = ["SearchRun", "run_search", "SEARCH_FILE", "PARETO_FILE", "BEST_DIR"]
+
+SEARCH_FILE = "search.json"
+PARETO_FILE = "pareto.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class SearchRun:
+    """Everything a search's phases share."""
+
+    config: SearchConfig
+    run_dir: Path
+    space: Any
+    data: SearchData
+    costs: CostModel
+    device: torch.device
+    base: TrainConfig
+    storage: Any
+    storage_label: str
+    study_name: str
+    sampler_seed: int
+    supernet: Any = None
+    supernet_info: dict = field(default_factory=dict)
+
+
+def _space(config: SearchConfig, profile):
+    from search_spaces import get_space
+
+    resolutions = config.resolutions
+    fixed = profile.input_resolution
+    if fixed is not None:
+        if resolutions and set(resolutions) != {fixed}:
+            raise UserError(f"device {profile.name} takes {fixed} px inputs; drop --resolutions or pass --resolutions {fixed}")
+        resolutions = (fixed,)
+    return get_space(config.space, **({"resolutions": resolutions} if resolutions else {}))
+
+
+def _sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    name = config.sampler
+    if name == "auto":
+        name = "tpe" if config.prunes else "nsga2"
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    population = min(50, max(8, config.trials // 4))
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+
+
+def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if not config.prunes:
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
+def _objective(run: SearchRun):
+    if run.config.strategy == "oneshot":
+        from hetero.search._oneshot import load_or_train_supernet, oneshot_objective
+
+        config = replace(run.base, epochs=run.config.supernet_epochs, batch_size=run.config.batch_size)
+        run.supernet, run.supernet_info = load_or_train_supernet(
+            run.run_dir, run.space, run.data, config, run.config.sandwich_random, run.device, run.config.seed
+        )
+        return oneshot_objective(run.supernet, run.data, run.costs, run.config.bn_images)
+    from hetero.search._standalone import standalone_objective
+
+    return standalone_objective(run.space, run.data, run.costs, run.config, run.base, run.device)
+
+
+def _check_supernet(study: optuna.Study, run: SearchRun) -> None:
+    """Workers of one study must score subnets of the same supernet."""
+    from devices import sha256_file
+
+    if run.supernet is None:
+        return
+    sha = sha256_file(run.supernet_info["path"])
+    recorded = study.user_attrs.get("supernet_sha256")
+    if recorded is None:
+        study.set_user_attr("supernet_sha256", sha)
+    elif recorded != sha:
+        raise UserError(
+            f"{run.supernet_info['path']} is not the supernet this study's trials were scored with; give every "
+            "worker the same run folder (a shared disk) or a copy of the first worker's supernet.pt"
+        )
+
+
+def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, run_dir: str | os.PathLike[str],
+               storage_url: str | None = None, study_name: str = DEFAULT_STUDY, device: torch.device | None = None,
+               base: TrainConfig = EDGE_DEFAULTS) -> dict:
+    """Search architectures (and training knobs) for edge models compatible with ``cloud``.
+
+    Args:
+        cloud: The frozen cloud model.
+        split: The train/test split (the test part only gives the final figures).
+        profile: The device profile whose budgets constrain the search.
+        config: The search settings.
+        run_dir: The run folder (study journal, supernet, results, ``best/``).
+        storage_url: An Optuna storage URL; a journal file in ``run_dir`` by default.
+        study_name: The study's name in the storage.
+        device: Where to train.
+        base: Training settings the knobs start from (and the reference uses).
+
+    Returns:
+        The summary written to ``run_dir/search.json``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = device or torch.device("cpu")
+    space = _space(config, profile)
+    data = SearchData.prepare(cloud, split, config.val_fraction, config.seed, base.prototype_temperature)
+    costs = CostModel(space, profile, config.objective, config.max_macs, cloud.embed_dim, data.channels,
+                      calibration=lambda r: data.inputs("fit", r)[:256].numpy())
+    storage, label = open_storage(storage_url, run_dir)
+    # Workers sharing a study must not draw the same trials: the process id enters the seed.
+    run = SearchRun(config, run_dir, space, data, costs, device, base, storage, label, study_name,
+                    sampler_seed=(config.seed * 1_000_003 + os.getpid()) % 2**31)
+    settings = {**config.study_key(), "cloud": cloud.fingerprint, "data": split.train.spec, "protocol": split.protocol,
+                "device": profile.name, "budgets": costs.budgets}
+    study = open_study(storage, study_name, config.directions, _sampler(config, run.sampler_seed), _pruner(config), settings,
+                       ["val cross mAP", costs.unit])
+    default = {k: v for k, v in space.default_arch().items() if k != "space"}
+    if config.strategy == "standalone":
+        default.update(knobs_of(base))
+    study.enqueue_trial(default, user_attrs={"reference": "default"}, skip_if_exists=True)
+    objective = _objective(run)
+    _check_supernet(study, run)
+    start = time.perf_counter()
+    ran = run_trials(study, objective, config.trials, desc=f"{config.strategy} trials")
+    rows = trial_rows(study, space)
+    summary = {
+        "format": "hetero.search/1",
+        "config": config.to_dict(),
+        "study": study_name,
+        "storage": label,
+        "device": costs.describe(),
+        "data": {"spec": split.train.spec, **data.describe()},
+        "cloud": {"fingerprint": cloud.fingerprint, **count_cost(cloud.net, (cloud.preprocess.channels, cloud.preprocess.size, cloud.preprocess.size))},
+        "paragon": {"val_map": data.paragon()},
+        "supernet": {k: v for k, v in run.supernet_info.items() if k != "path"},
+        "search": {"seconds_here": time.perf_counter() - start, "trials_here": ran, "rates": rates(rows)},
+        "trials": rows,
+        "pareto": [r["number"] for r in pareto_front(rows, costs.unit)],
+    }
+    if config.final_trials:
+        summary["reference"] = train_reference(run)
+        pick = run_final_phase(run, rows)
+        if pick is None:
+            summary["no_pick"] = "no architecture met the budgets; raise --max-macs or choose a larger device"
+    else:
+        pick = None
+    summary["speed"] = _speed(summary, config)
+    with run_lock(run_dir / ".outputs.lock"):
+        _write_outputs(run, summary, rows, pick)
+    return summary
+
+
+def _speed(summary: dict, config: SearchConfig) -> dict:
+    """Seconds per architecture: a oneshot evaluation against a standalone training (``config.epochs``)."""
+    mean = summary["search"]["rates"].get("seconds_per_complete")
+    out: dict[str, Any] = {}
+    if config.strategy == "standalone":
+        out["standalone_seconds_per_arch"] = mean
+        out["standalone_how"] = "mean duration of the complete standalone trials"
+        return out
+    out["oneshot_seconds_per_arch"] = mean
+    reference = summary.get("reference")
+    if reference:
+        out["standalone_seconds_per_arch"] = reference["seconds_per_epoch"] * config.epochs
+        out["standalone_how"] = (f"the default architecture's measured training time per epoch x {config.epochs} epochs "
+                                 "(the length of a standalone trial)")
+        if mean:
+            out["speedup"] = out["standalone_seconds_per_arch"] / mean
+    return out
+
+
+def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict | None) -> None:
+    """``pareto.json``, ``best/`` and ``search.json``, with the test figures of the pick and the reference."""
+    from search_spaces import save_arch
+
+    split, cloud = run.data.split, run.data.cloud
+    unit = run.costs.unit
+    keys = ("number", "arch", "macs", "params", "artifact_bytes", "latency_ms", "cross_map", "homogeneous_map", "feasible", "knobs")
+    front = [{("trial" if k == "number" else k): r.get(k) for k in keys} for r in pareto_front(rows, unit)]
+    write_json(run.run_dir / PARETO_FILE, {"objective": unit, "budgets": run.costs.budgets, "scores": "validation part of the training split",
+                                           "front": front})
+    if "reference" in summary:
+        reference = summary["reference"]
+        reference["test"] = evaluate_compat(cloud, load_edge(reference["path"]), split.test).summary()
+        summary["paragon"]["test"] = reference["test"]["paragon"]
+    if pick is not None:
+        edge = pick.pop("model")
+        evaluation = evaluate_compat(cloud, edge, split.test).summary()
+        pick.update(run.costs.measure(pick["arch"]), test=evaluation)
+        pick["under_budget"] = all(c <= 0 for c in run.costs.constraints(pick).values())
+        edge.meta.update(split=split.describe(), evaluation=evaluation,
+                         search={k: pick[k] for k in ("final_trial", "search_trial", "knobs", "val")} | {"study": run.study_name})
+        best = run.run_dir / BEST_DIR
+        save_edge(edge, best / "edge.pt")
+        save_arch(pick["arch"], best / "arch.json", space=run.space)
+        write_json(best / "metrics.json", evaluation)
+        summary["pick"] = pick
+    write_json(run.run_dir / SEARCH_FILE, summary)

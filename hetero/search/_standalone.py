@@ -1,0 +1,92 @@
+"""The standalone strategy: every trial trains its own architecture for a few epochs.
+
+The trial samples an architecture and the training knobs, trains with the compatibility losses
+(``hetero.pipeline.train_edge``), and after every epoch scores the network on the validation
+images; with a pruner, that intermediate cross mAP is reported and a poor trial is stopped early.
+An architecture over the device's budget is pruned before it trains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import optuna
+import torch
+
+from hetero.pipeline import train_edge
+from hetero.search._config import SearchConfig
+from hetero.search._cost import CostModel
+from hetero.search._data import SearchData
+from hetero.search._knobs import sample_knobs
+from hetero.training import TrainConfig
+
+__all__ = ["standalone_objective", "train_scored"]
+
+
+def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device: torch.device, seed: int,
+                 net: torch.nn.Module | None = None, on_score: Callable[[int, dict], None] | None = None):
+    """Train an edge model of ``arch`` on the search data, scoring it on validation after each epoch.
+
+    Args:
+        arch: The architecture.
+        train_config: Epochs, optimiser and loss weights.
+        data: The search data.
+        device: Where to train.
+        seed: Fixes initialisation and batch order.
+        net: Initial weights (a subnet extracted from a supernet); a fresh network by default.
+        on_score: Called with the epoch and its validation scores; may raise ``TrialPruned``.
+
+    Returns:
+        The trained :class:`hetero.models.EdgeModel` and the last validation scores.
+    """
+    if net is None:
+        from search_spaces import get_space
+
+        torch.manual_seed(seed)
+        net = get_space(arch["space"]).build(arch, data.cloud.embed_dim, data.channels)
+    scores: dict[str, float] = {}
+
+    def on_epoch(epoch: int, record: dict) -> None:
+        scores.update(data.score(data.embed_val(net, int(arch["resolution"]))))
+        if on_score is not None:
+            on_score(epoch, scores)
+
+    edge = train_edge(data.cloud, data.fit, arch, train_config, device, seed, on_epoch, net=net, targets=data.targets)
+    return edge, dict(scores)
+
+
+def standalone_objective(space, data: SearchData, costs: CostModel, config: SearchConfig, base: TrainConfig,
+                         device: torch.device) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    """The trial function: sample an architecture and knobs, train a few epochs, score on validation."""
+    base = replace(base, epochs=config.epochs, batch_size=config.batch_size)
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        start = time.perf_counter()
+        arch = space.sample(trial)
+        train_config = sample_knobs(trial, base)
+        cost = costs.record(trial, arch)
+        if not trial.user_attrs["feasible"]:
+            trial.set_user_attr("pruned_because", "over the device budget")
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            raise optuna.TrialPruned("over the device budget")
+
+        def on_score(epoch: int, scores: dict) -> None:
+            for key, value in {**scores, "epochs_trained": epoch + 1}.items():
+                trial.set_user_attr(key, value)
+            if config.prunes:
+                trial.report(scores["cross_map"], epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_because", f"validation cross mAP {scores['cross_map']:.4f} after epoch {epoch + 1}")
+                    trial.set_user_attr("seconds", time.perf_counter() - start)
+                    raise optuna.TrialPruned()
+
+        _, scores = train_scored(arch, train_config, data, device, config.seed, on_score=on_score)
+        for key, value in {**scores, "seconds": time.perf_counter() - start}.items():
+            trial.set_user_attr(key, value)
+        if config.prunes:
+            return scores["cross_map"]
+        return scores["cross_map"], costs.value(cost)
+
+    return objective
