@@ -1,8 +1,12 @@
 """Run an exported artifact on this device: ``python -m devices.run ARTIFACT_DIR --inputs X.npy``.
 
 Verifies the artifact against its manifest, embeds the inputs with the artifact's runtime, saves
-the embeddings, and measures latency at batch 1. Needs numpy and the one runtime, nothing else
-(no torch, no hetero). Exit codes: 0 success, 2 user error (one line on stderr), 1 a bug.
+the embeddings, and measures latency at batch 1 (and at each ``--batch``). Needs numpy and the one
+runtime, nothing else (no torch, no hetero). Exit codes: 0 success, 2 user error (one line on
+stderr), 1 a bug.
+
+``--latency-out`` holds batch 1's figures ``{"batch": 1, "p50", "p95", "threads", ...}``, or with
+``--batch`` a list of them, batch 1 first: both are what ``hetero bench --latency`` reads.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="where to save the embeddings [N, D] (.npy)")
     parser.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs at batch 1 (0: skip)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per batch size (0: skip timing)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[], metavar="N",
+                        help="also time these batch sizes (batch 1 is always timed)")
     parser.add_argument("--latency-out", type=Path, help="also save the latency figures (.json)")
     parser.add_argument("--cloud-fingerprint",
                         help="refuse the artifact unless it was trained for this cloud model")
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     """Do what the command line asks; returns the summary printed as JSON."""
     if args.threads is not None and args.threads < 1:
         raise ArtifactError(f"--threads must be at least 1, got {args.threads}")
+    if any(b < 1 for b in args.batch):
+        raise ArtifactError(f"--batch sizes must be at least 1, got {' '.join(map(str, args.batch))}")
     artifact, manifest = verify_artifact(args.artifact_dir)
     if args.cloud_fingerprint:
         check_fingerprint(manifest, args.cloud_fingerprint)
@@ -75,11 +83,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         _save_npy(args.out, embeddings)
         summary["embeddings"] = str(args.out)
     if args.repeats > 0:
-        latency = measure_latency(runner, x, warmup=args.warmup, repeats=args.repeats)
-        latency["threads"] = args.threads
-        summary["latency_ms"] = latency
+        batches = [{**measure_latency(runner, x, warmup=args.warmup, repeats=args.repeats, batch=b),
+                    "threads": args.threads} for b in sorted({1, *args.batch})]
+        summary["latency_ms"] = batches[0]
+        if args.batch:
+            summary["latency_ms_batches"] = batches
         if args.latency_out:
-            atomic_write_bytes(args.latency_out, (json.dumps(latency, indent=2) + "\n").encode())
+            figures = batches if args.batch else batches[0]
+            atomic_write_bytes(args.latency_out, (json.dumps(figures, indent=2) + "\n").encode())
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import copy
 import importlib.metadata
@@ -27,6 +28,7 @@ from export._errors import ExportError
 __all__ = [
     "Backend",
     "atomic_output",
+    "describe_ops",
     "dynamic_batch",
     "get_backend",
     "list_backends",
@@ -191,6 +193,11 @@ def dynamic_batch(example: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, 
     """
     wide = example[:1].expand(2, *example.shape[1:]).contiguous()
     return wide, ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
+def describe_ops(counts: "collections.Counter[str]") -> str:
+    """``"Conv x44, Gemm"``: op types by count, for the manifest notes (``"none"`` if empty)."""
+    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.most_common()) or "none"
 
 
 @contextlib.contextmanager

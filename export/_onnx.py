@@ -2,7 +2,8 @@
 
 fp16 rewrites the graph's float tensors to float16 (``_onnx_fp16``) and int8 quantizes it
 statically (QDQ, per-channel weights) with onnxruntime, calibrated on real images; both keep
-float32 inputs and outputs so callers never care about the precision.
+float32 inputs and outputs so callers never care about the precision. The exporter's per-node
+debugging metadata (stack traces, scopes) is left out of the file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from devices._errors import one_line
 from export._base import Backend, register_backend
 from export._base import dynamic_batch as dynamic_batch_spec
 from export._errors import ExportError
-from export._onnx_precision import convert_to_fp16, quantize_int8
+from export._onnx_precision import convert_to_fp16, quantization_notes, quantize_int8
 
 __all__ = ["OnnxBackend", "export_onnx"]
 
@@ -46,6 +47,18 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
         raise ExportError(f"torch.onnx could not export the model ({one_line(exc, 300)}); use layers from "
                           "search_spaces, which export cleanly") from None
     program.save(str(path), external_data=False)
+    _strip_debug_metadata(path)
+
+
+def _strip_debug_metadata(path: Path) -> None:
+    """Drop the exporter's per-node debugging metadata (stack traces, FX node names, scopes): it
+    is about 40% of a small model's file, and it records paths of the exporting machine."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 @register_backend("onnx")
@@ -64,3 +77,6 @@ class OnnxBackend(Backend):
             convert_to_fp16(path)
         elif precision == "int8":
             quantize_int8(path, calibration)
+
+    def notes(self, artifact: Path) -> dict[str, object]:
+        return dict(quantization_notes(Path(artifact)))

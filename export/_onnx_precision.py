@@ -8,16 +8,21 @@ vector quantized to int8 loses accuracy for nothing, and the norm costs a handfu
 
 from __future__ import annotations
 
+import collections
+import json
 from pathlib import Path
 
 import numpy as np
 
+from export._base import describe_ops
 from export._errors import ExportError
 
-__all__ = ["convert_to_fp16", "quantize_int8"]
+__all__ = ["convert_to_fp16", "quantization_notes", "quantize_int8"]
 
 _FP32_FROM = {"Pow", "ReduceSum", "ReduceSumSquare", "Sqrt", "ReduceL2", "LpNormalization"}
 _CALIBRATION_BATCH = 8
+_RECIPE_KEY = "hetero.quantization"  # metadata_props entry: the recipe travels with the ONNX
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
 def convert_to_fp16(path: Path) -> None:
@@ -143,3 +148,44 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         calibrate_method=q.CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
+    recipe = {
+        "scheme": "static QDQ (onnxruntime.quantization)",
+        "weights": "int8, per channel, symmetric",
+        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
+        "calibration": f"min/max over {len(calibration)} real images",
+    }
+    quantized = onnx.load(str(path))
+    entry = quantized.metadata_props.add()
+    entry.key, entry.value = _RECIPE_KEY, json.dumps(recipe)
+    onnx.save(quantized, str(path))
+
+
+def quantization_notes(path: Path) -> dict[str, str]:
+    """What a QDQ ONNX computes in int8 and what stays float32, read from the graph itself.
+
+    A node runs in int8 when its inputs come from DequantizeLinear and its results all go to
+    QuantizeLinear (onnxruntime fuses that group into an integer kernel); every other node computes
+    in float. Returns ``{}`` for a model without quantization.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = [n for n in model.graph.node if n.op_type not in _QDQ]
+    if len(nodes) == len(model.graph.node):
+        return {}
+    producer = {out: n.op_type for n in model.graph.node for out in n.output}
+    consumers: dict[str, list[str]] = collections.defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node.op_type)
+    int8: collections.Counter[str] = collections.Counter()
+    floats: collections.Counter[str] = collections.Counter()
+    for node in nodes:
+        fed = any(producer.get(name) == "DequantizeLinear" for name in node.input)
+        requantized = all(consumers[out] and set(consumers[out]) == {"QuantizeLinear"} for out in node.output)
+        (int8 if fed and requantized else floats)[node.op_type] += 1
+    props = {p.key: p.value for p in model.metadata_props}
+    notes = {"int8_ops": describe_ops(int8), "float_ops": describe_ops(floats)}
+    if _RECIPE_KEY in props:
+        notes["quantization"] = "; ".join(f"{k} {v}" for k, v in json.loads(props[_RECIPE_KEY]).items())
+    return notes

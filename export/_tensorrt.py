@@ -24,7 +24,7 @@ from devices.runtimes import get_runtime
 from export._base import Backend, register_backend
 from export._errors import ExportError
 from export._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
-from export._onnx_precision import quantize_int8
+from export._onnx_precision import quantization_notes, quantize_int8
 
 __all__ = ["TensorrtBackend"]
 
@@ -88,7 +88,7 @@ class TensorrtBackend(Backend):
             "engine": f"not built: {get_runtime('tensorrt').available()[1] or 'not asked'}"}
         if _CHECK_KEY in props:
             notes["onnx_check"] = json.loads(props[_CHECK_KEY])
-        return notes
+        return {**notes, **quantization_notes(Path(artifact))}
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
                  precision: str, calibration: np.ndarray | None) -> Path:

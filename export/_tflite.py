@@ -17,6 +17,7 @@ clips the rarer, stronger activations: on an Omniglot edge model that cost cos_m
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from devices._errors import one_line
 from devices.manifest import atomic_write_bytes
-from export._base import Backend, dynamic_batch, register_backend
+from export._base import Backend, describe_ops, dynamic_batch, register_backend
 from export._errors import ExportError
 
 __all__ = ["TfliteBackend"]
@@ -113,3 +114,33 @@ class TfliteBackend(Backend):
         _to_tflite(model, example, path)
         if precision != "fp32":
             _quantize(path, precision, calibration)
+
+    def notes(self, artifact: Path) -> dict[str, object]:
+        return dict(_integer_notes(Path(artifact)))
+
+
+def _integer_notes(path: Path) -> dict[str, str]:
+    """What an int8 flatbuffer computes in integers and what stays float32 (``{}`` if nothing is
+    int8), read from the tensor types of the artifact: an op computes in the type of its output."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    types = [fb.type_to_name(t.type) for t in graph.tensors]
+    if "INT8" not in types:
+        return {}
+    int8: collections.Counter[str] = collections.Counter()
+    floats: collections.Counter[str] = collections.Counter()
+    for op in graph.operators:
+        name = fb.opcode_to_name(model, op.opcodeIndex) or "CUSTOM"
+        (floats if types[op.outputs[0]] == "FLOAT32" else int8)[name] += 1
+    weights = [graph.tensors[op.inputs[1]] for op in graph.operators if len(op.inputs) > 1
+               and fb.opcode_to_name(model, op.opcodeIndex) in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    per_channel = all(w.quantization is not None and len(w.quantization.scale) > 1 for w in weights)
+    scheme = (f"full-integer: int8 activations per tensor (min/max over the calibration images), "
+              f"{types[graph.inputs[0]].lower()} input" if int8 else "dynamic range: float32 activations")
+    return {
+        "quantization": f"{scheme}; int8 weights {'per channel' if per_channel else 'per tensor'} (ai-edge-quantizer)",
+        "int8_ops": describe_ops(int8),
+        "float_ops": describe_ops(floats),
+    }

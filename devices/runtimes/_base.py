@@ -134,12 +134,15 @@ def measure_latency(runner: Runner, x: np.ndarray, warmup: int = 5, repeats: int
                     batch: int = 1) -> dict[str, float]:
     """Wall-clock latency of ``runner`` on the first ``batch`` images of ``x``, in milliseconds.
 
+    A batch larger than ``x`` repeats its images: the timing needs ``batch`` real images.
+
     Returns:
         ``{"batch", "repeats", "p50", "p95", "mean"}``.
     """
-    if repeats < 1 or warmup < 0:
-        raise ArtifactError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    sample = np.ascontiguousarray(x[:batch], dtype=np.float32)
+    if repeats < 1 or warmup < 0 or batch < 1:
+        raise ArtifactError(f"need repeats >= 1, warmup >= 0 and batch >= 1, got {repeats}, {warmup} and {batch}")
+    reps = -(-batch // len(x))
+    sample = np.ascontiguousarray(np.concatenate([x] * reps)[:batch] if reps > 1 else x[:batch], dtype=np.float32)
     for _ in range(warmup):
         runner.run(sample)
     times = np.empty(repeats)

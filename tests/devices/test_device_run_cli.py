@@ -67,6 +67,21 @@ def test_embeds_saves_and_times(onnx_dir: Path, tmp_path: Path) -> None:
     assert 0 < figures["p50"] <= figures["p95"]
 
 
+def test_times_larger_batches_as_a_list(onnx_dir: Path, tmp_path: Path) -> None:
+    latency = tmp_path / "latency.json"
+    result = _cli(onnx_dir, "--inputs", onnx_dir / "queries.npy", "--threads", "1", "--warmup", "1",
+                  "--repeats", "3", "--batch", "16", "4", "--latency-out", latency)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    figures = json.loads(latency.read_text())
+    # Batch 1 first; 16 is more than the 12 inputs, which are repeated to fill it.
+    assert [f["batch"] for f in figures] == [1, 4, 16]
+    assert all(f["threads"] == 1 and f["repeats"] == 3 and 0 < f["p50"] <= f["p95"] for f in figures)
+    assert summary["latency_ms"] == figures[0] and summary["latency_ms_batches"] == figures
+    bench = pytest.importorskip("hetero.bench", reason="hetero is not installed (a device needs only devices)")
+    assert [f["batch"] for f in bench.read_latency(latency)] == [1, 4, 16]
+
+
 def _one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
@@ -88,6 +103,7 @@ def test_refuses_a_corrupted_artifact(onnx_dir: Path, tmp_path: Path) -> None:
     [
         (["--cloud-fingerprint", "sha256:ffff"], "not comparable"),
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--batch", "8", "0"], "--batch sizes must be at least 1"),
     ],
 )
 def test_user_errors_exit_2(onnx_dir: Path, extra: list[str], fragment: str) -> None:

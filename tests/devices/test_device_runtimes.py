@@ -74,6 +74,14 @@ def test_measure_latency_times_batch_one() -> None:
         measure_latency(runner, _images(3), repeats=0)
 
 
+def test_measure_latency_fills_a_batch_larger_than_the_inputs() -> None:
+    runner = _Doubler()
+    latency = measure_latency(runner, _images(3), warmup=1, repeats=2, batch=8)
+    assert runner.seen == [8] * 3 and latency["batch"] == 8
+    with pytest.raises(ArtifactError):
+        measure_latency(runner, _images(3), batch=0)
+
+
 def test_parity_figures() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=(20, 8))

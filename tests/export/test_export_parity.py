@@ -19,8 +19,10 @@ from devices.runtimes import get_runtime
 from export import get_backend
 from export.testing import TinyEmbedder, smooth_images
 
-# Minimum cosine between torch and runtime embeddings, per precision.
-COS_MIN = {"fp32": 0.99999, "fp16": 0.9995, "int8": 0.99}
+# Minimum cosine between torch and runtime embeddings, per precision. int8 is stricter than the
+# export threshold (0.99): on this small model a sound recipe gives 0.9995, and clipped activation
+# ranges (the TFLite calibration bug that cost an Omniglot model cos_min 0.46) gave 0.9947.
+COS_MIN = {"fp32": 0.99999, "fp16": 0.9995, "int8": 0.998}
 CASES = [(b, p) for b in ("onnx", "tflite", "coreml") for p in ("fp32", "fp16", "int8")]
 CHANNELS, SIZE = 3, 16
 
@@ -96,6 +98,41 @@ def test_reduced_precision_artifacts_are_smaller(convert, backend: str) -> None:
     assert artifact_bytes(convert(backend, "fp16")) < fp32
 
 
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_int8_ranges_cover_every_calibration_image(tmp_path: Path, backend: str) -> None:
+    """The activation ranges span all calibration images, not a typical batch of them.
+
+    Real calibration sets (Omniglot strokes, digits) have a few images with much stronger
+    activations than the rest; a range that follows the typical batch (ai-edge-quantizer's moving
+    average over batches) clips them: cos_min 0.46 on an Omniglot edge model, and 0.94 here on
+    the strong images, last in the set, where the average gives them least weight.
+    """
+    if not get_backend(backend).available()[0]:
+        pytest.skip(reason=get_backend(backend).available()[1])
+    calibration = np.concatenate([_images(56, seed=1), 3 * _images(8, seed=3)])
+    artifact = get_backend(backend).convert(_model(), torch.from_numpy(calibration[:1]), tmp_path,
+                                            "int8", calibration)
+    figures = parity(_reference(calibration), _runner(backend, artifact).run(calibration))
+    assert figures["cos_min"] >= 0.995, figures
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_int8_notes_say_what_stays_float(convert, backend: str) -> None:
+    """Convolutions and the linear head run in int8; the L2 normalisation stays float32."""
+    artifact = convert(backend, "int8")
+    notes = get_backend(backend).notes(artifact)
+    int8, floats = notes["int8_ops"], notes["float_ops"]
+    if backend == "onnx":
+        assert "Conv x" in int8 and "Gemm" in int8 and "Conv" not in floats
+        assert all(op in floats for op in ("Pow", "ReduceSum", "Sqrt"))
+        assert "min/max over 64 real images" in notes["quantization"]
+    else:
+        assert "CONV_2D" in int8 and "FULLY_CONNECTED" in int8 and "CONV" not in floats
+        assert "L2_NORMALIZATION" in floats
+        assert notes["quantization"].startswith("full-integer") and "int8 input" in notes["quantization"]
+    assert get_backend(backend).notes(convert(backend, "fp32")) == {}
+
+
 def test_tflite_int8_without_calibration_is_dynamic_range(tmp_path: Path) -> None:
     backend = get_backend("tflite")
     ok, reason = backend.available()
@@ -104,6 +141,7 @@ def test_tflite_int8_without_calibration_is_dynamic_range(tmp_path: Path) -> Non
     artifact = backend.convert(_model(), torch.from_numpy(QUERIES[:1]), tmp_path, "int8", None)
     out = _runner("tflite", artifact).run(QUERIES)
     assert parity(_reference(QUERIES), out)["cos_min"] >= COS_MIN["int8"]
+    assert get_backend("tflite").notes(artifact)["quantization"].startswith("dynamic range")
 
 
 def test_tflite_full_integer_model_takes_int8_input(convert) -> None:
