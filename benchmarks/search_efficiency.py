@@ -19,7 +19,6 @@ two threads each.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -73,7 +72,7 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
         supernet = space.supernet(data.cloud.embed_dim, data.channels)
         # Size the supernet's epochs from measured steps to use about --supernet-share of the budget.
         per_epoch = _epoch_seconds(space, data, base, args, device)
-        epochs = max(1, math.floor((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
+        epochs = max(1, round((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
         train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
         print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
         study = optuna.create_study(directions=config.directions, sampler=optuna.samplers.NSGAIISampler(seed=args.seed, population_size=20))
@@ -140,10 +139,10 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[24, 28])
     parser.add_argument("--cloud-epochs", type=int, default=15)
     parser.add_argument("--trial-epochs", type=int, default=2, help="epochs of a standalone trial (default 2)")
-    parser.add_argument("--final-epochs", type=int, default=4, help="epochs training each pick and the default (default 4)")
+    parser.add_argument("--final-epochs", type=int, default=12, help="epochs training each pick and the default (default 12)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sandwich-random", type=int, default=2, help="random subnets per supernet step (default 2)")
-    parser.add_argument("--supernet-share", type=float, default=0.65, help="share of oneshot's budget spent training the supernet")
+    parser.add_argument("--supernet-share", type=float, default=0.7, help="share of oneshot's budget spent training the supernet")
     parser.add_argument("--bn-images", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -52,6 +52,7 @@ def add_train_options(parser: argparse.ArgumentParser, defaults) -> None:
         "alignment": "weight of the cosine alignment of edge and cloud embeddings of the same image",
         "contrastive": "weight of the cross-model InfoNCE loss",
         "focal": "weight of focal distillation (distil more where the cloud model is right)",
+        "focal_head": "focal distillation through the cloud's classifier (reference) or the model's own head (own)",
     }
     for f in fields(defaults):
         value = getattr(defaults, f.name)

@@ -21,7 +21,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         description=(
             "Train an edge model against the frozen cloud model with the compatibility losses "
             "(influence, alignment, contrastive, own metric loss, optional focal distillation). "
-            "Writes DIR/edge.pt and DIR/metrics.json."
+            "Writes DIR/edge.pt and DIR/metrics.json, and DIR/cloud.pt with --as-cloud (a new cloud model "
+            "that is a backward-compatible update of --cloud)."
         ),
     )
     p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")

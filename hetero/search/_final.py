@@ -1,14 +1,14 @@
 """The final phase: fine-tune the best architectures under the budget, and the hand-picked reference.
 
 The final phase is an Optuna study of its own (``<study>.final``, same storage): a trial picks one
-of the finalists (the best architectures under the budget found by the search) and samples the
-training knobs, then trains it for ``final_epochs`` (oneshot: starting from the weights the subnet
-inherits from the supernet; standalone: from scratch), reporting validation cross mAP per epoch
-to a median pruner. Each finalist is first tried with its own knobs (standalone: those of its
-search trial; oneshot: the defaults), so the knobs of the oneshot search are tuned here, in this
-small second phase, not in the architecture trials. The pick is the best final trial on
-validation. The reference is the space's hand-picked default architecture trained the same way
-with the default knobs.
+of the finalists (architectures under the budget, best by Pareto rank then by validation cross
+mAP, so that they spread over the costs the budget allows) and samples the training knobs, then
+trains it for ``final_epochs`` (oneshot: starting from the weights the subnet inherits from the
+supernet; standalone: from scratch), reporting validation cross mAP per epoch to a median pruner.
+Each finalist is first tried with its own knobs (standalone: those of its search trial; oneshot:
+the defaults), so the knobs of the oneshot search are tuned here, in this small second phase, not
+in the architecture trials. The pick is the best final trial on validation. The reference is the
+space's hand-picked default architecture trained the same way with the default knobs.
 """
 
 from __future__ import annotations

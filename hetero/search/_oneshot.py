@@ -111,6 +111,8 @@ def load_or_train_supernet(run_dir: Path, space, data: SearchData, config: Train
     with run_lock(run_dir / ".supernet.lock"):
         if path.exists():
             payload = load_model_file(path, SUPERNET_FORMAT, "supernet")
+            # A training setting added to hetero since the file was written reads as its default.
+            payload["key"]["train"] = TrainConfig.from_dict(payload["key"].get("train", {})).to_dict()
             if payload["key"] != key:
                 diff = sorted(k for k in key if payload["key"].get(k) != key[k])
                 raise UserError(

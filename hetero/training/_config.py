@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from hetero.errors import UserError
+
 __all__ = ["TrainConfig", "CLOUD_DEFAULTS", "EDGE_DEFAULTS"]
+
+#: Where focal distillation reads the trained model's class posterior (see :class:`TrainConfig`).
+_FOCAL_HEADS = ("reference", "own")
 
 
 @dataclass
@@ -12,7 +17,11 @@ class TrainConfig:
     """Optimiser settings and the weights of the loss terms (DESIGN.md, "Compatibility training").
 
     A weight of 0 switches its term off. Cloud training uses only ``metric`` (the model's own
-    cosine-classifier loss); edge training adds the compatibility terms.
+    cosine-classifier loss); edge training adds the compatibility terms. Focal distillation
+    compares the class posteriors of the trained model and the reference: either both through the
+    reference's classifier (``focal_head="reference"``, which pulls the new embedding towards the
+    reference's where the reference is right) or the model's own head against the reference's
+    classifier (``"own"``, PCT's form with two classifiers over the same classes).
     """
 
     epochs: int = 10
@@ -32,6 +41,11 @@ class TrainConfig:
     focal_alpha: float = 1.0
     focal_beta: float = 5.0
     focal_temperature: float = 1.0
+    focal_head: str = "reference"
+
+    def __post_init__(self) -> None:
+        if self.focal_head not in _FOCAL_HEADS:
+            raise UserError(f"--focal-head {self.focal_head!r} is unknown: use {' or '.join(_FOCAL_HEADS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -44,6 +44,8 @@ class CloudTargets:
         rows: ``[N]`` the classifier row of each image's class.
         scale: logit scale of ``classifier``.
         teacher_correct: ``[N]`` whether the reference classifies each image right (focal weights).
+        columns: ``[K']`` the classifier row of each training class in sorted order (the order of
+            the trained model's own head), for focal distillation through that head.
     """
 
     embeddings: torch.Tensor
@@ -51,6 +53,7 @@ class CloudTargets:
     rows: torch.Tensor
     scale: float
     teacher_correct: torch.Tensor
+    columns: torch.Tensor | None = None
 
     @classmethod
     def from_cloud(cls, cloud, images: np.ndarray, labels: np.ndarray, prototype_temperature: float) -> "CloudTargets":
@@ -60,13 +63,15 @@ class CloudTargets:
         if covered:
             row_of = {c: i for i, c in enumerate(cloud.classes)}
             rows = torch.tensor([row_of[int(c)] for c in labels], dtype=torch.int64)
+            columns = torch.tensor([row_of[int(c)] for c in np.unique(labels)], dtype=torch.int64)
             classifier, scale = cloud.classifier.float(), cloud.scale
         else:
             rows, classes = dense_labels(labels)
+            columns = torch.arange(len(classes))
             classifier, scale = class_prototypes(g, rows, len(classes)), 1.0 / prototype_temperature
         w = classifier / classifier.norm(dim=1, keepdim=True).clamp_min(1e-12)
         teacher_correct = (g @ w.T).argmax(1) == rows
-        return cls(g, classifier, rows, float(scale), teacher_correct)
+        return cls(g, classifier, rows, float(scale), teacher_correct, columns)
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -189,11 +194,16 @@ def loss_terms(
         terms["contrastive"] = (config.contrastive, contrastive_loss(q, g, rows, config.contrastive_temperature))
     if config.focal:
         w = classifier / classifier.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        student, teacher = targets.scale * q @ w.T, targets.scale * g @ w.T
+        if config.focal_head == "own":
+            # PCT's form: the model's own classifier against the reference's, class for class.
+            own = head / head.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            student, teacher = config.metric_scale * q @ own.T, teacher[:, targets.columns.to(device)]
         terms["focal"] = (
             config.focal,
             focal_distillation_loss(
-                targets.scale * q @ w.T,
-                targets.scale * g @ w.T,
+                student,
+                teacher,
                 targets.teacher_correct[idx].to(device),
                 config.focal_alpha,
                 config.focal_beta,

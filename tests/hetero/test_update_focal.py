@@ -71,3 +71,45 @@ def test_training_with_focal_records_the_term():
     assert "focal" not in plain.meta["history"][0]
     assert focal.meta["history"][0]["focal"] > 0
     assert head.shape == (train.num_classes, 16)
+
+
+class _Reference:
+    """A frozen reference whose classifier lists its classes in its own (unsorted) order."""
+
+    def __init__(self, embeddings, classifier, classes):
+        self.embeddings, self.classifier, self.classes, self.scale = embeddings, classifier, classes, 16.0
+
+    def embed(self, images):
+        return self.embeddings
+
+
+def test_focal_through_the_own_head_matches_classes_across_orders():
+    from hetero.training import CloudTargets, loss_terms
+
+    rng = np.random.default_rng(2)
+    classes = [30, 10, 20]  # the reference's row order; the own head is in sorted order 10, 20, 30
+    w = torch.tensor(rng.normal(size=(3, 8)), dtype=torch.float32)
+    w = w / w.norm(dim=1, keepdim=True)
+    labels = np.array([10, 20, 30, 10, 20, 30])
+    g = torch.nn.functional.normalize(w[[1, 2, 0, 1, 2, 0]] + 0.3 * torch.randn(6, 8), dim=1)
+    targets = CloudTargets.from_cloud(_Reference(g.numpy(), w, classes), np.zeros((6, 1, 2, 2)), labels, 0.0625)
+    assert targets.columns.tolist() == [1, 2, 0]
+    own_head = w[targets.columns]  # the reference's classifier re-ordered as sorted classes
+    idx = torch.arange(6)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    cfg = TrainConfig(metric=0.0, influence=0.0, alignment=0.0, contrastive=0.0, focal=1.0, focal_head="own")
+    # A model that embeds like the reference and whose own head is the reference's: nothing to distil.
+    same = loss_terms(g, y, own_head, idx, cfg, targets, torch.device("cpu"))["focal"][1]
+    assert float(same) == pytest.approx(0.0, abs=1e-5)
+    shuffled = loss_terms(g, y, w, idx, cfg, targets, torch.device("cpu"))["focal"][1]
+    assert float(shuffled) > 0.1  # rows in the reference's order would be the wrong classes
+    head = own_head.clone().requires_grad_(True)
+    loss_terms(g.flip(0), y, head, idx, cfg, targets, torch.device("cpu"))["focal"][1].backward()
+    assert head.grad.abs().sum() > 0  # PCT's form trains the model's own classifier too
+
+
+def test_focal_head_flag_is_checked():
+    from hetero.errors import UserError
+
+    with pytest.raises(UserError, match="--focal-head"):
+        TrainConfig(focal_head="old")
