@@ -281,7 +281,7 @@ def test_standalone_prunes_architectures_over_budget(setup, capsys):
 def _command(root: Path, data: str, out: Path, trials: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "hetero", "search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
             "--out", str(out), "--strategy", "standalone", "--trials", str(trials), "--resolutions", "24", "--batch-size", "32",
-            "--final-trials", "0", "--quiet", *extra]
+            "--epochs", "1", "--final-trials", "0", "--quiet", *extra]
 
 
 def _free_port() -> int:
