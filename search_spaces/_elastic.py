@@ -12,6 +12,8 @@ names at the largest size, and runs:
 
 from __future__ import annotations
 
+import abc
+
 from typing import Any
 
 import torch
@@ -30,12 +32,12 @@ __all__ = [
 ]
 
 
-class Elastic:
+class Elastic(abc.ABC):
     """Mixin of the layers whose active size a supernet sets."""
 
+    @abc.abstractmethod
     def activate(self, static: nn.Module) -> None:
         """Take the active sizes from ``static``, the same-named layer of the subnet to run."""
-        raise NotImplementedError
 
 
 def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:

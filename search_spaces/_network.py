@@ -7,6 +7,8 @@ reorder channels by importance for any space without changing what the network c
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ class ChannelGroup:
     consumers: list[nn.Module] = field(default_factory=list)
 
 
-class Block(nn.Module):
+class Block(nn.Module, abc.ABC):
     """A block of a stage, described by the layers at its two channel boundaries.
 
     Attributes:
@@ -41,13 +43,13 @@ class Block(nn.Module):
 
     residual: bool = False
 
+    @abc.abstractmethod
     def inputs(self) -> list[nn.Module]:
         """Layers that read the block's input channels."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def outputs(self) -> list[nn.Module]:
         """Layers that write the block's output channels (the residual adds to them)."""
-        raise NotImplementedError
 
     def inner_groups(self) -> list[ChannelGroup]:
         """Channel groups that live entirely inside the block."""
