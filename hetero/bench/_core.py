@@ -272,7 +272,8 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         "gap_closed": gap_closed(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
         "compatible": bool(r["cross_runtime"].map > r["homogeneous_edge"].map),
         "parity": {
-            **parity(result.queries_torch, result.queries_runtime, r["cross_torch"], r["cross_runtime"]),
+            **parity(result.queries_torch, result.queries_runtime, r["cross_torch"], r["cross_runtime"],
+                     gallery_labels=result.gallery.labels),
             f"top{NEIGHBOURS['k']}_overlap": _overlap(result.neighbours_torch, result.neighbours_runtime),
         },
         **result.latency,

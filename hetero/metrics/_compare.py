@@ -39,11 +39,16 @@ def parity(
     candidate: np.ndarray,
     reference_retrieval: RetrievalResult | None = None,
     candidate_retrieval: RetrievalResult | None = None,
+    gallery_labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """How closely ``candidate`` embeddings (a runtime's) follow ``reference`` (PyTorch's).
 
     Returns ``cos_min``, ``cos_mean``, ``max_abs`` and, given both retrievals of the same queries
-    against the same gallery, ``top1_agreement`` (same item ranked first) and ``nfr``.
+    against the same gallery, ``top1_agreement`` (same item ranked first) and ``nfr``. With the
+    gallery's labels also ``top1_class_agreement``: the share of queries whose two first-ranked
+    items are of the same class. It is a diagnostic beside ``top1_agreement``, not a substitute:
+    on a gallery of near-duplicates an int8 runtime swaps items of one class far more often than
+    it changes the answer, and this figure shows which of the two happened.
     """
     ref = check_embeddings(reference, "reference embeddings")
     cand = check_embeddings(candidate, "candidate embeddings", dim=ref.shape[1])
@@ -60,5 +65,10 @@ def parity(
         out["top1_agreement"] = float(
             (reference_retrieval.top1_index[mask] == candidate_retrieval.top1_index[mask]).mean()
         )
+        if gallery_labels is not None:
+            labels = np.asarray(gallery_labels)
+            out["top1_class_agreement"] = float(
+                (labels[reference_retrieval.top1_index[mask]] == labels[candidate_retrieval.top1_index[mask]]).mean()
+            )
         out["nfr"] = negative_flip_rate(reference_retrieval.top1_correct[mask], candidate_retrieval.top1_correct[mask])
     return out

@@ -79,3 +79,20 @@ def test_flips_gap_and_parity():
     p = parity(a, a + 1e-3)
     assert p["cos_min"] > 0.999 and p["max_abs"] == pytest.approx(1e-3, rel=1e-3)
     assert parity(a, -a)["cos_min"] == pytest.approx(-1.0)
+
+
+def test_parity_class_agreement_separates_swaps_within_a_class_from_changed_answers():
+    # Gallery: two near-duplicates of class 0 and one item of class 1.
+    gallery = np.array([[1.0, 0.0], [0.999, 0.045], [0.0, 1.0]], np.float32)
+    labels = np.array([0, 0, 1])
+    reference = np.array([[1.0, 0.02], [0.2, 1.0]], np.float32)
+    swapped = np.array([[1.0, 0.04], [0.2, 1.0]], np.float32)  # first query now ranks item 1 first
+    changed = np.array([[0.1, 1.0], [0.2, 1.0]], np.float32)  # first query now ranks class 1 first
+    ref = retrieval_metrics(reference, gallery, np.array([0, 1]), labels, same_images=False)
+    swap = retrieval_metrics(swapped, gallery, np.array([0, 1]), labels, same_images=False)
+    change = retrieval_metrics(changed, gallery, np.array([0, 1]), labels, same_images=False)
+    p = parity(reference, swapped, ref, swap, gallery_labels=labels)
+    assert p["top1_agreement"] == pytest.approx(0.5) and p["top1_class_agreement"] == pytest.approx(1.0)
+    q = parity(reference, changed, ref, change, gallery_labels=labels)
+    assert q["top1_agreement"] == pytest.approx(0.5) and q["top1_class_agreement"] == pytest.approx(0.5)
+    assert "top1_class_agreement" not in parity(reference, swapped, ref, swap)
