@@ -13,12 +13,14 @@ from typing import Any
 
 from devices._errors import ProfileError
 
-__all__ = ["Budgets", "DeviceProfile", "PRECISIONS", "list_profiles", "load_profile"]
+__all__ = ["Budgets", "DeviceProfile", "PRECISIONS", "QUANTIZATIONS", "list_profiles", "load_profile"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _PROFILE_DIR = Path(__file__).resolve().parent
-_TOP_KEYS = {"name", "description", "backend", "precision", "threads", "batch_sizes", "input",
-             "budgets"}
+_TOP_KEYS = {"name", "description", "backend", "precision", "quantization", "threads", "batch_sizes",
+             "input", "budgets"}
+#: How an int8 profile quantizes activations: calibrated ranges, or ranges taken per input at run time.
+QUANTIZATIONS = ("static", "dynamic")
 _INPUT_KEYS = {"channels", "resolution"}
 _BUDGET_KEYS = {"macs", "params", "artifact_bytes", "latency_ms"}
 
@@ -49,6 +51,8 @@ class DeviceProfile:
         description: One line for ``hetero devices``.
         backend: Export backend and runtime name (``onnx``, ``tflite``, ``coreml``, ``tensorrt``).
         precision: ``fp32``, ``fp16`` or ``int8``.
+        quantization: For int8: ``static`` (activation ranges calibrated on real images, full
+            integer) or ``dynamic`` (int8 weights, activations quantized per input at run time).
         threads: CPU threads the runtime may use.
         batch_sizes: Batch sizes the device serves; the first is the latency batch.
         input_channels: Image channels, or ``None`` for the model's own.
@@ -61,6 +65,7 @@ class DeviceProfile:
     description: str
     backend: str
     precision: str
+    quantization: str = "static"
     threads: int = 1
     batch_sizes: tuple[int, ...] = (1,)
     input_channels: int | None = None
@@ -119,6 +124,11 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
     precision = _typed(data, "precision", str, where)
     if precision not in PRECISIONS:
         raise ProfileError(f"{where}: bad precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    quantization = _typed(data, "quantization", str, where, default="static")
+    if quantization not in QUANTIZATIONS:
+        raise ProfileError(f"{where}: bad quantization {quantization!r}; use one of {', '.join(QUANTIZATIONS)}")
+    if "quantization" in data and precision != "int8":
+        raise ProfileError(f"{where}: 'quantization' applies to int8 only, but precision is {precision!r}; remove it")
     batch_sizes = data.get("batch_sizes", [1])
     if (not isinstance(batch_sizes, list) or not batch_sizes
             or not all(_is_int(b) and b > 0 for b in batch_sizes)):
@@ -130,6 +140,7 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
         description=_typed(data, "description", str, where, default=""),
         backend=backend,
         precision=precision,
+        quantization=quantization,
         threads=_positive(data, "threads", where, default=1),
         batch_sizes=tuple(batch_sizes),
         input_channels=_positive(inputs, "channels", f"{where} [input]"),

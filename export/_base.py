@@ -51,6 +51,8 @@ class Backend(abc.ABC):
         requires: Modules that must be importable to convert.
         extra: The ``pip install 'hetero[EXTRA]'`` that provides them.
         tools: Distributions whose versions go into the manifest.
+        int8_quantizations: The int8 schemes :meth:`convert` implements: ``static`` (with
+            calibration images) and/or ``dynamic`` (called without them).
     """
 
     name: str = ""
@@ -60,6 +62,7 @@ class Backend(abc.ABC):
     requires: tuple[str, ...] = ()
     extra: str = ""
     tools: tuple[str, ...] = ()
+    int8_quantizations: tuple[str, ...] = ("static",)
 
     def available(self) -> tuple[bool, str]:
         """Whether this backend can convert here, and if not, why (one line)."""

@@ -41,6 +41,7 @@ class CoremlBackend(Backend):
     requires = ("coremltools",)
     extra = "coreml"
     tools = ("coremltools",)
+    int8_quantizations = ("dynamic",)  # int8 weights; activations stay float
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
                calibration: np.ndarray | None) -> None:

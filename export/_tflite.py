@@ -108,6 +108,7 @@ class TfliteBackend(Backend):
     requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
     extra = "tflite"
     tools = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+    int8_quantizations = ("static", "dynamic")
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
                calibration: np.ndarray | None) -> None:

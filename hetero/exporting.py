@@ -92,7 +92,7 @@ def export_edge(
     out = Path(out_dir)
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    calib = _sample(calibration_data.images, CALIBRATION_IMAGES, preprocess)
+    calib = _calibration(backend, profile, calibration_data, preprocess)
     parity_index = _parity_index(parity_data.labels, PARITY_IMAGES)
     inputs = preprocess(parity_data.images[parity_index]).numpy()
     labels = parity_data.labels[parity_index]
@@ -122,6 +122,7 @@ def export_edge(
         **artifact_entry(final),
         "device": profile.name,
         "precision": profile.precision,
+        **({"quantization": profile.quantization} if profile.precision == "int8" else {}),
         "input_shape": [preprocess.channels, preprocess.size, preprocess.size],
         "dynamic_batch": True,
         "preprocess": preprocess.to_dict(),
@@ -157,6 +158,19 @@ def _parity_index(labels: np.ndarray, k: int) -> np.ndarray:
     n_classes = max(1, min(len(classes), int(k // counts.mean())))
     chosen = classes[_sample_index(len(classes), n_classes)]
     return np.flatnonzero(np.isin(labels, chosen))[:k]
+
+
+def _calibration(backend, profile, data: Dataset, preprocess: Preprocess) -> np.ndarray | None:
+    """Calibration images for static int8; ``None`` asks the backend for dynamic int8."""
+    if profile.precision == "int8" and profile.quantization == "dynamic":
+        if "dynamic" not in backend.int8_quantizations:
+            raise UserError(
+                f"device {profile.name} asks for dynamic int8, which the {profile.backend} backend does not "
+                f"implement (it does: {', '.join(backend.int8_quantizations)}); set quantization = \"static\" "
+                "in the profile"
+            )
+        return None
+    return _sample(data.images, CALIBRATION_IMAGES, preprocess)
 
 
 def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:

@@ -78,6 +78,14 @@ def test_absent_input_means_the_models_own(tmp_path: Path) -> None:
     assert profile.budgets.macs is None and profile.batch_sizes == (1,)
 
 
+def test_int8_quantization_defaults_to_static_and_may_be_dynamic(tmp_path: Path) -> None:
+    path = tmp_path / "board.toml"
+    path.write_text(GOOD)
+    assert load_profile(path).quantization == "static"
+    path.write_text(GOOD.replace("threads = 3", 'quantization = "dynamic"'))
+    assert load_profile(path).quantization == "dynamic"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -91,6 +99,9 @@ def test_absent_input_means_the_models_own(tmp_path: Path) -> None:
         (lambda t: t.replace('name = "my-board"', ""), "lacks the required key 'name'"),
         (lambda t: t.replace("threads = 3", "threads = true"), "'threads' must be a positive"),
         (lambda t: t + "\n[budgets\n", "not valid TOML"),
+        (lambda t: t.replace("threads = 3", 'quantization = "weights"'), "bad quantization 'weights'"),
+        (lambda t: t.replace('precision = "int8"', 'precision = "fp16"\nquantization = "static"'),
+         "'quantization' applies to int8 only"),
     ],
 )
 def test_bad_profiles_are_refused_with_one_line(tmp_path: Path, edit, message: str) -> None:

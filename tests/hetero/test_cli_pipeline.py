@@ -95,3 +95,24 @@ def test_gallery_of_another_cloud_model(run, tmp_path, capsys):
 def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hetero", "train", "--cloud", str(tmp_path / "none"), "--data", "digits", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def _profile(tmp_path, backend: str, quantization: str):
+    path = tmp_path / f"{backend}-{quantization}.toml"
+    path.write_text(f'name = "board"\nbackend = "{backend}"\nprecision = "int8"\nquantization = "{quantization}"\n')
+    return str(path)
+
+
+def test_dynamic_int8_profile_exports_a_dynamic_range_tflite(run, tmp_path):
+    pytest.importorskip("litert_torch")
+    out = tmp_path / "dyn"
+    assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "tflite", "dynamic"), "--out", str(out),
+                 "--allow-drift", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"] == "dynamic" and manifest["notes"]["quantization"].startswith("dynamic range")
+    assert manifest["parity"]["cos_min"] > 0.9
+
+
+def test_dynamic_int8_on_a_backend_without_it_is_refused(run, tmp_path, capsys):
+    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "dynamic"),
+                          "--out", str(tmp_path / "x")], capsys, "does not implement")
