@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         ok, reason = get_runtime(profile.backend).available()
         b = profile.budgets
         rows.append([
-            profile.name, profile.backend, profile.precision,
+            profile.name, profile.backend, profile.precision if profile.precision != "int8" else f"int8 {profile.quantization}",
             f"{b.macs / 1e6:.0f}M" if b.macs else "-", f"{b.latency_ms} ms" if b.latency_ms else "-",
             profile.description, "yes" if ok else f"no: {reason}",
         ])
