@@ -143,9 +143,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sandwich-random", type=int, default=2, help="random subnets per supernet step (default 2)")
     parser.add_argument("--supernet-share", type=float, default=0.7, help="share of oneshot's budget spent training the supernet")
-    parser.add_argument("--bn-images", type=int, default=256)
+    parser.add_argument("--bn-images", type=int, default=None, help="images re-estimating a subnet's batch norm (default: hetero search's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.bn_images is None:
+        from hetero.search import SearchConfig
+
+        args.bn_images = SearchConfig().bn_images
 
     import optuna
     import torch

@@ -73,7 +73,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--sandwich-random", type=int, default=d.sandwich_random,
                    help=f"random subnets per supernet step besides the largest and smallest (default {d.sandwich_random})")
     t.add_argument("--bn-images", type=int, default=d.bn_images, help=f"images re-estimating a subnet's batch norm (default {d.bn_images})")
-    t.add_argument("--finalists", type=int, default=d.finalists, help=f"best architectures under budget to fine-tune (default {d.finalists})")
+    t.add_argument("--finalists", type=int, default=d.finalists, help=f"best architectures under budget to fine-tune, plus the default architecture when it is under "
+                   f"budget (default {d.finalists})")
     t.add_argument("--final-trials", type=int, default=d.final_trials,
                    help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
     t.add_argument("--final-epochs", type=int, default=d.final_epochs, help=f"epochs of fine-tuning and of the reference (default {d.final_epochs})")

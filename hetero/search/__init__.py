@@ -5,8 +5,9 @@ the training knobs), is scored by its cross mAP on a validation part of the trai
 costed in MACs or measured latency; the device's budgets are Optuna constraints. ``oneshot``
 scores subnets of one supernet trained once with the sandwich rule; ``standalone`` trains each
 architecture for a few epochs, pruned on intermediate cross mAP. The best architectures under the
-budget are then fine-tuned (a small second study that also tunes the training knobs) and the pick
-is written as ``RUN/best/edge.pt``, ready for ``hetero export``.
+budget, and the space's hand-picked default architecture when it is under the budget, are then
+fine-tuned (a small second study that also tunes the training knobs); the pick, the best of them
+on validation cross mAP, is written as ``RUN/best/edge.pt``, ready for ``hetero export``.
 
 Example:
     >>> summary = run_search(cloud, split, load_profile("x86-server"), SearchConfig(trials=50), "runs/s1")

@@ -4,8 +4,8 @@ The supernet is trained once with the sandwich rule (BigNAS): every step the lar
 and a few random subnets take the same batch, each with the compatibility losses against the
 cloud model's targets, and their gradients are accumulated into one update. Its weights are saved
 in the run folder, so a re-run (or a second worker) reuses them. A trial then activates its
-architecture, re-estimates the batch-norm statistics on a few hundred training images and scores
-the subnet on the validation images: no training per trial.
+architecture, re-estimates the batch-norm statistics on a few hundred training images (one
+forward pass) and scores the subnet on the validation images (another): no training per trial.
 """
 
 from __future__ import annotations
@@ -130,12 +130,20 @@ def load_or_train_supernet(run_dir: Path, space, data: SearchData, config: Train
 
 
 def evaluate_subnet(supernet, arch: dict, data: SearchData, bn_images: int) -> dict[str, float]:
-    """Validation scores of ``arch`` with inherited weights, after batch-norm recalibration."""
+    """Validation scores of ``arch`` with inherited weights, after batch-norm recalibration.
+
+    This is the whole cost of a oneshot trial, so it does only what the score needs: the
+    preprocessed images are cached per resolution (``SearchData.inputs``), the batch-norm
+    statistics come from one forward pass over ``bn_images`` training images, the validation
+    images are embedded in one more, and both run under ``torch.inference_mode`` (no autograd
+    bookkeeping).
+    """
     from search_spaces import recalibrate_bn
 
     supernet.set_active(arch)
     resolution = int(arch["resolution"])
-    recalibrate_bn(supernet, data.calibration_batches(resolution, bn_images))
+    with torch.inference_mode():
+        recalibrate_bn(supernet, data.calibration_batches(resolution, bn_images))
     return data.score(data.embed_val(supernet, resolution))
 
 

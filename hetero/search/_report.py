@@ -105,6 +105,16 @@ def _figures_table(summary: dict) -> list[list[str]]:
     return rows
 
 
+def _validation_line(pick: dict, reference: dict | None) -> str:
+    """How the pick compares with the default architecture on validation (what it was chosen on)."""
+    val = pick.get("val", {})
+    line = f"Validation: cross mAP {_fmt(val.get('cross_map'))}, alignment {_fmt(val.get('alignment'))}"
+    if reference and reference.get("val"):
+        line += (f" (default architecture: cross mAP {_fmt(reference['val'].get('cross_map'))}, "
+                 f"alignment {_fmt(reference['val'].get('alignment'))})")
+    return line + "; the best validation cross mAP wins, alignment breaks exact ties."
+
+
 def _blocks(summary: dict) -> list[tuple[str, object]]:
     cfg, dev = summary["config"], summary["device"]
     rates = summary["search"]["rates"]
@@ -139,6 +149,7 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
         blocks += [("h2", "Chosen architecture"),
                    ("p", f"Search trial {pick['search_trial']}, fine-tuned in final trial {pick['final_trial']}; "
                          f"under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
+                   ("p", _validation_line(pick, summary.get("reference"))),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
     elif summary.get("no_pick"):
         blocks += [("h2", "Chosen architecture"), ("p", summary["no_pick"])]

@@ -1,4 +1,4 @@
-"""A study's trials as plain rows, their Pareto front, the finalists and the evaluation rates."""
+"""A study's trials as plain rows, their Pareto front, the finalists (and the default's trial) and the evaluation rates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import optuna
 
 from hetero.search._knobs import KNOBS
 
-__all__ = ["trial_rows", "pareto_front", "best_feasible", "rates", "ROW_ATTRS"]
+__all__ = ["trial_rows", "pareto_front", "best_feasible", "default_row", "rates", "ROW_ATTRS"]
 
 #: User attributes of a trial copied into its row.
 ROW_ATTRS = ("cross_map", "homogeneous_map", "macs", "params", "artifact_bytes", "latency_ms", "feasible",
@@ -70,6 +70,18 @@ def best_feasible(rows: list[dict], k: int, cost_key: str = "macs") -> list[dict
         numbers = {r["number"] for r in front}
         left = [r for r in left if r["number"] not in numbers]
     return picked[:k]
+
+
+def default_row(rows: list[dict], cost_key: str = "macs") -> dict | None:
+    """The complete search trial of the space's default architecture, if it is under every budget.
+
+    ``run_search`` enqueues the default as the study's first trial (user attribute
+    ``reference="default"``); the final phase makes it a finalist so the pick competes with it.
+    """
+    for r in _scored(rows, cost_key):
+        if r.get("reference") == "default" and r.get("feasible"):
+            return r
+    return None
 
 
 def rates(rows: list[dict]) -> dict:

@@ -4,7 +4,9 @@
 2. Open (or resume) the Optuna study; the space's default architecture is its first trial.
 3. Oneshot: load or train the supernet. Then run trials until the study holds N finished ones,
    sharing them with any other worker on the same storage.
-4. Train the hand-picked reference and fine-tune the finalists (final phase, its own study).
+4. Train the hand-picked reference and fine-tune the finalists, the default architecture among
+   them when it is under the budget (final phase, its own study; the pick breaks validation
+   cross-mAP ties by alignment, see ``hetero.search._final``).
 5. Write ``pareto.json``, ``search.json`` and ``best/`` (edge.pt, arch.json, metrics.json), with
    test figures for the pick, the reference and the paragon.
 """
@@ -183,7 +185,7 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     }
     if config.final_trials:
         summary["reference"] = train_reference(run)
-        pick = run_final_phase(run, rows)
+        pick = run_final_phase(run, rows, summary["reference"])
         if pick is None:
             summary["no_pick"] = "no architecture met the budgets; raise --max-macs or choose a larger device"
     else:

@@ -1,0 +1,93 @@
+"""How the search picks and scores: the final-phase choice, the default as a finalist, alignment.
+
+No training here: rows and scores are made by hand, or come from a tiny untrained network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def _trial(number, cross, alignment):
+    return {"number": number, "cross_map": cross, "alignment": alignment}
+
+
+def test_choose_best_takes_the_best_cross_map_and_breaks_exact_ties_by_alignment():
+    from hetero.search._final import choose_best
+
+    # A higher alignment does not outweigh a higher cross mAP, however small the gap.
+    assert choose_best([_trial(0, 0.996, 0.80), _trial(1, 0.997, 0.70), _trial(2, 0.990, 0.95)])["number"] == 1
+    # An exact tie (a saturated validation part) goes to the better aligned, then to the earliest.
+    assert choose_best([_trial(0, 0.996, 0.80), _trial(1, 0.996, 0.90), _trial(2, 0.9, 0.99)])["number"] == 1
+    assert choose_best([_trial(0, 0.9, None), _trial(1, 0.9, None), _trial(2, 0.9, 0.5)])["number"] == 2
+    assert choose_best([_trial(3, 0.9, None), _trial(4, 0.9, None)])["number"] == 3
+    with pytest.raises(ValueError):
+        choose_best([])
+
+
+def _row(number, cross, macs, feasible=True, reference=None):
+    return {"number": number, "state": "COMPLETE", "arch": {"space": "s", "n": number}, "cross_map": cross, "macs": macs,
+            "feasible": feasible, "reference": reference, "knobs": {}, "homogeneous_map": cross}
+
+
+def test_the_default_joins_the_finalists_when_under_budget():
+    from hetero.search._final import _finalists
+    from hetero.search._results import default_row
+
+    class Study:  # the two methods _finalists uses, in memory
+        user_attrs: dict = {}
+
+        def set_user_attr(self, key, value):
+            self.user_attrs = {**self.user_attrs, key: value}
+
+    class Run:
+        class config:
+            finalists = 2
+
+        class costs:
+            unit = "macs"
+
+    rows = [_row(0, 0.5, 300, reference="default"), _row(1, 0.9, 100), _row(2, 0.8, 50), _row(3, 0.95, 900, feasible=False)]
+    assert default_row(rows)["number"] == 0
+    assert [r["number"] for r in _finalists(Run, Study(), rows)] == [1, 2, 0]
+    # Already among the best: not added twice. Over the budget: not added.
+    rows[0]["cross_map"] = 0.99
+    assert [r["number"] for r in _finalists(Run, Study(), rows)] == [0, 1]
+    rows[0]["feasible"] = False
+    assert default_row(rows) is None and [r["number"] for r in _finalists(Run, Study(), rows)] == [1, 2]
+
+
+def test_scores_include_alignment_and_one_batch_calibration():
+    from types import SimpleNamespace
+
+    from hetero.search import SearchData
+
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(40, 8)).astype(np.float32)
+    labels = np.repeat(np.arange(4), 10)
+    data = SearchData(split=None, fit=None, val=SimpleNamespace(labels=labels), cloud=None, targets=None, gallery=gallery)
+    perfect = data.score(gallery * 3.0)  # a scaled copy of the cloud's embeddings is perfectly aligned
+    assert perfect["alignment"] == pytest.approx(1.0, abs=1e-6)
+    noisy = data.score(gallery + rng.normal(size=gallery.shape).astype(np.float32))
+    assert 0 < noisy["alignment"] < perfect["alignment"] and set(noisy) == {"cross_map", "homogeneous_map", "alignment"}
+    data._cache[("fit", 8)] = torch.zeros(300, 1, 8, 8)
+    batches = data.calibration_batches(8, 256)
+    assert [len(b) for b in batches] == [256]  # one batch: exact statistics, one forward pass
+    assert [len(b) for b in data.calibration_batches(8, 256, batch_size=100)] == [100, 100, 56]
+
+
+def test_costs_counted_on_the_meta_device_equal_the_built_network():
+    from devices import load_profile
+    from search_spaces import get_space
+
+    from hetero.cost import count_cost
+    from hetero.search import CostModel
+
+    space = get_space("mobilenet_v3")
+    costs = CostModel(space, load_profile("x86-server"), "macs", None, 32, 1)
+    for arch in (space.smallest_arch(), space.default_arch(), space.random_arch(np.random.default_rng(1))):
+        r = int(arch["resolution"])
+        real = count_cost(space.build(arch, 32, 1), (1, r, r))
+        assert {k: costs.measure(arch)[k] for k in ("macs", "params")} == real
