@@ -51,10 +51,6 @@ class ParityRetrieval:
     def _top1(self, queries: np.ndarray) -> np.ndarray:
         return self._scores(queries).argmax(1)
 
-    def gaps(self) -> np.ndarray:
-        top2 = np.sort(self._scores(self.reference), axis=1)[:, -2:]
-        return top2[:, 1] - top2[:, 0]
-
     def compare(self, queries: np.ndarray) -> dict[str, float]:
         cos = (_norm(queries) * self.reference).sum(1)
         top1 = self._top1(queries)
@@ -143,7 +139,7 @@ def main() -> None:
     inputs = edge.preprocess(split.test.images[index]).numpy()
     retrieval = ParityRetrieval(edge.embed_preprocessed(inputs), cloud.embed(split.test.images[index]), split.test.labels[index])
 
-    gaps = retrieval.gaps()
+    gaps = exporting.top1_gaps(retrieval.reference, retrieval.gallery)
     print(f"{args.data}: {len(inputs)} parity queries, cloud gallery of the same images (leave-one-out)")
     print("gap between the first two similarities, quantiles 2/10/50%:",
           " ".join(f"{q:.6f}" for q in np.quantile(gaps, [0.02, 0.1, 0.5])))

@@ -35,7 +35,7 @@ from hetero.cli._common import print_table
 from hetero.data import Dataset, load_split
 from hetero.flips import analyse_flips, load_flip_source, write_flips
 from hetero.models import CloudModel, load_cloud, save_cloud
-from hetero.pipeline import cloud_from_edge, train_cloud, train_edge_with_head
+from hetero.pipeline import cloud_from_edge, train_cloud, train_edge
 from hetero.runtime import resolve_device, seed_everything
 from hetero.training import CLOUD_DEFAULTS, CloudTargets
 from hetero.updates import check_update, model_record, write_update_report
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         def make() -> CloudModel:
             if not targets:  # the old model's pass over the training images, shared by the updates
                 targets.append(CloudTargets.from_cloud(old, train.images, train.labels, config.prototype_temperature))
-            edge, head = train_edge_with_head(old, train, NEW_ARCH, config, device, args.seed, targets=targets[0])
-            return cloud_from_edge(edge, head, train)
+            edge = train_edge(old, train, NEW_ARCH, config, device, args.seed, targets=targets[0])
+            return cloud_from_edge(edge, train)
 
         return make
 

@@ -22,7 +22,7 @@ from hetero.errors import UserError
 from hetero.metrics import parity, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel
 
-__all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "artifact_preprocess"]
+__all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "artifact_preprocess", "top1_gaps"]
 
 #: The least parity an artifact must show at export, per precision (issue "Export to every device").
 PARITY_THRESHOLDS: dict[str, dict[str, float]] = {
@@ -193,23 +193,23 @@ def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, i
     ref = retrieval_metrics(torch_emb, gallery, labels, labels, same_images=True)
     cand = retrieval_metrics(runtime_emb, gallery, labels, labels, same_images=True)
     figures = parity(torch_emb, runtime_emb, ref, cand, gallery_labels=labels)
-    figures["top1_gap_median"] = _median_top1_gap(torch_emb, gallery)
+    figures["top1_gap_median"] = float(np.median(top1_gaps(torch_emb, gallery)))
     if cloud is not None:
         figures["cross_map"] = cand.map
         figures["cross_map_torch"] = ref.map
     return figures, None
 
 
-def _median_top1_gap(queries: np.ndarray, gallery: np.ndarray) -> float:
-    """Median gap between the reference's first and second similarity (leave-one-out, as the
-    parity retrieval): how close to a tie its top-1 decisions are, which bounds the top-1
-    agreement any lower precision can reach on this gallery."""
+def top1_gaps(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Per query, the gap between its first and second similarity in ``gallery`` (leave-one-out:
+    query ``i`` and gallery item ``i`` are the same image, as in the parity retrieval): how close
+    to a tie each top-1 decision is, which bounds the top-1 agreement any lower precision can keep."""
     from hetero.metrics import l2_normalize
 
     scores = l2_normalize(queries) @ l2_normalize(gallery).T
     np.fill_diagonal(scores, -np.inf)
     top2 = np.sort(np.partition(scores, -2, axis=1)[:, -2:], axis=1)
-    return float(np.median(top2[:, 1] - top2[:, 0]))
+    return top2[:, 1] - top2[:, 0]
 
 
 def _tie_hint(figures: dict[str, float]) -> str:

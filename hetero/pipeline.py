@@ -18,7 +18,6 @@ from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, TrainCo
 __all__ = [
     "train_cloud",
     "train_edge",
-    "train_edge_with_head",
     "cloud_from_edge",
     "evaluate_compat",
     "evaluate_cloud",
@@ -103,25 +102,10 @@ def train_edge(
         net: start from these weights (e.g. a subnet extracted from a supernet) instead of
             a fresh network of ``arch``.
         targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial).
-    """
-    return train_edge_with_head(cloud, train, arch, config, device, seed, on_epoch, net, targets)[0]
 
-
-def train_edge_with_head(
-    cloud: CloudModel,
-    train: Dataset,
-    arch: dict,
-    config: TrainConfig = EDGE_DEFAULTS,
-    device: torch.device | None = None,
-    seed: int = 0,
-    on_epoch: Callable[[int, dict], None] | None = None,
-    net: torch.nn.Module | None = None,
-    targets: CloudTargets | None = None,
-) -> tuple[EdgeModel, torch.Tensor]:
-    """:func:`train_edge`, also returning the model's own trained cosine head ``[K, D]``.
-
-    The head's rows follow the sorted class ids of ``train``; :func:`cloud_from_edge` turns the
-    pair into a cloud model (a backward-compatible update of ``cloud``).
+    Returns:
+        The edge model, its own trained cosine head in ``head`` (:func:`cloud_from_edge` turns
+        the pair into a cloud model: a backward-compatible update of ``cloud``).
     """
     from search_spaces import get_space
 
@@ -138,16 +122,23 @@ def train_edge_with_head(
     )
     model.net.cpu().eval()
     model.meta = {"train": config.to_dict(), "history": history, "data": train.spec}
-    return model, head
+    model.head = head
+    return model
 
 
-def cloud_from_edge(edge: EdgeModel, head: torch.Tensor, train: Dataset) -> CloudModel:
+def cloud_from_edge(edge: EdgeModel, train: Dataset) -> CloudModel:
     """The model trained against an old cloud model, as a cloud model in its own right.
 
-    Its classifier is its own trained head (from :func:`train_edge_with_head` on ``train``), so a
-    later update can in turn be trained against it; ``meta["compatible_with"]`` names the old
+    Its classifier is its own trained head (``edge.head``, from :func:`train_edge` on ``train``),
+    so a later update can in turn be trained against it; ``meta["compatible_with"]`` names the old
     model's fingerprint.
+
+    Raises:
+        ValueError: ``edge`` carries no head (it was loaded from a file, not trained here).
     """
+    if edge.head is None:
+        raise ValueError("cloud_from_edge needs the head of a model trained in this process (train_edge)")
+    head = edge.head
     scale = float(edge.meta.get("train", {}).get("metric_scale", EDGE_DEFAULTS.metric_scale))
     meta = {**edge.meta, "compatible_with": edge.cloud_fingerprint}
     return _cloud_with_head(edge.net, edge.preprocess, edge.embed_dim, meta, edge.source, head, train.labels, scale)

@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from hetero._io import write_json
     from hetero.models import load_cloud, save_cloud, save_edge
-    from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge_with_head
+    from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge
     from hetero.runtime import resolve_device
     from hetero.training import EDGE_DEFAULTS
 
@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     if as_cloud and not config.metric:
         raise UserError("--as-cloud needs --metric > 0: the new cloud model's classifier is its own metric-loss head")
     split = split_from_args(args)
-    edge, head = train_edge_with_head(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed)
+    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed)
     evaluation = evaluate_compat(cloud, edge, split.test)
     edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
     path = save_edge(edge, Path(args.out))
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
     if as_cloud:
-        cloud_path = save_cloud(cloud_from_edge(edge, head, split.train), args.out)
+        cloud_path = save_cloud(cloud_from_edge(edge, split.train), args.out)
         r = evaluation.results
         # As an update, the old cloud model's own search is the bar (BCT's criterion).
         print(f"as a cloud model (an update of {args.cloud}): {cloud_path}; M(new->old) > M(old,old): "

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from hetero.data import Preprocess
 from hetero.errors import UserError
 from hetero.models._cloud import build_net
@@ -20,10 +22,19 @@ EDGE_FILE = "edge.pt"
 
 @dataclass
 class EdgeModel(EmbeddingModel):
-    """The query model φ_q: its architecture and the cloud model it is compatible with."""
+    """The query model φ_q: its architecture and the cloud model it is compatible with.
+
+    Attributes:
+        arch: The architecture (a search space's JSON).
+        cloud_fingerprint: The fingerprint of the cloud model it was trained against.
+        head: The model's own cosine classifier ``[K, D]`` from training, rows in the sorted class
+            ids of its training data; in memory only (``edge.pt`` does not keep it), for
+            :func:`hetero.pipeline.cloud_from_edge`.
+    """
 
     arch: dict = field(default_factory=dict)
     cloud_fingerprint: str = ""
+    head: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def source(self) -> dict:

@@ -59,15 +59,16 @@ def test_training_with_focal_records_the_term():
     from search_spaces import get_space
 
     from hetero.data import load_split
-    from hetero.pipeline import train_cloud, train_edge_with_head
+    from hetero.pipeline import train_cloud, train_edge
 
     split = load_split("digits")
     train = split.train.subset(np.arange(300))
     cfg = TrainConfig(epochs=1, batch_size=64, influence=1.0, alignment=0.0, contrastive=0.0)
     old = train_cloud(train, get_space("mobilenet_v3").smallest_arch(), 16, TrainConfig(epochs=1, batch_size=64, influence=0, alignment=0, contrastive=0))
     arch = get_space("mobilenet_v3").smallest_arch()
-    plain, _ = train_edge_with_head(old, train, arch, cfg)
-    focal, head = train_edge_with_head(old, train, arch, TrainConfig(**{**cfg.to_dict(), "focal": 1.0}))
+    plain = train_edge(old, train, arch, cfg)
+    focal = train_edge(old, train, arch, TrainConfig(**{**cfg.to_dict(), "focal": 1.0}))
+    head = focal.head
     assert "focal" not in plain.meta["history"][0]
     assert focal.meta["history"][0]["focal"] > 0
     assert head.shape == (train.num_classes, 16)
