@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_cost"]
+__all__ = ["count_cost", "count_macs"]
 
 
 def count_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
@@ -14,6 +14,15 @@ def count_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
 
     Returns:
         ``{"macs": int, "params": int}``.
+    """
+    return {"macs": count_macs(model, input_shape), "params": int(sum(p.numel() for p in model.parameters()))}
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """MACs of one forward pass of ``model`` on one image of ``input_shape`` (``(C, H, W)``).
+
+    ``model`` may be a supernet with a subnet active: the flop counter sees the sliced
+    convolutions the subnet runs, so the count is the standalone network's.
     """
     was_training = model.training
     model.eval()
@@ -24,4 +33,4 @@ def count_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
             model(x)
     finally:
         model.train(was_training)
-    return {"macs": int(counter.get_total_flops() // 2), "params": int(sum(p.numel() for p in model.parameters()))}
+    return int(counter.get_total_flops() // 2)

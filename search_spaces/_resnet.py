@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces._layers import LayerKit
+from search_spaces._layers import LayerKit, make_activation
 from search_spaces._network import Block, ChannelGroup, EmbeddingNet
 from search_spaces._registry import register_space
 from search_spaces._space import Choice, SearchSpace, per_stage
@@ -46,7 +46,7 @@ class BasicBlock(Block):
         self.shortcut = None
         if projection:
             self.shortcut = kit.conv_bn_act(in_channels, out_channels, 1, stride, act="none")
-        self.relu = nn.ReLU()
+        self.relu = make_activation("relu")
         self.residual = not projection
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ class Supernet(nn.Module):
     Attributes:
         net: The elastic network, at the size of the space's largest architecture.
         active_arch: The architecture :meth:`forward` runs.
+        active_params: Parameters of the standalone network of ``active_arch``.
     """
 
     def __init__(self, space: SearchSpace, embed_dim: int, in_channels: int) -> None:
@@ -44,6 +45,7 @@ class Supernet(nn.Module):
         self.in_channels = in_channels
         self.net = space._network(space.largest_arch(), embed_dim, in_channels, ELASTIC_KIT)
         self.active_arch: Arch = space.largest_arch()
+        self.active_params = sum(p.numel() for p in self.net.parameters())
 
     def set_active(self, arch: Mapping[str, Any]) -> None:
         """Make ``arch`` the subnet that :meth:`forward` runs.
@@ -62,6 +64,7 @@ class Supernet(nn.Module):
             if isinstance(module, Elastic) and name in static:
                 module.activate(static[name])
         self.active_arch = dict(arch)
+        self.active_params = sum(p.numel() for p in shape.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the active subnet: ``[N, C, R, R]`` to L2-normalised ``[N, embed_dim]``."""

@@ -140,7 +140,8 @@ def evaluate_subnet(supernet, arch: dict, data: SearchData, bn_images: int) -> d
     """
     from search_spaces import recalibrate_bn
 
-    supernet.set_active(arch)
+    if supernet.active_arch != dict(arch):
+        supernet.set_active(arch)
     resolution = int(arch["resolution"])
     with torch.inference_mode():
         recalibrate_bn(supernet, data.calibration_batches(resolution, bn_images))
@@ -153,7 +154,8 @@ def oneshot_objective(supernet, data: SearchData, costs: CostModel, bn_images: i
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         start = time.perf_counter()
         arch = supernet.space.sample(trial)
-        cost = costs.record(trial, arch)
+        supernet.set_active(arch)
+        cost = costs.record(trial, arch, supernet)
         scores = evaluate_subnet(supernet, arch, data, bn_images)
         for key, value in {**scores, "seconds": time.perf_counter() - start}.items():
             trial.set_user_attr(key, value)

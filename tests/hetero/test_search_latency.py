@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import optuna
 import pytest
 
@@ -50,3 +51,19 @@ def test_latency_objective_on_a_device_whose_runtime_is_missing_is_refused():
         pytest.skip("TensorRT is installed here, so the refusal of a missing runtime cannot be seen")
     with pytest.raises(UserError, match="--objective latency.*not available here"):
         CostModel(get_space("mobilenet_v3"), load_profile("jetson-orin-nano"), "latency", None, embed_dim=16, channels=1)
+
+
+@pytest.mark.parametrize("space_name", ["mobilenet_v3", "resnet"])
+def test_cost_counted_on_the_active_subnet_equals_the_standalone_network(space_name):
+    space = get_space(space_name)
+    supernet = space.supernet(16, 1)
+    for arch in [space.smallest_arch(), space.default_arch(), *(space.random_arch(np.random.default_rng(s)) for s in range(3))]:
+        supernet.set_active(arch)
+        on_supernet = CostModel(space, load_profile("x86-server"), "macs", None, 16, 1).measure(arch, supernet)
+        standalone = CostModel(space, load_profile("x86-server"), "macs", None, 16, 1).measure(arch)
+        assert on_supernet == standalone
+        assert standalone["params"] == sum(p.numel() for p in space.build(arch, 16, 1).parameters())
+    other = space.largest_arch()
+    # The supernet is only used for the architecture it has active.
+    assert CostModel(space, load_profile("x86-server"), "macs", None, 16, 1).measure(other, supernet) == \
+        CostModel(space, load_profile("x86-server"), "macs", None, 16, 1).measure(other)
