@@ -21,11 +21,10 @@ from torch import nn
 
 from hetero.errors import UserError
 from hetero.models._files import load_model_file, save_model_file
-from hetero.runtime import progress
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._storage import run_lock
-from hetero.training import TrainConfig, dense_labels, loss_terms, one_cycle, random_shift
+from hetero.training import TrainConfig, dense_labels, loss_terms, random_shift, run_epochs
 
 __all__ = ["SUPERNET_FILE", "train_supernet", "load_or_train_supernet", "evaluate_subnet", "oneshot_objective"]
 
@@ -53,36 +52,24 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
     supernet.to(device).train()
     generator = torch.Generator().manual_seed(seed)
     head = nn.Parameter((torch.randn(len(classes), supernet.embed_dim, generator=generator) * 0.01).to(device))
-    n = len(y)
-    steps = max(1, n // config.batch_size)
-    optimizer, scheduler = one_cycle([*supernet.parameters(), head], config, steps)
     inputs = {r: data.inputs("fit", r) for r in space.resolutions}
     rng = np.random.default_rng(seed)
-    history: list[dict] = []
-    bar = progress(total=config.epochs * steps, desc="supernet", unit="step")
-    for epoch in range(config.epochs):
-        supernet.train()
-        order = torch.randperm(n, generator=generator)
+
+    def sandwich_step(idx: torch.Tensor) -> dict[str, float]:
+        archs = [space.largest_arch(), space.smallest_arch()] + [space.random_arch(rng) for _ in range(sandwich_random)]
         sums: dict[str, float] = {}
-        for step in range(steps):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            archs = [space.largest_arch(), space.smallest_arch()] + [space.random_arch(rng) for _ in range(sandwich_random)]
-            optimizer.zero_grad(set_to_none=True)
-            for arch in archs:
-                supernet.set_active(arch)
-                x = inputs[arch["resolution"]][idx]
-                if config.augment:
-                    x = random_shift(x, generator)
-                terms = loss_terms(supernet(x.to(device)), y[idx].to(device), head, idx, config, data.targets, device)
-                (sum(w * v for w, v in terms.values()) / len(archs)).backward()
-                for name, (_, value) in terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(archs)
-            optimizer.step()
-            scheduler.step()
-            bar.update(1)
-        history.append({"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}})
-        bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k != "epoch"})
-    bar.close()
+        for arch in archs:
+            supernet.set_active(arch)
+            x = inputs[arch["resolution"]][idx]
+            if config.augment:
+                x = random_shift(x, generator)
+            terms = loss_terms(supernet(x.to(device)), y[idx].to(device), head, idx, config, data.targets, device)
+            (sum(w * v for w, v in terms.values()) / len(archs)).backward()
+            for name, (_, value) in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(archs)
+        return sums
+
+    history = run_epochs(supernet, [*supernet.parameters(), head], len(y), config, generator, sandwich_step, "supernet")
     supernet.set_active(space.largest_arch())
     supernet.eval()
     return history

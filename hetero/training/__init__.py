@@ -9,7 +9,15 @@ from hetero.training._losses import (
     focal_distillation_loss,
     influence_loss,
 )
-from hetero.training._trainer import CloudTargets, dense_labels, loss_terms, one_cycle, random_shift, train_embedding
+from hetero.training._trainer import (
+    CloudTargets,
+    dense_labels,
+    loss_terms,
+    one_cycle,
+    random_shift,
+    run_epochs,
+    train_embedding,
+)
 
 __all__ = [
     "TrainConfig",
@@ -17,6 +25,7 @@ __all__ = [
     "EDGE_DEFAULTS",
     "CloudTargets",
     "train_embedding",
+    "run_epochs",
     "dense_labels",
     "loss_terms",
     "one_cycle",

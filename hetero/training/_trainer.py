@@ -24,7 +24,7 @@ from hetero.training._losses import (
     influence_loss,
 )
 
-__all__ = ["CloudTargets", "train_embedding", "dense_labels", "loss_terms", "one_cycle", "random_shift"]
+__all__ = ["CloudTargets", "train_embedding", "run_epochs", "dense_labels", "loss_terms", "one_cycle", "random_shift"]
 
 
 def dense_labels(labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -116,29 +116,62 @@ def train_embedding(
     generator = torch.Generator().manual_seed(seed)
     head = nn.Parameter((torch.randn(len(classes), _embed_dim(net, inputs, device), generator=generator) * 0.01).to(device))
     params = [p for p in net.parameters() if p.requires_grad] + [head]
-    n = len(inputs)
+
+    def step(idx: torch.Tensor) -> dict[str, float]:
+        x = inputs[idx]
+        if config.augment:
+            x = random_shift(x, generator)
+        terms = loss_terms(net(x.to(device)), y[idx].to(device), head, idx, config, targets, device)
+        sum(weight * value for weight, value in terms.values()).backward()
+        return {name: float(value.detach()) for name, (_, value) in terms.items()}
+
+    history = run_epochs(net, params, len(inputs), config, generator, step, description, on_epoch)
+    net.eval()
+    return head.detach().cpu(), history
+
+
+def run_epochs(
+    module: nn.Module,
+    params: list,
+    n: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+    step: Callable[[torch.Tensor], dict[str, float]],
+    description: str,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """The loop every trainer shares: ``config.epochs`` epochs of shuffled batches, one-cycle AdamW.
+
+    Args:
+        module: Put in training mode before each epoch (an ``on_epoch`` evaluation may leave it
+            in eval mode).
+        params: What the optimiser updates.
+        n: How many training items; batches are ``config.batch_size`` of their indices.
+        config: Epochs, batch size and optimiser settings.
+        generator: Shuffles the items (and whatever ``step`` draws from it, in the same order).
+        step: Computes the losses of a batch of item indices and calls ``backward`` on them (once,
+            or once per subnet of a sandwich step: gradients accumulate until the update);
+            returns each loss term's value for the history.
+        description: The progress bar's label.
+        on_epoch: Called after each epoch with its index and mean losses; may raise (pruning).
+
+    Returns:
+        The per-epoch mean of each loss term.
+    """
     steps_per_epoch = max(1, n // config.batch_size)
     optimizer, scheduler = one_cycle(params, config, steps_per_epoch)
     history: list[dict] = []
     bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step")
     for epoch in range(config.epochs):
-        net.train()
+        module.train()
         order = torch.randperm(n, generator=generator)
         sums: dict[str, float] = {}
-        for step in range(steps_per_epoch):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = inputs[idx]
-            if config.augment:
-                x = random_shift(x, generator)
-            q = net(x.to(device))
-            terms = loss_terms(q, y[idx].to(device), head, idx, config, targets, device)
-            loss = sum(weight * value for weight, value in terms.values())
+        for i in range(steps_per_epoch):
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for name, value in step(order[i * config.batch_size : (i + 1) * config.batch_size]).items():
+                sums[name] = sums.get(name, 0.0) + value
             optimizer.step()
             scheduler.step()
-            for name, (_, value) in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
             bar.update(1)
         record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
         history.append(record)
@@ -146,8 +179,7 @@ def train_embedding(
         if on_epoch is not None:
             on_epoch(epoch, record)
     bar.close()
-    net.eval()
-    return head.detach().cpu(), history
+    return history
 
 
 def one_cycle(params, config: TrainConfig, steps_per_epoch: int):
