@@ -8,6 +8,7 @@ from devices._errors import ArtifactError
 from devices._errors import ProfileError
 from devices._errors import RuntimeUnavailableError
 from devices._parity import parity
+from devices._profile import PARITY_KEYS
 from devices._profile import PRECISIONS
 from devices._profile import Budgets
 from devices._profile import DeviceProfile
@@ -19,6 +20,7 @@ from devices.manifest import verify_artifact
 from devices.manifest import write_manifest
 
 __all__ = [
+    "PARITY_KEYS",
     "PRECISIONS",
     "ArtifactError",
     "Budgets",

@@ -13,16 +13,18 @@ from typing import Any
 
 from devices._errors import ProfileError
 
-__all__ = ["Budgets", "DeviceProfile", "PRECISIONS", "QUANTIZATIONS", "list_profiles", "load_profile"]
+__all__ = ["Budgets", "DeviceProfile", "PARITY_KEYS", "PRECISIONS", "QUANTIZATIONS", "list_profiles", "load_profile"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _PROFILE_DIR = Path(__file__).resolve().parent
 _TOP_KEYS = {"name", "description", "backend", "precision", "quantization", "threads", "batch_sizes",
-             "input", "budgets"}
+             "input", "budgets", "parity"}
 #: How an int8 profile quantizes activations: calibrated ranges, or ranges taken per input at run time.
 QUANTIZATIONS = ("static", "dynamic")
 _INPUT_KEYS = {"channels", "resolution"}
 _BUDGET_KEYS = {"macs", "params", "artifact_bytes", "latency_ms"}
+#: Parity figures a profile may set its own export threshold for (all "at least" figures in (0, 1]).
+PARITY_KEYS = ("cos_min", "cos_mean", "top1_agreement", "top1_class_agreement")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,9 @@ class DeviceProfile:
         input_channels: Image channels, or ``None`` for the model's own.
         input_resolution: Square image side, or ``None`` for the model's own.
         budgets: Resource limits.
+        parity: The device's own export parity thresholds (``[parity]``), each replacing the
+            precision's default for that figure; empty for the defaults. Setting one is a
+            deployment decision, recorded in every manifest exported for the device.
         path: Where the profile was read from.
     """
 
@@ -71,6 +76,7 @@ class DeviceProfile:
     input_channels: int | None = None
     input_resolution: int | None = None
     budgets: Budgets = dataclasses.field(default_factory=Budgets)
+    parity: dict[str, float] = dataclasses.field(default_factory=dict)
     path: Path | None = None
 
 
@@ -135,6 +141,10 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
         raise ProfileError(f"{where}: 'batch_sizes' must be a non-empty list of positive integers")
     inputs = _table(data, "input", _INPUT_KEYS, where)
     budgets = _table(data, "budgets", _BUDGET_KEYS, where)
+    parity = _table(data, "parity", set(PARITY_KEYS), where)
+    for key, value in parity.items():
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1):
+            raise ProfileError(f"{where} [parity]: {key!r} must be a number in (0, 1], got {value!r}")
     return DeviceProfile(
         name=name,
         description=_typed(data, "description", str, where, default=""),
@@ -151,6 +161,7 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
             artifact_bytes=_positive(budgets, "artifact_bytes", f"{where} [budgets]"),
             latency_ms=_positive(budgets, "latency_ms", f"{where} [budgets]", number=float),
         ),
+        parity={key: float(value) for key, value in parity.items()},
         path=path,
     )
 

@@ -22,7 +22,7 @@ from hetero.errors import UserError
 from hetero.metrics import parity, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel
 
-__all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "artifact_preprocess", "top1_gaps"]
+__all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "parity_thresholds", "artifact_preprocess", "top1_gaps"]
 
 #: The least parity an artifact must show at export, per precision (issue "Export to every device").
 PARITY_THRESHOLDS: dict[str, dict[str, float]] = {
@@ -35,11 +35,16 @@ CALIBRATION_IMAGES = 256
 PARITY_IMAGES = 512
 
 
-def parity_failures(figures: dict[str, float], precision: str) -> list[str]:
-    """Thresholds of ``precision`` that ``figures`` miss, as readable strings."""
+def parity_thresholds(profile) -> dict[str, float]:
+    """The thresholds an artifact for ``profile`` must meet: its precision's, then the profile's own ``[parity]``."""
+    return {**PARITY_THRESHOLDS[profile.precision], **profile.parity}
+
+
+def parity_failures(figures: dict[str, float], thresholds: dict[str, float]) -> list[str]:
+    """The ``thresholds`` that ``figures`` miss, as readable strings."""
     return [
         f"{key} {figures.get(key, float('nan')):.6f} < {limit}"
-        for key, limit in PARITY_THRESHOLDS[precision].items()
+        for key, limit in thresholds.items()
         if not figures.get(key, -np.inf) >= limit
     ]
 
@@ -102,7 +107,8 @@ def export_edge(
     torch_emb = edge.embed_preprocessed(inputs)
     figures, verified_reason = _measure_parity(backend, artifact, inputs, labels, torch_emb, cloud,
                                                parity_data.images[parity_index])
-    failures = parity_failures(figures, profile.precision) if figures else []
+    thresholds = parity_thresholds(profile)
+    failures = parity_failures(figures, thresholds) if figures else []
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
@@ -130,7 +136,9 @@ def export_edge(
         "cloud_fingerprint": edge.cloud_fingerprint,
         "edge": {"arch": edge.arch, **cost},
         "parity": figures,
-        "parity_thresholds": PARITY_THRESHOLDS[profile.precision],
+        "parity_thresholds": thresholds,
+        "parity_thresholds_from": (f"device profile [parity] ({', '.join(sorted(profile.parity))}) over the {profile.precision} defaults"
+                                   if profile.parity else f"{profile.precision} defaults"),
         "parity_passed": not failures if figures else None,
         "verified": figures != {},
         "not_verified_reason": verified_reason,

@@ -72,10 +72,11 @@ def _reusable(artifact_dir: Path, edge_file: Path) -> bool:
 
 
 def _status(manifest: dict, precision: str) -> str:
-    from hetero.exporting import parity_failures
+    from hetero.exporting import PARITY_THRESHOLDS, parity_failures
 
     if manifest.get("parity_passed") is False:
-        return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], precision)) + ")"
+        thresholds = manifest.get("parity_thresholds") or PARITY_THRESHOLDS[precision]
+        return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], thresholds)) + ")"
     return "ok"
 
 

@@ -11,10 +11,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "devices",
         help="list the device profiles",
-        description="List device profiles (devices/*.toml, or --profile FILE for your own) and whether each can run here.",
+        description="List device profiles (devices/*.toml, or --profile FILE for your own), the parity an export for each must show (* where the profile's [parity] table sets it), and whether each can run here.",
     )
     p.add_argument("--profile", action="append", default=[], metavar="FILE", help="also show this profile file (repeatable)")
     p.set_defaults(run=_run, command="devices")
+
+
+def _thresholds(thresholds: dict[str, float], own: set[str]) -> str:
+    """``cos_min>=0.99 top1_agreement>=0.98*``: a star marks a threshold the profile sets itself."""
+    return " ".join(f"{k}>={v:g}{'*' if k in own else ''}" for k, v in thresholds.items())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     from devices.runtimes import get_runtime
 
     from hetero.cli._common import print_table
+    from hetero.exporting import parity_thresholds
 
     rows = []
     for name in [*list_profiles(), *args.profile]:
@@ -31,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         rows.append([
             profile.name, profile.backend, profile.precision if profile.precision != "int8" else f"int8 {profile.quantization}",
             f"{b.macs / 1e6:.0f}M" if b.macs else "-", f"{b.latency_ms} ms" if b.latency_ms else "-",
-            profile.description, "yes" if ok else f"no: {reason}",
+            _thresholds(parity_thresholds(profile), own=set(profile.parity)), profile.description, "yes" if ok else f"no: {reason}",
         ])
-    print_table(["device", "backend", "precision", "MACs budget", "latency budget", "description", "runs here"], rows)
+    print_table(["device", "backend", "precision", "MACs budget", "latency budget", "export parity", "description", "runs here"], rows)
     return 0

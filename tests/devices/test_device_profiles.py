@@ -86,6 +86,14 @@ def test_int8_quantization_defaults_to_static_and_may_be_dynamic(tmp_path: Path)
     assert load_profile(path).quantization == "dynamic"
 
 
+def test_parity_table_sets_the_devices_own_thresholds(tmp_path: Path) -> None:
+    path = tmp_path / "board.toml"
+    path.write_text(GOOD)
+    assert load_profile(path).parity == {}
+    path.write_text(GOOD + "\n[parity]\ntop1_agreement = 0.8\ntop1_class_agreement = 0.99\n")
+    assert load_profile(path).parity == {"top1_agreement": 0.8, "top1_class_agreement": 0.99}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -102,6 +110,9 @@ def test_int8_quantization_defaults_to_static_and_may_be_dynamic(tmp_path: Path)
         (lambda t: t.replace("threads = 3", 'quantization = "weights"'), "bad quantization 'weights'"),
         (lambda t: t.replace('precision = "int8"', 'precision = "fp16"\nquantization = "static"'),
          "'quantization' applies to int8 only"),
+        (lambda t: t + "\n[parity]\ncos_max = 0.5\n", "unknown key 'cos_max'"),
+        (lambda t: t + "\n[parity]\ntop1_agreement = 1.5\n", "'top1_agreement' must be a number in"),
+        (lambda t: t + "\n[parity]\ncos_min = \"high\"\n", "'cos_min' must be a number in"),
     ],
 )
 def test_bad_profiles_are_refused_with_one_line(tmp_path: Path, edit, message: str) -> None:

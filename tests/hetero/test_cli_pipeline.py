@@ -116,3 +116,31 @@ def test_dynamic_int8_profile_exports_a_dynamic_range_tflite(run, tmp_path):
 def test_dynamic_int8_on_a_backend_without_it_is_refused(run, tmp_path, capsys):
     _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "dynamic"),
                           "--out", str(tmp_path / "x")], capsys, "does not implement")
+
+
+def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
+    """``[parity]`` in a profile replaces the precision's threshold for that figure, and the manifest says so."""
+    first = tmp_path / "defaults"
+    assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "static"), "--out", str(first),
+                 "--allow-drift", "--quiet"]) == 0
+    measured = json.loads((first / "manifest.json").read_text())
+    assert measured["parity_thresholds"] == {"cos_min": 0.99, "top1_agreement": 0.98}
+    assert measured["parity_thresholds_from"] == "int8 defaults"
+    agreement = measured["parity"]["top1_agreement"]
+    assert 0 < agreement < 0.98  # the tiny model's gallery is all near-ties: the default threshold fails
+    assert not measured["parity_passed"]
+    lenient, strict = round(agreement / 2, 6), round(min(agreement + 0.01, 1.0), 6)
+
+    def own(limit: float) -> str:
+        path = tmp_path / f"own-{limit}.toml"
+        path.write_text(f'name = "board"\nbackend = "onnx"\nprecision = "int8"\n\n[parity]\ncos_min = 0.9\ntop1_agreement = {limit}\n')
+        return str(path)
+
+    passing = tmp_path / "own"
+    assert main(["export", "--model", str(run / "edge"), "--device", own(lenient), "--out", str(passing), "--quiet"]) == 0
+    manifest = json.loads((passing / "manifest.json").read_text())
+    assert manifest["parity_passed"] and not manifest["allow_drift"]
+    assert manifest["parity_thresholds"] == {"cos_min": 0.9, "top1_agreement": lenient}
+    assert manifest["parity_thresholds_from"].startswith("device profile [parity] (cos_min, top1_agreement)")
+    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", own(strict),
+                          "--out", str(tmp_path / "strict")], capsys, "misses its parity thresholds")
