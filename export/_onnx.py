@@ -46,19 +46,11 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     except Exception as exc:  # the exporter raises many types; all mean "this model won't export"
         raise ExportError(f"torch.onnx could not export the model ({one_line(exc, 300)}); use layers from "
                           "search_spaces, which export cleanly") from None
+    # The exporter's per-node debugging metadata (stack traces, FX node names, scopes) is about 40%
+    # of a small model's file and records paths of the exporting machine: drop it before saving.
+    for node in program.model.graph.all_nodes():
+        node.metadata_props.clear()
     program.save(str(path), external_data=False)
-    _strip_debug_metadata(path)
-
-
-def _strip_debug_metadata(path: Path) -> None:
-    """Drop the exporter's per-node debugging metadata (stack traces, FX node names, scopes): it
-    is about 40% of a small model's file, and it records paths of the exporting machine."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    onnx.save(model, str(path))
 
 
 @register_backend("onnx")

@@ -50,9 +50,14 @@ class Supernet(nn.Module):
     def set_active(self, arch: Mapping[str, Any]) -> None:
         """Make ``arch`` the subnet that :meth:`forward` runs.
 
+        Setting the architecture that is already active does nothing (a oneshot trial activates
+        it to count its MACs, then evaluates it).
+
         Raises:
             ArchError: If ``arch`` is not an architecture of the supernet's space.
         """
+        if dict(arch) == self.active_arch:
+            return
         self.space.validate(arch)
         # The static subnet, built without memory on the meta device, holds every active size
         # under the same module names as the elastic layers, so the sizes are computed once,

@@ -127,8 +127,7 @@ def evaluate_subnet(supernet, arch: dict, data: SearchData, bn_images: int) -> d
     """
     from search_spaces import recalibrate_bn
 
-    if supernet.active_arch != dict(arch):
-        supernet.set_active(arch)
+    supernet.set_active(arch)
     resolution = int(arch["resolution"])
     with torch.inference_mode():
         recalibrate_bn(supernet, data.calibration_batches(resolution, bn_images))
