@@ -68,7 +68,8 @@ def print_manifest(manifest: dict) -> None:
     p = manifest["parity"]
     if p:
         status = "PASSED" if manifest["parity_passed"] else "MISSED (kept with --allow-drift)"
-        extra = f", cross mAP {p['cross_map']:.4f}" if "cross_map" in p else ""
+        extra = f" (same class {p['top1_class_agreement']:.4f})" if "top1_class_agreement" in p else ""
+        extra += f", cross mAP {p['cross_map']:.4f}" if "cross_map" in p else ""
         print(
             f"{manifest['device']}: {manifest['artifact']} ({manifest['format']} {manifest['precision']}, {manifest['bytes']:,} bytes); "
             f"parity {status}: cos min {p['cos_min']:.6f}, top-1 agreement {p['top1_agreement']:.4f}{extra}"
