@@ -1,7 +1,8 @@
 """How much top-1 agreement can an int8 edge model keep on a gallery? (issue "Export to every device")
 
-The int8 parity threshold asks that an int8 artifact rank the same gallery item first as its
-PyTorch model for 98% of the queries. This benchmark measures what stands in the way on a given
+Can an int8 artifact rank the same gallery item first as its PyTorch model for 98% of the queries
+(``top1_agreement``, which a profile's ``[parity]`` table can require; by default int8 is judged on
+the first item's class)? This benchmark measures what stands in the way on a given
 edge model and data, in four parts, all on the export's own parity retrieval (leave-one-out over
 the parity images, cloud gallery):
 

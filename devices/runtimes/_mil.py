@@ -104,7 +104,9 @@ class MilProgram:
         block, inp, self.output_name = main_block(spec)
         for op in block.operations:
             if op.type != "const" and op.type not in OPS and op.type not in CONSTEXPR_OPS:
-                raise ArtifactError(f"Core ML op {op.type!r} is not supported by hetero's interpreter")
+                raise ArtifactError(
+                    f"Core ML op {op.type!r} is not supported by hetero's interpreter (it runs the ops "
+                    "of search_spaces' layers); verify this model with Core ML's own predict on macOS")
             if len(op.blocks):
                 raise ArtifactError(f"Core ML op {op.type!r} with nested blocks (control flow) is "
                                     "not supported by hetero's interpreter")

@@ -99,10 +99,10 @@ def plot_parity(rows: list[dict], path: Path) -> bytes | None:
     right.invert_yaxis()
     right.set_xlim(min(0.9, min(item) - 0.01), 1.0)
     right.set_xlabel("top-1 agreement with PyTorch")
-    right.legend(fontsize=7, loc="lower left")
-    for y, r in zip(ypos, rows):
-        right.annotate(f"{r['top1_agreement']:.4f}  NFR {r['nfr']:.4f}", (right.get_xlim()[1], y), xytext=(-4, 0),
-                       textcoords="offset points", ha="right", va="center", fontsize=8,
+    right.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    for y, r, c in zip(ypos, rows, same_class):
+        right.annotate(f"item {r['top1_agreement']:.4f}  class {c:.4f}  NFR {r['nfr']:.4f}", (right.get_xlim()[0], y),
+                       xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7,
                        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     fig.suptitle("Parity of each runtime with the PyTorch edge model")
     data = _save(fig, path)

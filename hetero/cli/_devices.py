@@ -18,7 +18,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _thresholds(thresholds: dict[str, float], own: set[str]) -> str:
-    """``cos_min>=0.99 top1_agreement>=0.98*``: a star marks a threshold the profile sets itself."""
+    """``cos_min>=0.99 top1_class_agreement>=0.98 top1_agreement>=0.98*``: a star marks a threshold the profile sets itself."""
     return " ".join(f"{k}>={v:g}{'*' if k in own else ''}" for k, v in thresholds.items())
 
 
