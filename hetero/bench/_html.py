@@ -92,7 +92,7 @@ def plot_parity(rows: list[dict], path: Path) -> bytes | None:
     left.set_xlabel("1 - cos min vs PyTorch (log; smaller is closer)")
     # The first result's identity and its class: int8 changes the first for near-ties of one class.
     item = [r["top1_agreement"] for r in rows]
-    same_class = [r.get("top1_class_agreement") or r["top1_agreement"] for r in rows]
+    same_class = [r["top1_class_agreement"] for r in rows]
     right.barh([y - 0.2 for y in ypos], item, height=0.4, color="C2", label="same first item")
     right.barh([y + 0.2 for y in ypos], same_class, height=0.4, color="C1", label="first item of the same class")
     right.set_yticks(list(ypos), [""] * len(rows))

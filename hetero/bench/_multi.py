@@ -72,12 +72,11 @@ def _reusable(artifact_dir: Path, edge_file: Path) -> bool:
     return copy.is_file() and sha256_file(copy) == sha256_file(edge_file)
 
 
-def _status(manifest: dict, precision: str) -> str:
-    from hetero.exporting import PARITY_THRESHOLDS, parity_failures
+def _status(manifest: dict) -> str:
+    from devices import parity_failures
 
     if manifest.get("parity_passed") is False:
-        thresholds = manifest.get("parity_thresholds") or PARITY_THRESHOLDS[precision]
-        return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], thresholds)) + ")"
+        return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], manifest["parity_thresholds"])) + ")"
     return "ok"
 
 
@@ -123,7 +122,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
     except user_error_types() as exc:
         return comparison_row(profile.name, profile.backend, profile.precision, f"bench failed: {exc}",
                               artifact_bytes=manifest["bytes"], threads=threads)
-    return comparison_row(profile.name, profile.backend, profile.precision, _status(manifest, profile.precision), report)
+    return comparison_row(profile.name, profile.backend, profile.precision, _status(manifest), report)
 
 
 def bench_devices(

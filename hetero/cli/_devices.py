@@ -17,17 +17,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run, command="devices")
 
 
-def _thresholds(thresholds: dict[str, float], own: set[str]) -> str:
-    """``cos_min>=0.99 top1_class_agreement>=0.98 top1_agreement>=0.98*``: a star marks a threshold the profile sets itself."""
-    return " ".join(f"{k}>={v:g}{'*' if k in own else ''}" for k, v in thresholds.items())
-
-
 def _run(args: argparse.Namespace) -> int:
-    from devices import list_profiles, load_profile
+    from devices import describe_thresholds, list_profiles, load_profile, parity_thresholds
     from devices.runtimes import get_runtime
 
     from hetero.cli._common import print_table
-    from hetero.exporting import parity_thresholds
 
     rows = []
     for name in [*list_profiles(), *args.profile]:
@@ -37,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         rows.append([
             profile.name, profile.backend, profile.precision if profile.precision != "int8" else f"int8 {profile.quantization}",
             f"{b.macs / 1e6:.0f}M" if b.macs else "-", f"{b.latency_ms} ms" if b.latency_ms else "-",
-            _thresholds(parity_thresholds(profile), own=set(profile.parity)), profile.description, "yes" if ok else f"no: {reason}",
+            describe_thresholds(parity_thresholds(profile), own=profile.parity), profile.description, "yes" if ok else f"no: {reason}",
         ])
     print_table(["device", "backend", "precision", "MACs budget", "latency budget", "export parity", "description", "runs here"], rows)
     return 0

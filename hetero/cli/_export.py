@@ -12,16 +12,19 @@ __all__ = ["register", "export_for_device"]
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
+    from devices import PARITY_THRESHOLDS, describe_thresholds  # numpy only: cheap at start-up
+
     p = sub.add_parser(
         "export",
         parents=[common],
         help="export an edge model for a device and check parity",
         description=(
             "Convert an edge model with the device profile's backend and precision, run the artifact on its "
-            "runtime on real images and compare with PyTorch. Parity thresholds per precision: fp32 cos min "
-            ">= 0.99999, fp16 >= 0.9995, int8 >= 0.99 with the first result of the same class for >= 98% of "
-            "queries; a profile's [parity] table overrides them (`hetero devices` shows each profile's). "
-            "Writes DIR/<artifact>, DIR/manifest.json and a copy of the edge model."
+            "runtime on real images and compare with PyTorch. Parity thresholds per precision: "
+            + "; ".join(f"{precision} {describe_thresholds(limits)}" for precision, limits in PARITY_THRESHOLDS.items())
+            + " (top1_class_agreement: the first result is of the same class). A profile's [parity] table "
+            "overrides them (`hetero devices` shows each profile's). Writes DIR/<artifact>, DIR/manifest.json "
+            "and a copy of the edge model."
         ),
     )
     p.add_argument("--model", required=True, metavar="EDGE", help="edge.pt or its folder")
