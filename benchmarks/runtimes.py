@@ -144,7 +144,7 @@ def main() -> None:
           f"({any_report['data']['protocol']}-set); paragon mAP {retrieval['paragon']['map']:.4f}, "
           f"homogeneous edge mAP {retrieval['homogeneous_edge']['map']:.4f}; {args.threads} thread(s) everywhere")
     b = args.batch
-    header = f"{'runtime':<22}{'prec':<6}{'cross mAP':>10}{'cos min':>11}{'top-1 agr':>10}{'class agr':>10}{'NFR':>8}" \
+    header = f"{'runtime':<22}{'prec':<6}{'cross mAP':>10}{'cos min':>11}{'top-1 agr':>10}{'same img':>10}{'NFR':>8}" \
              f"{'p50 b1 ms':>11}{'x eager':>9}{f'p50 b{b} ms':>12}{'x eager':>9}{'bytes':>10}  status"
     print(header)
     print("-" * len(header))
@@ -157,7 +157,7 @@ def main() -> None:
             print(f"{row['device']:<22}{row['precision']:<6}  not run: {row['status']}")
             continue
         print(f"{row['backend']:<22}{row['precision']:<6}{row['cross_map_runtime']:>10.4f}{row['cos_min']:>11.7f}"
-              f"{row['top1_agreement']:>10.4f}{row['top1_class_agreement']:>10.4f}{row['nfr']:>8.4f}{lat[1]['p50_ms']:>11.3f}{lat[1]['ratio']:>9.3f}"
+              f"{row['top1_agreement']:>10.4f}{row['top1_item_agreement']:>10.4f}{row['nfr']:>8.4f}{lat[1]['p50_ms']:>11.3f}{lat[1]['ratio']:>9.3f}"
               f"{lat[b]['p50_ms']:>12.3f}{lat[b]['ratio']:>9.3f}{row['artifact_bytes']:>10,}  {row['status']}")
     from hetero._io import write_json
 

@@ -1,7 +1,7 @@
 """Parity of an artifact's embeddings with its PyTorch model's (DESIGN.md "Metrics"), numpy only.
 
 Only the per-row figures live here, so a device can compute them; retrieval figures
-(``top1_agreement``, ``nfr``) need a gallery and labels and belong to ``hetero.metrics``.
+(``top1_agreement``, ``top1_item_agreement``, ``nfr``) need a gallery and labels and belong to ``hetero.metrics``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ QUANTIZATIONS = ("static", "dynamic")
 _INPUT_KEYS = {"channels", "resolution"}
 _BUDGET_KEYS = {"macs", "params", "artifact_bytes", "latency_ms"}
 #: Parity figures a profile may set its own export threshold for (all "at least" figures in (0, 1]).
-PARITY_KEYS = ("cos_min", "cos_mean", "top1_agreement", "top1_class_agreement")
+PARITY_KEYS = ("cos_min", "cos_mean", "top1_agreement", "top1_item_agreement")
 
 
 @dataclasses.dataclass(frozen=True)

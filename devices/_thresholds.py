@@ -13,19 +13,21 @@ __all__ = ["PARITY_THRESHOLDS", "describe_thresholds", "parity_failures", "parit
 
 #: The least parity an artifact must show at export, per precision (issue "Export to every device").
 #:
-#: int8's "top-1 agreement of retrievals at least 0.98" is judged on the first result's *class*
-#: (``top1_class_agreement``), not on its identity (``top1_agreement``, still measured and
-#: reported). On a gallery with many images per class the first two similarities are near-ties
-#: (digits: median gap 0.0012), and no 8-bit arithmetic keeps the same first image: two exact
-#: executions of one int8 graph (ONNX Runtime's fused kernels and the same QDQ graph in float)
-#: agree on only 98.8% of the first images, the PyTorch model and its int8 artifacts on about 81%,
-#: while their first results are of the same class 99.2-99.4% of the time and cross mAP moves by
-#: under 0.1 point (README, "What limits int8 top-1 agreement"). A deployment that needs the same
-#: first image sets ``top1_agreement`` in its profile's ``[parity]`` table.
+#: "Top-1 agreement of retrievals" (``top1_agreement``) is the agreement of the two top-1
+#: retrieval decisions: the first results are of the same class (DESIGN.md's top-1 is
+#: class-based, and NFR compares the same decision). The stricter ``top1_item_agreement`` (the same
+#: gallery image first) is measured and reported beside it but has no default threshold: on a
+#: gallery with many images per class the first two similarities are near-ties (digits: median
+#: gap 0.0012), and no 8-bit arithmetic keeps the same first image there. Two exact executions of
+#: one int8 graph (ONNX Runtime's fused kernels and the same QDQ graph in float) agree on only
+#: 98.8% of the first images, the PyTorch model and its int8 artifacts on about 81%, while their
+#: decisions agree for 99.2-99.4% of the queries and cross mAP moves by under 0.1 point (README,
+#: "What limits int8 top-1 agreement"). A deployment that shows the first image itself sets
+#: ``top1_item_agreement`` in its profile's ``[parity]`` table.
 PARITY_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"cos_min": 0.99999},
     "fp16": {"cos_min": 0.9995},
-    "int8": {"cos_min": 0.99, "top1_class_agreement": 0.98},
+    "int8": {"cos_min": 0.99, "top1_agreement": 0.98},
 }
 
 
@@ -44,7 +46,7 @@ def parity_failures(figures: dict[str, float], thresholds: dict[str, float]) -> 
 
 
 def describe_thresholds(thresholds: dict[str, float], own: Iterable[str] = ()) -> str:
-    """``cos_min>=0.99 top1_class_agreement>=0.98 top1_agreement>=0.98*``: a star marks a threshold in ``own``
+    """``cos_min>=0.99 top1_agreement>=0.98 top1_item_agreement>=0.98*``: a star marks a threshold in ``own``
     (those a profile's ``[parity]`` table sets itself)."""
     own = set(own)
     return " ".join(f"{k}>={v:g}{'*' if k in own else ''}" for k, v in thresholds.items())

@@ -11,7 +11,7 @@ Every artifact directory holds the artifact (a file, or a directory such as a Co
     artifact             artifact file (or directory) name, relative to the manifest
     sha256, bytes        of the artifact (directories: see :func:`sha256_file`)
     cloud_fingerprint    "sha256:..." of the cloud model the embeddings are compatible with
-    parity               {"cos_min", "cos_mean", "max_abs", "top1_agreement", "nfr"} at export
+    parity               {"cos_min", "cos_mean", "max_abs", "top1_agreement", "top1_item_agreement", "nfr", ...} at export
     cross_map_at_export  cross mAP measured at export
     tool_versions        {"torch": ..., "onnxruntime": ..., ...}; notes: the backend's remarks
     allow_drift          true if the export was kept despite failing parity

@@ -204,7 +204,7 @@ def top1_gaps(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 def _tie_hint(figures: dict[str, float]) -> str:
     """Where the top-1 items differ but their classes agree, say so: that is what near-ties in a
     dense gallery do to any reduced precision, not a conversion fault."""
-    if "top1_class_agreement" not in figures or "top1_gap_median" not in figures:
+    if "top1_agreement" not in figures or "top1_gap_median" not in figures:
         return ""
-    return (f"; the first-ranked items are of the same class for {figures['top1_class_agreement']:.4f} of the "
+    return (f"; the first-ranked items are of the same class for {figures['top1_agreement']:.4f} of the "
             f"queries, and the median gap between the first two similarities is {figures['top1_gap_median']:.5f}")

@@ -1,7 +1,7 @@
 """OUT/index.html: the device comparison as one self-contained page (plots as base64 PNG).
 
 Two plots: cross mAP of the runtime's queries against p50 latency (one marker per runtime and
-precision), and parity per runtime (1 - cos min, log scale, and top-1 agreement). The PNGs are
+precision), and parity per runtime (1 - cos min, log scale, and top-1 agreement of the class and of the image). The PNGs are
 also saved under ``OUT/plots/``.
 """
 
@@ -90,18 +90,19 @@ def plot_parity(rows: list[dict], path: Path) -> bytes | None:
     left.set_yticks(list(ypos), names, fontsize=8)
     left.invert_yaxis()
     left.set_xlabel("1 - cos min vs PyTorch (log; smaller is closer)")
-    # The first result's identity and its class: int8 changes the first for near-ties of one class.
-    item = [r["top1_agreement"] for r in rows]
-    same_class = [r["top1_class_agreement"] for r in rows]
-    right.barh([y - 0.2 for y in ypos], item, height=0.4, color="C2", label="same first item")
-    right.barh([y + 0.2 for y in ypos], same_class, height=0.4, color="C1", label="first item of the same class")
+    # The first result's class (the decision) and its identity: int8 swaps near-ties of one class.
+    decision = [r["top1_agreement"] for r in rows]
+    item = [r["top1_item_agreement"] for r in rows]
+    right.barh([y - 0.2 for y in ypos], decision, height=0.4, color="C1", label="first result of the same class")
+    right.barh([y + 0.2 for y in ypos], item, height=0.4, color="C2", label="the same first image")
     right.set_yticks(list(ypos), [""] * len(rows))
     right.invert_yaxis()
     right.set_xlim(min(0.9, min(item) - 0.01), 1.0)
     right.set_xlabel("top-1 agreement with PyTorch")
     right.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    for y, r, c in zip(ypos, rows, same_class):
-        right.annotate(f"item {r['top1_agreement']:.4f}  class {c:.4f}  NFR {r['nfr']:.4f}", (right.get_xlim()[0], y),
+    for y, r in zip(ypos, rows):
+        right.annotate(f"class {r['top1_agreement']:.4f}  image {r['top1_item_agreement']:.4f}  NFR {r['nfr']:.4f}",
+                       (right.get_xlim()[0], y),
                        xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7,
                        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     fig.suptitle("Parity of each runtime with the PyTorch edge model")

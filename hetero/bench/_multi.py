@@ -49,7 +49,7 @@ def comparison_row(device: str, backend: str, precision: str, status: str, repor
         paragon_map=report["retrieval"]["paragon"]["map"],
         cos_min=p["cos_min"],
         top1_agreement=p.get("top1_agreement"),
-        top1_class_agreement=p.get("top1_class_agreement"),
+        top1_item_agreement=p.get("top1_item_agreement"),
         nfr=p.get("nfr"),
         p50_ms=lat.get("p50"),
         p95_ms=lat.get("p95"),

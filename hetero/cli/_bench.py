@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     p50 = "n/a" if lat.get("p50") is None else f"{lat['p50']:.3f} ms"
     print(f"{report['runtime']['label']} {report['precision']}: compatible {report['compatible']}; gap closed "
           f"{report['gap_closed']:.3f}; parity cos min {report['parity']['cos_min']:.6f}, top-1 agreement "
-          f"{report['parity']['top1_agreement']:.4f} (same class {report['parity'].get('top1_class_agreement', float('nan')):.4f}); p50 {p50} at batch 1 ({lat.get('threads')} threads); "
+          f"{report['parity']['top1_agreement']:.4f} (same image {report['parity'].get('top1_item_agreement', float('nan')):.4f}); p50 {p50} at batch 1 ({lat.get('threads')} threads); "
           f"report in {args.out}/report.md")
     return 0
 
@@ -133,10 +133,10 @@ def _run_devices(args: argparse.Namespace, cloud, split, batch_sizes) -> int:
                          batch_sizes=batch_sizes, warmup=args.warmup, repeats=args.repeats)
     from hetero.bench._markdown import format_cell
 
-    keys = ("device", "backend", "precision", "cross_map_runtime", "cos_min", "top1_agreement", "top1_class_agreement", "nfr",
+    keys = ("device", "backend", "precision", "cross_map_runtime", "cos_min", "top1_agreement", "top1_item_agreement", "nfr",
             "p50_ms", "status")
     print()
-    print_table(["device", "backend", "precision", "cross mAP", "cos min", "top-1 item", "top-1 class", "NFR", "p50 ms", "status"],
+    print_table(["device", "backend", "precision", "cross mAP", "cos min", "top-1 agr", "same image", "NFR", "p50 ms", "status"],
                 [[format_cell(k, r.get(k)) for k in keys] for r in rows])
     print(f"\ncomparison: {args.out}/comparison.md, {args.out}/index.html")
     return 0

@@ -132,6 +132,7 @@ def _print_summary(report: dict, bench_dir: Path, seconds: float) -> None:
     print(f"cost: cloud {report['cloud']['macs'] / 1e6:.2f} MMACs, edge {report['edge']['macs'] / 1e6:.3f} MMACs "
           f"-> edge is {report['cost_ratio']:.1f}x cheaper")
     print(f"cross (runtime) mAP is {r['cross_runtime']['map'] / r['paragon']['map']:.3f} of the paragon's; gap closed {report['gap_closed']:.3f}")
-    print(f"parity {report['backend']} vs PyTorch: cos min {report['parity']['cos_min']:.6f}, top-1 agreement {report['parity']['top1_agreement']:.4f}")
+    print(f"parity {report['backend']} vs PyTorch: cos min {report['parity']['cos_min']:.6f}, top-1 agreement {report['parity']['top1_agreement']:.4f} "
+          f"(same image {report['parity']['top1_item_agreement']:.4f})")
     print(f"compatible: {report['compatible']}")
     print(f"report: {bench_dir / 'report.md'}  ({seconds:.0f} s in all)")

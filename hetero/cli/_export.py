@@ -22,7 +22,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
             "Convert an edge model with the device profile's backend and precision, run the artifact on its "
             "runtime on real images and compare with PyTorch. Parity thresholds per precision: "
             + "; ".join(f"{precision} {describe_thresholds(limits)}" for precision, limits in PARITY_THRESHOLDS.items())
-            + " (top1_class_agreement: the first result is of the same class). A profile's [parity] table "
+            + " (top1_agreement: the first results are of the same class, the retrieval decision; top1_item_agreement, reported beside it: the same gallery image). A profile's [parity] table "
             "overrides them (`hetero devices` shows each profile's). Writes DIR/<artifact>, DIR/manifest.json "
             "and a copy of the edge model."
         ),
@@ -73,7 +73,7 @@ def print_manifest(manifest: dict) -> None:
     p = manifest["parity"]
     if p:
         status = "PASSED" if manifest["parity_passed"] else "MISSED (kept with --allow-drift)"
-        extra = f" (same class {p['top1_class_agreement']:.4f})" if "top1_class_agreement" in p else ""
+        extra = f" (same image {p['top1_item_agreement']:.4f})" if "top1_item_agreement" in p else ""
         extra += f", cross mAP {p['cross_map']:.4f}" if "cross_map" in p else ""
         print(
             f"{manifest['device']}: {manifest['artifact']} ({manifest['format']} {manifest['precision']}, {manifest['bytes']:,} bytes); "

@@ -24,16 +24,17 @@ from hetero.models._files import load_model_file, save_model_file
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._storage import run_lock
-from hetero.training import TrainConfig, dense_labels, loss_terms, random_shift, run_epochs
+from hetero.training import EpochCheckpoint, TrainConfig, dense_labels, loss_terms, random_shift, run_epochs
 
 __all__ = ["SUPERNET_FILE", "train_supernet", "load_or_train_supernet", "evaluate_subnet", "oneshot_objective"]
 
 SUPERNET_FILE = "supernet.pt"
 SUPERNET_FORMAT = "hetero.supernet/1"
+PARTIAL_FILE = "supernet.partial.pt"  # the training so far, saved after every epoch
 
 
 def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_random: int, device: torch.device,
-                   seed: int = 0) -> list[dict]:
+                   seed: int = 0, checkpoint: EpochCheckpoint | None = None) -> list[dict]:
     """Train ``supernet`` in place with the sandwich rule and the compatibility losses.
 
     Args:
@@ -43,6 +44,8 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
         sandwich_random: Random subnets per step besides the largest and the smallest.
         device: Where to train.
         seed: Fixes the batch order, the random subnets and the augmentation.
+        checkpoint: Saves the training after every epoch (with the random subnets' generator); a
+            run killed in the middle and started again resumes after its last finished epoch.
 
     Returns:
         Per-epoch mean loss of each term, summed over the subnets of a step.
@@ -69,7 +72,10 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(archs)
         return sums
 
-    history = run_epochs(supernet, [*supernet.parameters(), head], len(y), config, generator, sandwich_step, "supernet")
+    if checkpoint is not None:
+        checkpoint.rngs = (rng,)
+    history = run_epochs(supernet, [*supernet.parameters(), head], len(y), config, generator, sandwich_step, "supernet",
+                         checkpoint=checkpoint)
     supernet.set_active(space.largest_arch())
     supernet.eval()
     return history
@@ -109,10 +115,13 @@ def load_or_train_supernet(run_dir: Path, space, data: SearchData, config: Train
             supernet.load_state_dict(payload["state_dict"])
             return supernet.to(device).eval(), {**payload["info"], "trained_now": False, "path": str(path)}
         start = time.perf_counter()
-        history = train_supernet(supernet, data, config, sandwich_random, device, seed)
-        info = {"seconds": time.perf_counter() - start, "epochs": config.epochs, "history": history}
+        partial = EpochCheckpoint(run_dir / PARTIAL_FILE, key)
+        history = train_supernet(supernet, data, config, sandwich_random, device, seed, checkpoint=partial)
+        seconds = partial.seconds_before + time.perf_counter() - start  # with the epochs of a killed run
+        info = {"seconds": seconds, "epochs": config.epochs, "history": history}
         state = {k: v.detach().cpu() for k, v in supernet.state_dict().items()}
         save_model_file(path, {"format": SUPERNET_FORMAT, "key": key, "info": info, "state_dict": state})
+        partial.discard()
     return supernet, {**info, "trained_now": True, "path": str(path)}
 
 

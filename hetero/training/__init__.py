@@ -1,5 +1,6 @@
 """Training: the compatibility losses, their configuration and the training loop."""
 
+from hetero.training._checkpoint import EpochCheckpoint
 from hetero.training._config import CLOUD_DEFAULTS, EDGE_DEFAULTS, TrainConfig
 from hetero.training._losses import (
     alignment_loss,
@@ -24,6 +25,7 @@ __all__ = [
     "CLOUD_DEFAULTS",
     "EDGE_DEFAULTS",
     "CloudTargets",
+    "EpochCheckpoint",
     "train_embedding",
     "run_epochs",
     "dense_labels",

@@ -6,6 +6,7 @@ logits are the targets), so each step costs only the edge model's forward and ba
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from hetero.runtime import progress
+from hetero.training._checkpoint import EpochCheckpoint
 from hetero.training._config import TrainConfig
 from hetero.training._losses import (
     alignment_loss,
@@ -139,6 +141,7 @@ def run_epochs(
     step: Callable[[torch.Tensor], dict[str, float]],
     description: str,
     on_epoch: Callable[[int, dict], None] | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> list[dict]:
     """The loop every trainer shares: ``config.epochs`` epochs of shuffled batches, one-cycle AdamW.
 
@@ -154,6 +157,8 @@ def run_epochs(
             returns each loss term's value for the history.
         description: The progress bar's label.
         on_epoch: Called after each epoch with its index and mean losses; may raise (pruning).
+        checkpoint: Where to save the state after every epoch and to resume from: a killed run
+            started again continues after its last finished epoch, with the same result.
 
     Returns:
         The per-epoch mean of each loss term.
@@ -161,8 +166,21 @@ def run_epochs(
     steps_per_epoch = max(1, n // config.batch_size)
     optimizer, scheduler = one_cycle(params, config, steps_per_epoch)
     history: list[dict] = []
-    bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step")
-    for epoch in range(config.epochs):
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        module.load_state_dict(saved["module"])
+        with torch.no_grad():
+            for param, value in zip(params, saved["params"]):
+                param.copy_(value)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        history = list(saved["history"])
+        print(f"{description}: resuming after epoch {len(history)} of {config.epochs} from {checkpoint.path}", flush=True)
+    bar = progress(total=config.epochs * steps_per_epoch, desc=description, unit="step",
+                   initial=len(history) * steps_per_epoch)
+    start = time.perf_counter()
+    for epoch in range(len(history), config.epochs):
         module.train()
         order = torch.randperm(n, generator=generator)
         sums: dict[str, float] = {}
@@ -176,6 +194,11 @@ def run_epochs(
         record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
         history.append(record)
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        if checkpoint is not None:
+            checkpoint.save({"module": module.state_dict(), "params": [p.detach() for p in params],
+                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "generator": generator.get_state(), "history": history},
+                            time.perf_counter() - start)
         if on_epoch is not None:
             on_epoch(epoch, record)
     bar.close()

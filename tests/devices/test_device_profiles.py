@@ -90,8 +90,8 @@ def test_parity_table_sets_the_devices_own_thresholds(tmp_path: Path) -> None:
     path = tmp_path / "board.toml"
     path.write_text(GOOD)
     assert load_profile(path).parity == {}
-    path.write_text(GOOD + "\n[parity]\ntop1_agreement = 0.8\ntop1_class_agreement = 0.99\n")
-    assert load_profile(path).parity == {"top1_agreement": 0.8, "top1_class_agreement": 0.99}
+    path.write_text(GOOD + "\n[parity]\ntop1_item_agreement = 0.8\ntop1_agreement = 0.99\n")
+    assert load_profile(path).parity == {"top1_item_agreement": 0.8, "top1_agreement": 0.99}
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,7 @@ def _numpy_metrics(q: np.ndarray, g: np.ndarray, labels: np.ndarray) -> tuple[fl
 def test_report_keeps_design_keys_and_adds_batch_latency(work: Path, direct: dict) -> None:
     assert DESIGN_KEYS <= set(direct)
     assert set(direct["retrieval"]) == {"paragon", "homogeneous_edge", "cross_torch", "cross_runtime"}
-    assert {"cos_min", "cos_mean", "max_abs", "top1_agreement", "nfr"} <= set(direct["parity"])
+    assert {"cos_min", "cos_mean", "max_abs", "top1_agreement", "top1_item_agreement", "nfr"} <= set(direct["parity"])
     assert direct["backend"] == "onnx" and direct["runtime"]["label"] == "onnx"
     lat = direct["latency_ms"]
     assert lat["batch"] == 1 and lat["threads"] == 1 and 0 < lat["p50"] <= lat["p95"]

@@ -118,20 +118,20 @@ def test_dynamic_int8_on_a_backend_without_it_is_refused(run, tmp_path, capsys):
                           "--out", str(tmp_path / "x")], capsys, "does not implement")
 
 
-def test_int8_is_judged_on_the_first_results_class():
+def test_int8_is_judged_on_the_top1_decision_not_the_image():
     """A first image swapped for another of its class passes int8 parity; another class, or drift, does not."""
     from devices import load_profile
     from hetero.exporting import parity_failures, parity_thresholds
 
     thresholds = parity_thresholds(load_profile("x86-server-int8"))
-    assert thresholds == {"cos_min": 0.99, "top1_class_agreement": 0.98}
-    swapped_within_class = {"cos_min": 0.995, "top1_agreement": 0.81, "top1_class_agreement": 0.994}
+    assert thresholds == {"cos_min": 0.99, "top1_agreement": 0.98}
+    swapped_within_class = {"cos_min": 0.995, "top1_agreement": 0.994, "top1_item_agreement": 0.81}
     assert parity_failures(swapped_within_class, thresholds) == []
-    other_class = {**swapped_within_class, "top1_class_agreement": 0.97}
-    assert parity_failures(other_class, thresholds) == ["top1_class_agreement 0.970000 < 0.98"]
+    other_class = {**swapped_within_class, "top1_agreement": 0.97}
+    assert parity_failures(other_class, thresholds) == ["top1_agreement 0.970000 < 0.98"]
     drifted = {**swapped_within_class, "cos_min": 0.95}
     assert parity_failures(drifted, thresholds) == ["cos_min 0.950000 < 0.99"]
-    assert parity_failures({"cos_min": 0.995}, thresholds) == ["top1_class_agreement nan < 0.98"]  # unmeasured fails
+    assert parity_failures({"cos_min": 0.995}, thresholds) == ["top1_agreement nan < 0.98"]  # unmeasured fails
 
 
 def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
@@ -140,27 +140,28 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "static"), "--out", str(first),
                  "--allow-drift", "--quiet"]) == 0
     measured = json.loads((first / "manifest.json").read_text())
-    assert measured["parity_thresholds"] == {"cos_min": 0.99, "top1_class_agreement": 0.98}
+    assert measured["parity_thresholds"] == {"cos_min": 0.99, "top1_agreement": 0.98}
     assert measured["parity_thresholds_from"] == "int8 defaults"
     p = measured["parity"]
-    assert measured["parity_passed"] == (p["cos_min"] >= 0.99 and p["top1_class_agreement"] >= 0.98)
-    agreement = p["top1_agreement"]
-    assert 0 < agreement < 1  # the tiny model's gallery is all near-ties: int8 changes some first images
-    lenient, strict = round(agreement / 2, 6), round(min(agreement + 0.01, 1.0), 6)
-    same_class = round(p["top1_class_agreement"] / 2, 6)
+    assert measured["parity_passed"] == (p["cos_min"] >= 0.99 and p["top1_agreement"] >= 0.98)
+    same_image = p["top1_item_agreement"]
+    assert 0 < same_image < 1  # the tiny model's gallery is all near-ties: int8 changes some first images
+    assert p["top1_agreement"] >= same_image  # the same image is of the same class
+    lenient, strict = round(same_image / 2, 6), round(min(same_image + 0.01, 1.0), 6)
+    decision = round(p["top1_agreement"] / 2, 6)
 
     def own(limit: float) -> str:
         path = tmp_path / f"own-{limit}.toml"
         path.write_text(f'name = "board"\nbackend = "onnx"\nprecision = "int8"\n\n[parity]\ncos_min = 0.9\n'
-                        f'top1_class_agreement = {same_class}\ntop1_agreement = {limit}\n')
+                        f'top1_agreement = {decision}\ntop1_item_agreement = {limit}\n')
         return str(path)
 
     passing = tmp_path / "own"
     assert main(["export", "--model", str(run / "edge"), "--device", own(lenient), "--out", str(passing), "--quiet"]) == 0
     manifest = json.loads((passing / "manifest.json").read_text())
     assert manifest["parity_passed"] and not manifest["allow_drift"]
-    assert manifest["parity_thresholds"] == {"cos_min": 0.9, "top1_class_agreement": same_class, "top1_agreement": lenient}
-    assert manifest["parity_thresholds_from"].startswith("device profile [parity] (cos_min, top1_agreement, top1_class_agreement)")
-    # A profile that needs the same first image, as the item-level threshold asks, refuses the artifact.
+    assert manifest["parity_thresholds"] == {"cos_min": 0.9, "top1_agreement": decision, "top1_item_agreement": lenient}
+    assert manifest["parity_thresholds_from"].startswith("device profile [parity] (cos_min, top1_agreement, top1_item_agreement)")
+    # A profile that needs the same first image refuses the artifact.
     _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", own(strict),
-                          "--out", str(tmp_path / "strict")], capsys, "misses its parity thresholds (top1_agreement")
+                          "--out", str(tmp_path / "strict")], capsys, "misses its parity thresholds (top1_item_agreement")

@@ -81,7 +81,7 @@ def test_flips_gap_and_parity():
     assert parity(a, -a)["cos_min"] == pytest.approx(-1.0)
 
 
-def test_parity_class_agreement_separates_swaps_within_a_class_from_changed_answers():
+def test_parity_top1_agreement_is_the_decision_and_item_agreement_the_image():
     # Gallery: two near-duplicates of class 0 and one item of class 1.
     gallery = np.array([[1.0, 0.0], [0.999, 0.045], [0.0, 1.0]], np.float32)
     labels = np.array([0, 0, 1])
@@ -92,7 +92,11 @@ def test_parity_class_agreement_separates_swaps_within_a_class_from_changed_answ
     swap = retrieval_metrics(swapped, gallery, np.array([0, 1]), labels, same_images=False)
     change = retrieval_metrics(changed, gallery, np.array([0, 1]), labels, same_images=False)
     p = parity(reference, swapped, ref, swap, gallery_labels=labels)
-    assert p["top1_agreement"] == pytest.approx(0.5) and p["top1_class_agreement"] == pytest.approx(1.0)
+    assert p["top1_item_agreement"] == pytest.approx(0.5) and p["top1_agreement"] == pytest.approx(1.0)
     q = parity(reference, changed, ref, change, gallery_labels=labels)
-    assert q["top1_agreement"] == pytest.approx(0.5) and q["top1_class_agreement"] == pytest.approx(0.5)
-    assert "top1_class_agreement" not in parity(reference, swapped, ref, swap)
+    assert q["top1_item_agreement"] == pytest.approx(0.5) and q["top1_agreement"] == pytest.approx(0.5)
+    assert q["nfr"] == pytest.approx(0.5)  # the changed answer is wrong; the swap is not
+    with pytest.raises(ValueError, match="gallery's labels"):
+        parity(reference, swapped, ref, swap)
+    with pytest.raises(ValueError, match="both"):
+        parity(reference, swapped, ref)

@@ -36,24 +36,6 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 ENV = {**os.environ, "HETERO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny cloud model and a 300-image digits subset (as ``npz:FILE``)."""
-    from search_spaces import get_space, save_arch
-
-    from hetero.data import load_data
-
-    root = tmp_path_factory.mktemp("search")
-    digits = load_data("digits")
-    idx = np.random.default_rng(0).permutation(len(digits.labels))[:300]
-    np.savez(root / "digits300.npz", images=digits.images[idx], labels=digits.labels[idx])
-    save_arch({**get_space("mobilenet_v3").smallest_arch(), "resolution": 24}, root / "cloud_arch.json")
-    data = f"npz:{root / 'digits300.npz'}"
-    assert main(["cloud", "train", "--data", data, "--arch", str(root / "cloud_arch.json"), "--embed-dim", "32",
-                 "--epochs", "1", "--out", str(root / "cloud"), "--quiet"]) == 0
-    return root, data
-
-
 def _search(root, data, out, *extra) -> list[str]:
     return ["search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server", "--out", str(out), *TINY, *extra]
 
@@ -167,8 +149,8 @@ def test_costs_and_budget_constraints():
 
 
 @pytest.fixture(scope="module")
-def oneshot(setup):
-    root, data = setup
+def oneshot(search_setup):
+    root, data = search_setup
     out = root / "oneshot"
     args = _search(root, data, out, "--strategy", "oneshot", "--trials", "6", "--supernet-epochs", "1", "--finalists", "2",
                    "--final-trials", "2", "--final-epochs", "1", "--max-macs", "3000000")
@@ -224,7 +206,7 @@ def test_rerun_resumes_the_study_and_reuses_the_supernet(oneshot):
     assert main(changed) == 2
 
 
-def test_subnet_scored_in_the_supernet_is_the_extracted_network(setup):
+def test_subnet_scored_in_the_supernet_is_the_extracted_network(search_setup):
     from dataclasses import replace
 
     from search_spaces import get_space
@@ -234,7 +216,7 @@ def test_subnet_scored_in_the_supernet_is_the_extracted_network(setup):
     from hetero.search import SearchData, evaluate_subnet, train_supernet
     from hetero.training import EDGE_DEFAULTS
 
-    root, data = setup
+    root, data = search_setup
     cloud = load_cloud(root / "cloud")
     search_data = SearchData.prepare(cloud, load_split(data), 0.2, 0, 0.0625)
     space = get_space("mobilenet_v3", resolutions=(24,))
@@ -270,8 +252,8 @@ def test_best_model_exports_to_onnx(oneshot):
     assert manifest["format"] == "onnx" and manifest["parity_passed"]
 
 
-def test_standalone_prunes_architectures_over_budget(setup, capsys):
-    root, data = setup
+def test_standalone_prunes_architectures_over_budget(search_setup, capsys):
+    root, data = search_setup
     out = root / "standalone-tiny-budget"
     assert main(_search(root, data, out, "--strategy", "standalone", "--trials", "3", "--epochs", "1", "--max-macs", "1000",
                         "--final-epochs", "1")) == 0
@@ -331,8 +313,8 @@ def postgres_url():
 
 
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
-def test_two_processes_finish_n_trials_together(setup, kind, request):
-    root, data = setup
+def test_two_processes_finish_n_trials_together(search_setup, kind, request):
+    root, data = search_setup
     n = 6
     if kind == "journal":
         outs = [root / "shared"] * 2  # two workers on one run folder and its journal
@@ -361,8 +343,8 @@ def test_two_processes_finish_n_trials_together(setup, kind, request):
             assert t.intermediate_values == {0: pytest.approx(t.user_attrs["cross_map"])} and t.value == t.user_attrs["cross_map"]
 
 
-def test_kill_9_then_resume_reaches_n_with_no_trial_lost(setup):
-    root, data = setup
+def test_kill_9_then_resume_reaches_n_with_no_trial_lost(search_setup):
+    root, data = search_setup
     n = 6
     out = root / "killed"
     command = _command(root, data, out, n, "--epochs", "2", "--pruner", "none")

@@ -1,0 +1,78 @@
+"""Per-epoch checkpoints of a training loop, so that a killed run resumes at its last finished epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hetero._io import atomic_path
+
+__all__ = ["EpochCheckpoint"]
+
+_FORMAT = "hetero.epoch-checkpoint/1"
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class EpochCheckpoint:
+    """Where :func:`hetero.training.run_epochs` keeps its state between epochs.
+
+    The file holds everything the next epoch depends on (weights, buffers, optimiser and schedule,
+    the shuffling generator, ``rngs``, the loss history), so a resumed run continues exactly where
+    the killed one stopped: its result equals an uninterrupted run's. A file written for other
+    training (another ``key``) is ignored and overwritten; so is one that cannot be read, since it
+    only ever saves time.
+
+    Attributes:
+        path: The checkpoint file; removed by :meth:`discard` once the caller saved its result.
+        key: What is being trained (data, settings, seed): JSON-able, compared on load.
+        rngs: numpy generators that the training step draws from, saved and restored with the rest
+            (the trainer that creates them sets them before the loop starts).
+    """
+
+    path: Path
+    key: dict[str, Any]
+    rngs: tuple[np.random.Generator, ...] = ()
+    seconds_before: float = dataclasses.field(default=0.0, init=False)
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state if it exists and belongs to this training, else ``None``."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn or foreign file: start over rather than fail the run
+            _log.warning("ignoring unreadable checkpoint %s (%s)", self.path, type(exc).__name__)
+            return None
+        if not isinstance(state, dict) or state.get("format") != _FORMAT or state.get("key") != _canonical(self.key):
+            return None
+        for rng, saved in zip(self.rngs, json.loads(state["rngs"])):
+            rng.bit_generator.state = saved
+        self.seconds_before = float(state["seconds"])
+        return state
+
+    def save(self, state: dict[str, Any], seconds: float) -> None:
+        """Write ``state`` atomically, with the generators' states and the training time so far."""
+        payload = {
+            **state,
+            "format": _FORMAT,
+            "key": _canonical(self.key),
+            "rngs": json.dumps([rng.bit_generator.state for rng in self.rngs]),
+            "seconds": self.seconds_before + seconds,
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(payload, tmp)
+
+    def discard(self) -> None:
+        """Remove the file (the training finished and its result is saved)."""
+        self.path.unlink(missing_ok=True)
+
+
+def _canonical(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True, default=str)

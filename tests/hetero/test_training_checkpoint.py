@@ -1,0 +1,117 @@
+"""Per-epoch checkpoints: a killed training resumes after its last finished epoch, with the same result."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hetero.training import EDGE_DEFAULTS, EpochCheckpoint, run_epochs
+
+ENV = {**os.environ, "HETERO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _train(checkpoint: EpochCheckpoint | None, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
+    """Three epochs of a small regression whose steps also draw from a numpy generator (as the
+    supernet's random subnets do), stopped with an exception after ``stop_after`` epochs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    extra = nn.Parameter(torch.zeros(2))  # a trained tensor outside the module, like a training head
+    x, y = torch.randn(64, 4, generator=torch.Generator().manual_seed(1)), torch.randn(64, 2, generator=torch.Generator().manual_seed(2))
+    rng = np.random.default_rng(5)
+    if checkpoint is not None:
+        checkpoint.rngs = (rng,)
+    generator = torch.Generator().manual_seed(3)
+
+    def step(idx: torch.Tensor) -> dict[str, float]:
+        noise = float(rng.normal()) * 0.01 + float(torch.rand(1, generator=generator)) * 0.01
+        loss = ((net(x[idx]) + extra - y[idx]) ** 2).mean() + noise
+        loss.backward()
+        return {"loss": float(loss)}
+
+    def on_epoch(epoch: int, _record: dict) -> None:
+        if stop_after is not None and epoch + 1 == stop_after:
+            raise _Stop
+
+    config = dataclasses.replace(EDGE_DEFAULTS, epochs=3, batch_size=16)
+    history = run_epochs(net, [*net.parameters(), extra], len(x), config, generator, step, "test", on_epoch, checkpoint)
+    net.extra = extra
+    return net, history
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items()) and torch.equal(a.extra, b.extra)
+
+
+def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, capsys):
+    whole, whole_history = _train(None)
+    path = tmp_path / "partial.pt"
+    key = {"what": "test"}
+    with pytest.raises(_Stop):
+        _train(EpochCheckpoint(path, key), stop_after=2)
+    assert path.exists()
+    resumed_checkpoint = EpochCheckpoint(path, key)
+    resumed, history = _train(resumed_checkpoint)
+    assert "resuming after epoch 2 of 3" in capsys.readouterr().out
+    assert history == whole_history and _same(resumed, whole)
+    assert resumed_checkpoint.seconds_before > 0
+    resumed_checkpoint.discard()
+    assert not path.exists()
+
+
+def test_a_checkpoint_of_other_training_or_a_torn_file_is_ignored(tmp_path, capsys):
+    whole, _ = _train(None)
+    path = tmp_path / "partial.pt"
+    with pytest.raises(_Stop):
+        _train(EpochCheckpoint(path, {"what": "other"}), stop_after=1)
+    fresh, _ = _train(EpochCheckpoint(path, {"what": "test"}))
+    assert _same(fresh, whole) and "resuming" not in capsys.readouterr().out
+    path.write_bytes(b"not a checkpoint")
+    fresh, _ = _train(EpochCheckpoint(path, {"what": "test"}))
+    assert _same(fresh, whole)
+
+
+def _supernet_command(root, data, out) -> list[str]:
+    return [sys.executable, "-m", "hetero", "search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
+            "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "6", "--final-trials", "0",
+            "--resolutions", "24", "--batch-size", "32", "--bn-images", "64", "--quiet"]
+
+
+def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setup):
+    root, data = search_setup
+    killed, whole = root / "supernet-killed", root / "supernet-whole"
+    worker = subprocess.Popen(_supernet_command(root, data, killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = killed / "supernet.partial.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and worker.poll() is None:
+        if partial.exists() and len(torch.load(partial, weights_only=True)["history"]) >= 2:
+            break
+        time.sleep(0.1)
+    assert worker.poll() is None, "the supernet finished before it could be killed half-way"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    done = len(torch.load(partial, weights_only=True)["history"])
+    assert 2 <= done < 6 and not (killed / "supernet.pt").exists()
+
+    resumed = subprocess.run(_supernet_command(root, data, killed), env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"supernet: resuming after epoch {done} of 6" in resumed.stdout
+    assert not partial.exists()  # the finished supernet replaced it
+    uninterrupted = subprocess.run(_supernet_command(root, data, whole), env=ENV, capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    a = torch.load(killed / "supernet.pt", weights_only=True)
+    b = torch.load(whole / "supernet.pt", weights_only=True)
+    assert a["info"]["history"] == b["info"]["history"]
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
