@@ -13,7 +13,7 @@ import torch
 from hetero.data import Dataset, Preprocess
 from hetero.metrics import RetrievalResult, gap_closed, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel, build_edge, build_net
-from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, TrainConfig, train_embedding
+from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, EpochCheckpoint, TrainConfig, train_embedding
 
 __all__ = [
     "train_cloud",
@@ -46,8 +46,10 @@ def train_cloud(
     config: TrainConfig = CLOUD_DEFAULTS,
     device: torch.device | None = None,
     seed: int = 0,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> CloudModel:
-    """Train a cloud model of architecture ``arch`` with its own cosine classifier."""
+    """Train a cloud model of architecture ``arch`` with its own cosine classifier (``checkpoint``:
+    see :func:`hetero.training.run_epochs`)."""
     from search_spaces import get_space
 
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
@@ -55,7 +57,8 @@ def train_cloud(
     with _seeded(seed):
         net = build_net(source, embed_dim)
     inputs = torch.cat(list(preprocess.batches(train.images)))
-    head, history = train_embedding(net, inputs, train.labels, config, device=device, seed=seed, description="cloud")
+    head, history = train_embedding(net, inputs, train.labels, config, device=device, seed=seed, description="cloud",
+                                    checkpoint=checkpoint)
     meta = {"train": config.to_dict(), "history": history, "data": train.spec}
     return _cloud_with_head(net, preprocess, embed_dim, meta, source, head, train.labels, config.metric_scale)
 
@@ -95,6 +98,7 @@ def train_edge(
     on_epoch: Callable[[int, dict], None] | None = None,
     net: torch.nn.Module | None = None,
     targets: CloudTargets | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> EdgeModel:
     """Train an edge model of architecture ``arch`` against the frozen ``cloud``.
 
@@ -102,6 +106,7 @@ def train_edge(
         net: start from these weights (e.g. a subnet extracted from a supernet) instead of
             a fresh network of ``arch``.
         targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial).
+        checkpoint: saves the training after every epoch; a killed run resumes from it.
 
     Returns:
         The edge model, its own trained cosine head in ``head`` (:func:`cloud_from_edge` turns
@@ -118,7 +123,8 @@ def train_edge(
         targets = CloudTargets.from_cloud(cloud, train.images, train.labels, config.prototype_temperature)
     inputs = torch.cat(list(preprocess.batches(train.images)))
     head, history = train_embedding(
-        model.net, inputs, train.labels, config, targets, device=device, seed=seed, on_epoch=on_epoch, description="edge"
+        model.net, inputs, train.labels, config, targets, device=device, seed=seed, on_epoch=on_epoch, description="edge",
+        checkpoint=checkpoint,
     )
     model.net.cpu().eval()
     model.meta = {"train": config.to_dict(), "history": history, "data": train.spec}

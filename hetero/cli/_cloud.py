@@ -57,16 +57,19 @@ def _run_train(args: argparse.Namespace) -> int:
     from hetero.models import save_cloud
     from hetero.pipeline import evaluate_cloud, train_cloud
     from hetero.runtime import resolve_device
-    from hetero.training import CLOUD_DEFAULTS
+    from hetero.training import CLOUD_DEFAULTS, EpochCheckpoint
 
     arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
     split = split_from_args(args)
-    model = train_cloud(
-        split.train, arch, args.embed_dim, train_config_from_args(args, CLOUD_DEFAULTS), resolve_device(args.accelerator), args.seed
-    )
+    config = train_config_from_args(args, CLOUD_DEFAULTS)
+    # A killed run started again continues after its last finished epoch.
+    checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "cloud train", "data": args.data, "split": split.describe(),
+                                                      "arch": arch, "embed_dim": args.embed_dim, "train": config.to_dict()})
+    model = train_cloud(split.train, arch, args.embed_dim, config, resolve_device(args.accelerator), args.seed, checkpoint)
     model.meta["split"] = split.describe()
     model.meta["paragon"] = evaluate_cloud(model, split.test)
     path = save_cloud(model, args.out)
+    checkpoint.discard()
     print(f"cloud model {model.fingerprint[:23]}... written to {path}; paragon mAP {model.meta['paragon']['map']:.4f}")
     return 0
 

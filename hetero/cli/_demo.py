@@ -51,6 +51,16 @@ def _stage(folder: Path, key: dict, done_file: str, fresh: bool, work: Callable[
     print(f"[{label}] done in {time.perf_counter() - start:.1f} s")
 
 
+def _checkpoint(folder: Path, key: dict, fresh: bool):
+    """A stage's training checkpoint: a demo killed while training resumes the epochs it finished."""
+    from hetero.training import EpochCheckpoint
+
+    checkpoint = EpochCheckpoint.in_folder(folder, key)
+    if fresh:  # --fresh redoes the stage from its first epoch
+        checkpoint.discard()
+    return checkpoint
+
+
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -75,20 +85,27 @@ def _run(args: argparse.Namespace) -> int:
     edge_arch = get_space("mobilenet_v3").smallest_arch()
     edge_cfg = replace(EDGE_DEFAULTS, **DEMO_EDGE)
 
+    cloud_key = {**base, "arch": cloud_arch, "train": cloud_cfg.to_dict()}
+
     def cloud_work() -> None:
-        model = train_cloud(split.train, cloud_arch, 128, cloud_cfg, device, args.seed)
+        checkpoint = _checkpoint(out / "cloud", cloud_key, args.fresh)
+        model = train_cloud(split.train, cloud_arch, 128, cloud_cfg, device, args.seed, checkpoint)
         model.meta.update(split=split.describe(), paragon=evaluate_cloud(model, split.test))
         save_cloud(model, out / "cloud")
+        checkpoint.discard()
 
-    _stage(out / "cloud", {**base, "arch": cloud_arch, "train": cloud_cfg.to_dict()}, "cloud.pt", args.fresh, cloud_work, "cloud train")
+    _stage(out / "cloud", cloud_key, "cloud.pt", args.fresh, cloud_work, "cloud train")
     cloud = load_cloud(out / "cloud")
 
+    edge_key = {**base, "cloud": cloud.fingerprint, "arch": edge_arch, "train": edge_cfg.to_dict()}
+
     def edge_work() -> None:
-        edge = train_edge(cloud, split.train, edge_arch, edge_cfg, device, args.seed)
+        checkpoint = _checkpoint(out / "edge", edge_key, args.fresh)
+        edge = train_edge(cloud, split.train, edge_arch, edge_cfg, device, args.seed, checkpoint=checkpoint)
         edge.meta.update(split=split.describe(), evaluation=evaluate_compat(cloud, edge, split.test).summary())
         save_edge(edge, out / "edge")
+        checkpoint.discard()
 
-    edge_key = {**base, "cloud": cloud.fingerprint, "arch": edge_arch, "train": edge_cfg.to_dict()}
     _stage(out / "edge", edge_key, "edge.pt", args.fresh, edge_work, "edge train")
 
     artifact_dir = out / f"export-{args.device}"

@@ -12,6 +12,7 @@ __all__ = ["register", "print_summary"]
 _EPILOG = """\
 The study lives in RUN/study.journal unless --storage names an Optuna storage URL. Re-running the
 same command resumes it: finished trials are kept, trials of a killed run are failed and retried,
+a supernet killed while training continues after its last finished epoch (RUN/supernet.partial.pt),
 and the command returns once the study holds --trials finished (complete or pruned) trials. Start
 the same command on several machines with one --storage postgresql://... to share the trials
 (oneshot workers must also share RUN, or a copy of RUN/supernet.pt). Watch it live with

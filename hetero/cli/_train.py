@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from hetero.models import load_cloud, save_cloud, save_edge
     from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge
     from hetero.runtime import resolve_device
-    from hetero.training import EDGE_DEFAULTS
+    from hetero.training import EDGE_DEFAULTS, EpochCheckpoint
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
@@ -59,11 +59,15 @@ def _run(args: argparse.Namespace) -> int:
     if as_cloud and not config.metric:
         raise UserError("--as-cloud needs --metric > 0: the new cloud model's classifier is its own metric-loss head")
     split = split_from_args(args)
-    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed)
+    # A killed run started again continues after its last finished epoch.
+    checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "train", "cloud": cloud.fingerprint, "data": args.data,
+                                                      "split": split.describe(), "arch": arch, "train": config.to_dict()})
+    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed, checkpoint=checkpoint)
     evaluation = evaluate_compat(cloud, edge, split.test)
     edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
     path = save_edge(edge, Path(args.out))
     write_json(Path(args.out) / "metrics.json", evaluation.summary())
+    checkpoint.discard()
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
     if as_cloud:

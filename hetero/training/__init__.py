@@ -1,6 +1,6 @@
 """Training: the compatibility losses, their configuration and the training loop."""
 
-from hetero.training._checkpoint import EpochCheckpoint
+from hetero.training._checkpoint import TRAINING_CHECKPOINT, EpochCheckpoint
 from hetero.training._config import CLOUD_DEFAULTS, EDGE_DEFAULTS, TrainConfig
 from hetero.training._losses import (
     alignment_loss,
@@ -26,6 +26,7 @@ __all__ = [
     "EDGE_DEFAULTS",
     "CloudTargets",
     "EpochCheckpoint",
+    "TRAINING_CHECKPOINT",
     "train_embedding",
     "run_epochs",
     "dense_labels",

@@ -13,9 +13,11 @@ import torch
 
 from hetero._io import atomic_path
 
-__all__ = ["EpochCheckpoint"]
+__all__ = ["EpochCheckpoint", "TRAINING_CHECKPOINT"]
 
 _FORMAT = "hetero.epoch-checkpoint/1"
+#: The checkpoint's name in a model's output folder (``hetero cloud train``, ``hetero train``, the demo).
+TRAINING_CHECKPOINT = "train.partial.pt"
 _log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,11 @@ class EpochCheckpoint:
         }
         with atomic_path(self.path) as tmp:
             torch.save(payload, tmp)
+
+    @classmethod
+    def in_folder(cls, folder: str | Path, key: dict[str, Any]) -> EpochCheckpoint:
+        """The checkpoint of the model trained into ``folder``."""
+        return cls(Path(folder) / TRAINING_CHECKPOINT, key)
 
     def discard(self) -> None:
         """Remove the file (the training finished and its result is saved)."""

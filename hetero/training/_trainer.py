@@ -92,6 +92,7 @@ def train_embedding(
     seed: int = 0,
     on_epoch: Callable[[int, dict], None] | None = None,
     description: str = "train",
+    checkpoint: EpochCheckpoint | None = None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Train ``net`` (preprocessed ``inputs`` to unit embeddings) with the configured losses.
 
@@ -106,6 +107,7 @@ def train_embedding(
         seed: fixes the batch order and augmentation.
         on_epoch: called after each epoch with its index and mean losses; may raise (pruning).
         description: the progress bar's label.
+        checkpoint: saves the training after every epoch and resumes a killed run from it.
 
     Returns:
         The model's own trained cosine-classifier weights and the per-epoch loss history.
@@ -127,7 +129,7 @@ def train_embedding(
         sum(weight * value for weight, value in terms.values()).backward()
         return {name: float(value.detach()) for name, (_, value) in terms.items()}
 
-    history = run_epochs(net, params, len(inputs), config, generator, step, description, on_epoch)
+    history = run_epochs(net, params, len(inputs), config, generator, step, description, on_epoch, checkpoint)
     net.eval()
     return head.detach().cpu(), history
 

@@ -92,17 +92,8 @@ def _supernet_command(root, data, out) -> list[str]:
 def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setup):
     root, data = search_setup
     killed, whole = root / "supernet-killed", root / "supernet-whole"
-    worker = subprocess.Popen(_supernet_command(root, data, killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = _kill_when_partial(_supernet_command(root, data, killed), killed / "supernet.partial.pt", 2)
     partial = killed / "supernet.partial.pt"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and worker.poll() is None:
-        if partial.exists() and len(torch.load(partial, weights_only=True)["history"]) >= 2:
-            break
-        time.sleep(0.1)
-    assert worker.poll() is None, "the supernet finished before it could be killed half-way"
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=30)
-    done = len(torch.load(partial, weights_only=True)["history"])
     assert 2 <= done < 6 and not (killed / "supernet.pt").exists()
 
     resumed = subprocess.run(_supernet_command(root, data, killed), env=ENV, capture_output=True, text=True, timeout=300)
@@ -115,3 +106,39 @@ def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setu
     b = torch.load(whole / "supernet.pt", weights_only=True)
     assert a["info"]["history"] == b["info"]["history"]
     assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+
+
+def _kill_when_partial(command: list[str], partial, epochs_at_least: int) -> int:
+    """Start ``command``, SIGKILL it once ``partial`` holds ``epochs_at_least`` epochs; the epochs it holds then."""
+    worker = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and worker.poll() is None:
+        if partial.exists() and len(torch.load(partial, weights_only=True)["history"]) >= epochs_at_least:
+            break
+        time.sleep(0.05)
+    assert worker.poll() is None, "the training finished before it could be killed half-way"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    return len(torch.load(partial, weights_only=True)["history"])
+
+
+def test_kill_9_during_hetero_train_then_the_same_command_resumes_it(search_setup):
+    from hetero.models import load_edge
+
+    root, data = search_setup
+
+    def command(out) -> list[str]:
+        return [sys.executable, "-m", "hetero", "train", "--cloud", str(root / "cloud"), "--data", data, "--epochs", "40",
+                "--out", str(out), "--quiet"]
+
+    killed, whole = root / "edge-killed", root / "edge-whole"
+    done = _kill_when_partial(command(killed), killed / "train.partial.pt", 2)
+    assert 2 <= done < 40 and not (killed / "edge.pt").exists()
+    resumed = subprocess.run(command(killed), env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"edge: resuming after epoch {done} of 40" in resumed.stdout
+    assert not (killed / "train.partial.pt").exists()
+    assert subprocess.run(command(whole), env=ENV, capture_output=True, timeout=300).returncode == 0
+    a, b = load_edge(killed), load_edge(whole)
+    assert a.meta["history"] == b.meta["history"]
+    assert all(torch.equal(v, b.net.state_dict()[k]) for k, v in a.net.state_dict().items())
