@@ -41,7 +41,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     imp.add_argument("--factory", required=True, metavar="MOD:FN", help="package.module:function returning the nn.Module")
     imp.add_argument("--weights", required=True, metavar="FILE", help="its state dict (.pt / .pth)")
-    imp.add_argument("--out", required=True, metavar="DIR")
+    imp.add_argument("--out", required=True, metavar="DIR", help="folder for cloud.pt and manifest.json")
     imp.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword arguments for the factory, as JSON")
     imp.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     imp.add_argument("--channels", type=int, choices=(1, 3), default=3, help="input channels (default 3)")

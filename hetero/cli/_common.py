@@ -11,12 +11,13 @@ from hetero.errors import UserError
 __all__ = ["add_data_options", "split_from_args", "print_table", "add_train_options", "train_config_from_args"]
 
 
-def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_data_options(parser: argparse.ArgumentParser, required: bool = True, default_help: str = "") -> None:
+    """``--data`` and ``--protocol``; ``default_help`` says what an optional ``--data`` falls back to."""
     parser.add_argument(
         "--data",
         required=required,
         metavar="SPEC",
-        help="digits | fashion-mnist[:DIR] | omniglot:DIR | imagefolder:DIR | npz:FILE",
+        help="digits | fashion-mnist[:DIR] | omniglot:DIR | imagefolder:DIR | npz:FILE" + (f" ({default_help})" if default_help else ""),
     )
     parser.add_argument(
         "--protocol",

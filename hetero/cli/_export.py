@@ -29,9 +29,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", required=True, metavar="EDGE", help="edge.pt or its folder")
     p.add_argument("--device", required=True, metavar="NAME", help="a profile name (see `hetero devices`) or a path to a .toml profile")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--cloud", metavar="DIR", help="cloud model: also record cross mAP at export")
-    add_data_options(p, required=False)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the artifact, manifest.json and a copy of the edge model")
+    p.add_argument("--cloud", metavar="DIR", help="cloud model: its gallery is the parity retrieval's (as deployed), "
+                   "and cross mAP is recorded at export; without it the edge model's own embeddings are the gallery")
+    add_data_options(p, required=False, default_help="real images for int8 calibration (training split) and parity "
+                     "(test split); default: the data the edge model was trained on")
     p.add_argument("--allow-drift", action="store_true", help="keep an artifact that misses its parity thresholds (the manifest says so)")
     p.set_defaults(run=_run, command="export")
 
