@@ -15,7 +15,7 @@ from hetero._io import atomic_path
 
 __all__ = ["EpochCheckpoint", "TRAINING_CHECKPOINT"]
 
-_FORMAT = "hetero.epoch-checkpoint/1"
+_FORMAT = "hetero.epoch-checkpoint/2"
 #: The checkpoint's name in a model's output folder (``hetero cloud train``, ``hetero train``, the demo).
 TRAINING_CHECKPOINT = "train.partial.pt"
 _log = logging.getLogger(__name__)

@@ -168,11 +168,14 @@ def run_epochs(
     steps_per_epoch = max(1, n // config.batch_size)
     optimizer, scheduler = one_cycle(params, config, steps_per_epoch)
     history: list[dict] = []
+    # Trained tensors outside the module (a training head): the module's own are in its state dict.
+    in_module = {id(p) for p in module.parameters()}
+    extra = [p for p in params if id(p) not in in_module]
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         module.load_state_dict(saved["module"])
         with torch.no_grad():
-            for param, value in zip(params, saved["params"]):
+            for param, value in zip(extra, saved["extra_params"]):
                 param.copy_(value)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -197,7 +200,7 @@ def run_epochs(
         history.append(record)
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
         if checkpoint is not None:
-            checkpoint.save({"module": module.state_dict(), "params": [p.detach() for p in params],
+            checkpoint.save({"module": module.state_dict(), "extra_params": [p.detach() for p in extra],
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "generator": generator.get_state(), "history": history},
                             time.perf_counter() - start)

@@ -104,7 +104,7 @@ def _profile(tmp_path, backend: str, quantization: str):
 
 
 def test_dynamic_int8_profile_exports_a_dynamic_range_tflite(run, tmp_path):
-    pytest.importorskip("litert_torch")
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed: pip install -e '.[tflite]'")
     out = tmp_path / "dyn"
     assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "tflite", "dynamic"), "--out", str(out),
                  "--allow-drift", "--quiet"]) == 0

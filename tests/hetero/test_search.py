@@ -284,7 +284,7 @@ def postgres_url():
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]', in hetero[search])")
     bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin")) or ([str(Path(shutil.which("initdb")).parent)] if shutil.which("initdb") else [])
     if not bindirs:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) here: apt-get install postgresql")
+        pytest.skip(reason="no PostgreSQL server binaries (initdb, pg_ctl) here: apt-get install postgresql")
     bindir = Path(bindirs[-1])
     as_user: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="hetero-pg-"))
@@ -294,7 +294,7 @@ def postgres_url():
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+            pytest.skip(reason="running as root and there is no 'postgres' user to run the server as")
         os.chown(folder, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
@@ -305,7 +305,7 @@ def postgres_url():
             "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1")
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"could not start a PostgreSQL server: {exc.stderr.decode(errors='replace').strip()[-300:]}")
+        pytest.skip(reason=f"could not start a PostgreSQL server: {exc.stderr.decode(errors='replace').strip()[-300:]}")
     run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "hetero")
     yield f"postgresql://postgres@127.0.0.1:{port}/hetero"
     subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True, timeout=60)

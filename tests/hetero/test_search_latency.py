@@ -48,7 +48,7 @@ def test_macs_objective_leaves_latency_unmeasured(tiny_arch):
 
 def test_latency_objective_on_a_device_whose_runtime_is_missing_is_refused():
     if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("TensorRT is installed here, so the refusal of a missing runtime cannot be seen")
+        pytest.skip(reason="TensorRT is installed here, so the refusal of a missing runtime cannot be seen")
     with pytest.raises(UserError, match="--objective latency.*not available here"):
         CostModel(get_space("mobilenet_v3"), load_profile("jetson-orin-nano"), "latency", None, embed_dim=16, channels=1)
 

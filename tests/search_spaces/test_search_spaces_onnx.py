@@ -8,8 +8,8 @@ import torch
 
 import search_spaces as ss
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install -e '.[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install -e '.[onnx]'")
 
 # The ONNX ops the layers may lower to (the Core ML interpreter and TensorRT support these).
 ALLOWED_ONNX_OPS = {
