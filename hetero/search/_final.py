@@ -28,6 +28,8 @@ split than the one with the best validation cross mAP.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -40,6 +42,7 @@ from hetero.models import load_edge, save_edge
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
+from hetero.training import EpochCheckpoint
 
 __all__ = ["FINAL_DIR", "REFERENCE_DIR", "initial_net", "train_reference", "run_final_phase", "choose_best"]
 
@@ -78,14 +81,16 @@ def train_reference(run) -> dict:
             if info.get("key") == key:
                 return info
         start = time.perf_counter()
-        history: list[dict] = []
+        checkpoint = EpochCheckpoint.in_folder(folder, {**key, "seed": run.config.seed})
         edge, scores = train_scored(arch, _final_config(run, knobs_of(run.base)), run.data, run.device, run.config.seed,
-                                    net=initial_net(run, arch), on_score=lambda epoch, s: history.append(dict(s)))
-        seconds = time.perf_counter() - start
+                                    net=initial_net(run, arch), checkpoint=checkpoint)
+        seconds = checkpoint.seconds_before + time.perf_counter() - start  # with the epochs of a killed run
         save_edge(edge, folder / "edge.pt")
-        info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores, "val_history": history, "seconds": seconds,
+        info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores,
+                "val_history": [record["val"] for record in edge.meta["history"]], "seconds": seconds,
                 "seconds_per_epoch": seconds / run.config.final_epochs, "path": str(folder / "edge.pt")}
         write_json(folder / "reference.json", info)
+        checkpoint.discard()
     return info
 
 
@@ -142,6 +147,18 @@ def _model_path(run, number: int) -> Path:
     return run.run_dir / FINAL_DIR / f"trial-{number}" / "edge.pt"
 
 
+def _trial_checkpoint(run, arch: dict, knobs: dict) -> EpochCheckpoint:
+    """The epoch checkpoint of a final trial, named by what it trains, not by the trial's number.
+
+    A trial killed mid-way is retried as a new trial with the same parameters (see
+    ``hetero.search._storage``); naming the file by the parameters lets the retry, in whichever
+    process on this machine takes it, resume after the last epoch the killed one finished.
+    """
+    key = {"study": run.study_name, "arch": arch, "knobs": knobs, "final_epochs": run.config.final_epochs, "seed": run.config.seed}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return EpochCheckpoint(run.run_dir / FINAL_DIR / "partial" / f"{digest}.pt", key)
+
+
 def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dict | None:
     """Fine-tune the finalists with ``final_trials`` trials and return the pick.
 
@@ -187,9 +204,15 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
 
         scores = _reuse_reference(run, reference, finalist["arch"], knobs, trial, on_score)
         if scores is None:
-            edge, scores = train_scored(finalist["arch"], config, run.data, run.device, run.config.seed,
-                                        net=initial_net(run, finalist["arch"]), on_score=on_score)
+            checkpoint = _trial_checkpoint(run, finalist["arch"], knobs)
+            try:
+                edge, scores = train_scored(finalist["arch"], config, run.data, run.device, run.config.seed,
+                                            net=initial_net(run, finalist["arch"]), on_score=on_score, checkpoint=checkpoint)
+            except optuna.TrialPruned:
+                checkpoint.discard()
+                raise
             save_edge(edge, _model_path(run, trial.number))
+            checkpoint.discard()
         trial.set_user_attr("seconds", time.perf_counter() - start)
         return scores["cross_map"]
 

@@ -20,13 +20,14 @@ from hetero.search._config import SearchConfig
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._knobs import sample_knobs
-from hetero.training import TrainConfig
+from hetero.training import EpochCheckpoint, TrainConfig
 
 __all__ = ["standalone_objective", "train_scored"]
 
 
 def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device: torch.device, seed: int,
-                 net: torch.nn.Module | None = None, on_score: Callable[[int, dict], None] | None = None):
+                 net: torch.nn.Module | None = None, on_score: Callable[[int, dict], None] | None = None,
+                 checkpoint: EpochCheckpoint | None = None):
     """Train an edge model of ``arch`` on the search data, scoring it on validation after each epoch.
 
     Args:
@@ -37,24 +38,28 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
         seed: Fixes initialisation and batch order.
         net: Initial weights (a subnet extracted from a supernet); a fresh network by default.
         on_score: Called with the epoch and its validation scores; may raise ``TrialPruned``.
+        checkpoint: Saves the training after every epoch; a killed training resumes from it
+            (``on_score`` is then called for the epochs trained after the resume only).
 
     Returns:
-        The trained :class:`hetero.models.EdgeModel` and the last validation scores.
+        The trained :class:`hetero.models.EdgeModel` (each epoch's validation scores under
+        ``"val"`` in its ``meta["history"]``) and the last validation scores.
     """
     if net is None:
         from search_spaces import get_space
 
         torch.manual_seed(seed)
         net = get_space(arch["space"]).build(arch, data.cloud.embed_dim, data.channels)
-    scores: dict[str, float] = {}
 
     def on_epoch(epoch: int, record: dict) -> None:
-        scores.update(data.score(data.embed_val(net, int(arch["resolution"]))))
+        record["val"] = data.score(data.embed_val(net, int(arch["resolution"])))
         if on_score is not None:
-            on_score(epoch, scores)
+            on_score(epoch, dict(record["val"]))
 
-    edge = train_edge(data.cloud, data.fit, arch, train_config, device, seed, on_epoch, net=net, targets=data.targets)
-    return edge, dict(scores)
+    edge = train_edge(data.cloud, data.fit, arch, train_config, device, seed, on_epoch, net=net, targets=data.targets,
+                      checkpoint=checkpoint)
+    # From the history, not the last on_epoch: a training resumed after its last epoch runs none.
+    return edge, dict(edge.meta["history"][-1]["val"])
 
 
 def standalone_objective(space, data: SearchData, costs: CostModel, config: SearchConfig, base: TrainConfig,

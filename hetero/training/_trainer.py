@@ -158,7 +158,8 @@ def run_epochs(
             or once per subnet of a sandwich step: gradients accumulate until the update);
             returns each loss term's value for the history.
         description: The progress bar's label.
-        on_epoch: Called after each epoch with its index and mean losses; may raise (pruning).
+        on_epoch: Called after each epoch with its index and record (the mean losses); may raise
+            (pruning), and may add entries to the record, which the history and checkpoint keep.
         checkpoint: Where to save the state after every epoch and to resume from: a killed run
             started again continues after its last finished epoch, with the same result.
 
@@ -199,13 +200,15 @@ def run_epochs(
         record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
         history.append(record)
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        # Before the save, so that what on_epoch adds to the record (validation scores) is saved
+        # with it; an on_epoch that raises (pruning) ends the training, which needs no checkpoint.
+        if on_epoch is not None:
+            on_epoch(epoch, record)
         if checkpoint is not None:
             checkpoint.save({"module": module.state_dict(), "extra_params": [p.detach() for p in extra],
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "generator": generator.get_state(), "history": history},
                             time.perf_counter() - start)
-        if on_epoch is not None:
-            on_epoch(epoch, record)
     bar.close()
     return history
 

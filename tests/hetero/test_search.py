@@ -263,6 +263,28 @@ def test_standalone_prunes_architectures_over_budget(search_setup, capsys):
     assert "pick" not in summary and "no architecture met the budgets" in capsys.readouterr().out
 
 
+def test_latency_objective_times_each_candidate_on_the_device_runtime(search_setup):
+    """--objective latency minimises the p50 latency measured on the profile's runtime (ONNX Runtime
+    for x86-server), budgets it, and the front is non-dominated in (cross mAP, latency)."""
+    root, data = search_setup
+    out = root / "latency"
+    assert main(_search(root, data, out, "--strategy", "oneshot", "--trials", "3", "--supernet-epochs", "1", "--final-trials", "0",
+                        "--objective", "latency")) == 0
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["objective"] == "latency_ms" and pareto["budgets"]["latency_ms"] > 0
+    trials = [t for t in _study(out).get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 3
+    for t in trials:  # the second objective is the measured latency, not the MACs
+        assert t.user_attrs["latency_runner"] == "OnnxRunner" and t.values[1] == t.user_attrs["latency_ms"] > 0
+        assert t.values[1] != t.user_attrs["macs"]
+    front = pareto["front"]
+    assert front and all(f["latency_ms"] > 0 for f in front)
+    for f in front:
+        for g in trials:
+            better = g.values[0] >= f["cross_map"] and g.values[1] <= f["latency_ms"]
+            assert not (better and (g.values[0] > f["cross_map"] or g.values[1] < f["latency_ms"])), "a front entry is dominated"
+
+
 # --- real processes on one study -------------------------------------------------------------
 
 

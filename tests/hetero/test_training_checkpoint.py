@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -41,9 +42,10 @@ def _train(checkpoint: EpochCheckpoint | None, stop_after: int | None = None) ->
         loss.backward()
         return {"loss": float(loss)}
 
-    def on_epoch(epoch: int, _record: dict) -> None:
+    def on_epoch(epoch: int, record: dict) -> None:
+        record["checked"] = float(net[0].weight.sum())  # what on_epoch adds is saved with the epoch
         if stop_after is not None and epoch + 1 == stop_after:
-            raise _Stop
+            raise _Stop  # before the epoch's save: like a kill during the evaluation
 
     config = dataclasses.replace(EDGE_DEFAULTS, epochs=3, batch_size=16)
     history = run_epochs(net, [*net.parameters(), extra], len(x), config, generator, step, "test", on_epoch, checkpoint)
@@ -60,12 +62,13 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, capsys):
     path = tmp_path / "partial.pt"
     key = {"what": "test"}
     with pytest.raises(_Stop):
-        _train(EpochCheckpoint(path, key), stop_after=2)
+        _train(EpochCheckpoint(path, key), stop_after=3)
     assert path.exists()
     resumed_checkpoint = EpochCheckpoint(path, key)
     resumed, history = _train(resumed_checkpoint)
     assert "resuming after epoch 2 of 3" in capsys.readouterr().out
     assert history == whole_history and _same(resumed, whole)
+    assert all("checked" in record for record in history)
     assert resumed_checkpoint.seconds_before > 0
     resumed_checkpoint.discard()
     assert not path.exists()
@@ -109,17 +112,68 @@ def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setu
 
 
 def _kill_when_partial(command: list[str], partial, epochs_at_least: int) -> int:
-    """Start ``command``, SIGKILL it once ``partial`` holds ``epochs_at_least`` epochs; the epochs it holds then."""
+    """Start ``command``, SIGKILL it once ``partial`` holds ``epochs_at_least`` epochs; the epochs it holds then.
+
+    ``partial``'s name may be a glob pattern (a checkpoint named by a digest).
+    """
     worker = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
+
+    def epochs() -> int:
+        found = next(partial.parent.glob(partial.name), None) if partial.parent.exists() else None
+        return len(torch.load(found, weights_only=True)["history"]) if found is not None else 0
+
     while time.monotonic() < deadline and worker.poll() is None:
-        if partial.exists() and len(torch.load(partial, weights_only=True)["history"]) >= epochs_at_least:
+        if epochs() >= epochs_at_least:
             break
         time.sleep(0.05)
     assert worker.poll() is None, "the training finished before it could be killed half-way"
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
-    return len(torch.load(partial, weights_only=True)["history"])
+    return epochs()
+
+
+def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_setup):
+    """The reference training and a final trial each resume after their last finished epoch."""
+    import optuna
+
+    from hetero.models import load_edge
+
+    root, data = search_setup
+
+    def command(out) -> list[str]:
+        return [sys.executable, "-m", "hetero", "search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
+                "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "1", "--final-trials", "2",
+                "--finalists", "1", "--final-epochs", "20", "--resolutions", "24", "--batch-size", "32", "--bn-images", "64",
+                "--quiet"]
+
+    killed, whole = root / "final-killed", root / "final-whole"
+    in_reference = _kill_when_partial(command(killed), killed / "reference" / "train.partial.pt", 2)
+    in_final = _kill_when_partial(command(killed), killed / "final" / "partial" / "*.pt", 2)
+    assert 2 <= in_reference < 20 and 2 <= in_final < 20
+    resumed = subprocess.run(command(killed), env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"edge: resuming after epoch {in_final} of 20" in resumed.stdout
+    assert not list((killed / "final" / "partial").glob("*.pt"))
+    uninterrupted = subprocess.run(command(whole), env=ENV, capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+
+    reference = json.loads((killed / "reference" / "reference.json").read_text())
+    assert len(reference["val_history"]) == 20  # the epochs before the kill kept their validation scores
+    assert reference["val_history"] == json.loads((whole / "reference" / "reference.json").read_text())["val_history"]
+    trials = optuna.load_study(study_name="hetero-search.final", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(killed / "study.journal")))).get_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number)
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == failed[0].params
+    # (Which architecture a final trial trains depends on the search's sampler, seeded per process,
+    # so the uninterrupted run is no reference here.) The retry's model holds all 20 epochs, the
+    # first ones those the killed trial trained and reported before the kill.
+    history = load_edge(killed / "final" / f"trial-{retry.number}").meta["history"]
+    assert [r["epoch"] for r in history] == list(range(1, 21))
+    assert all(history[e]["val"]["cross_map"] == failed[0].intermediate_values[e] for e in range(in_final))
+    assert sorted(retry.intermediate_values) == list(range(in_final, 20)) and retry.value == history[-1]["val"]["cross_map"]
 
 
 def test_kill_9_during_hetero_train_then_the_same_command_resumes_it(search_setup):
