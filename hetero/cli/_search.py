@@ -79,6 +79,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--final-trials", type=int, default=d.final_trials,
                    help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
     t.add_argument("--final-epochs", type=int, default=d.final_epochs, help=f"epochs of fine-tuning and of the reference (default {d.final_epochs})")
+    t.add_argument("--confidence", type=float, default=d.confidence,
+                   help="how sure (a paired bootstrap over the validation queries) the search must be that a fine-tuned model beats the "
+                        "default architecture trained with the default knobs before it picks that model instead of the default; "
+                        f"0 picks the best on validation (default {d.confidence})")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction, help=f"share of the training split held out to score trials (default {d.val_fraction})")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size of all training (default {d.batch_size})")
     p.set_defaults(run=_run, command="search")
@@ -100,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         strategy=args.strategy, trials=args.trials, space=args.space, resolutions=tuple(args.resolutions or ()),
         objective=args.objective, max_macs=args.max_macs, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
         supernet_epochs=args.supernet_epochs, sandwich_random=args.sandwich_random, bn_images=args.bn_images,
-        finalists=args.finalists, final_trials=args.final_trials, final_epochs=args.final_epochs,
+        finalists=args.finalists, final_trials=args.final_trials, final_epochs=args.final_epochs, confidence=args.confidence,
         val_fraction=args.val_fraction, batch_size=args.batch_size, seed=args.seed,
     )
     profile = load_profile(args.device)
@@ -113,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
+    from hetero.search import describe_choice
+
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
           f"{summary['search']['trials_here']} run by this process in {summary['search']['seconds_here']:.0f} s; "
@@ -139,6 +145,7 @@ def print_summary(summary: dict, out: str) -> None:
         if paragon is not None:
             print(f"paragon (cloud -> cloud) test mAP {paragon:.4f}")
     if summary.get("pick"):
+        print(f"pick: {describe_choice(summary['pick'])}")
         budget = summary["device"]["budgets"]
         print(f"pick under budget {budget}: {summary['pick']['under_budget']}; written to {out}/best/edge.pt and {out}/best/arch.json")
     elif summary.get("no_pick"):

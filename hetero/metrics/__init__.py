@@ -1,6 +1,6 @@
 """Retrieval metrics (top-k, mAP, mAP@R), gap closed, negative flips and parity (DESIGN.md)."""
 
-from hetero.metrics._compare import gap_closed, negative_flip_impact, negative_flip_rate, parity
+from hetero.metrics._compare import gap_closed, negative_flip_impact, negative_flip_rate, parity, probability_better
 from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize, retrieval_metrics
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "negative_flip_rate",
     "negative_flip_impact",
     "parity",
+    "probability_better",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 
 from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize
 
-__all__ = ["gap_closed", "negative_flip_rate", "negative_flip_impact", "parity"]
+__all__ = ["gap_closed", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
 
 
 def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
@@ -15,6 +15,36 @@ def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
     if abs(denominator) < 1e-12:
         return float("nan")
     return (cross - homogeneous) / denominator
+
+
+def probability_better(candidate: np.ndarray, reference: np.ndarray, resamples: int = 10_000, seed: int = 0) -> float:
+    """How sure we can be that ``candidate`` beats ``reference`` on the population the queries come from.
+
+    A paired bootstrap: both models were scored on the same queries (per-query AP, say), so the
+    queries are resampled with replacement and the share of resamples in which the candidate's
+    mean is strictly higher is returned. 0.5 is a coin flip; identical scores give 0.
+
+    Args:
+        candidate: ``[N]`` per-query scores of the candidate (NaN where a query does not count).
+        reference: ``[N]`` the reference's scores of the same queries.
+        resamples: Bootstrap resamples.
+        seed: Fixes the resampling, so the same scores always give the same answer.
+
+    Raises:
+        ValueError: If the two differ in shape or share no scored query.
+    """
+    a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"per-query scores differ in shape: {a.shape} vs {b.shape}")
+    diff = (a - b)[~(np.isnan(a) | np.isnan(b))]
+    if diff.size == 0:
+        raise ValueError("no query is scored for both models")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # bounded memory: 1000 x N draws at a time
+        stop = min(start + 1000, resamples)
+        means[start:stop] = diff[rng.integers(0, diff.size, (stop - start, diff.size))].mean(1)
+    return float((means > 0).mean())
 
 
 def negative_flip_rate(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> float:

@@ -30,6 +30,8 @@ class RetrievalResult:
         top1_index: ``int64 [Nq]`` gallery index ranked first for each query (-1 if skipped).
         top1_correct: ``bool [Nq]`` whether that item is of the query's class.
         evaluated: ``bool [Nq]`` which queries count.
+        average_precision: ``float64 [Nq]`` each query's AP (NaN where it does not count): what
+            a paired comparison of two models on the same queries resamples.
     """
 
     top1: float
@@ -41,6 +43,7 @@ class RetrievalResult:
     top1_index: np.ndarray
     top1_correct: np.ndarray
     evaluated: np.ndarray
+    average_precision: np.ndarray
 
     def summary(self) -> dict[str, float]:
         """The four figures under their report.json names."""
@@ -107,6 +110,7 @@ def retrieval_metrics(
     top1_index = np.full(nq, -1, dtype=np.int64)
     top1_correct = np.zeros(nq, dtype=bool)
     evaluated = np.zeros(nq, dtype=bool)
+    average_precision = np.full(nq, np.nan)
     hits1 = hits5 = 0.0
     ap_sum = apr_sum = 0.0
     ranks = torch.arange(1, n_rank + 1, dtype=torch.float64)
@@ -131,7 +135,9 @@ def retrieval_metrics(
         hits5 += float((relf[:, :5].sum(1) > 0).sum())
         precision_at = relf.cumsum(1) / ranks
         npos = relf.sum(1)
-        ap_sum += float(((precision_at * relf).sum(1) / npos).sum())
+        ap = (precision_at * relf).sum(1) / npos
+        average_precision[start:stop][valid.numpy()] = ap.numpy()
+        ap_sum += float(ap.sum())
         # mAP@R: only the first R ranks count, R = the query's number of positives.
         within_r = ranks[None, :] <= npos[:, None]
         apr_sum += float(((precision_at * relf * within_r).sum(1) / npos).sum())
@@ -148,4 +154,5 @@ def retrieval_metrics(
         top1_index=top1_index,
         top1_correct=top1_correct & evaluated,
         evaluated=evaluated,
+        average_precision=average_precision,
     )

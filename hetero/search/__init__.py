@@ -7,12 +7,14 @@ scores subnets of one supernet trained once with the sandwich rule; ``standalone
 architecture for a few epochs, pruned on intermediate cross mAP. The best architectures under the
 budget, and the space's hand-picked default architecture when it is under the budget, are then
 fine-tuned (a small second study that also tunes the training knobs); the pick, the best of them
-on validation cross mAP, is written as ``RUN/best/edge.pt``, ready for ``hetero export``.
+on validation cross mAP that surely beats the default (else the default), is written as
+``RUN/best/edge.pt``, ready for ``hetero export``.
 
 Example:
     >>> summary = run_search(cloud, split, load_profile("x86-server"), SearchConfig(trials=50), "runs/s1")
 """
 
+from hetero.search._choice import choose_pick, describe_choice
 from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from hetero.search._cost import BYTES_PER_PARAM, CostModel
 from hetero.search._data import SearchData
@@ -39,6 +41,8 @@ __all__ = [
     "SearchConfig",
     "SearchData",
     "best_feasible",
+    "choose_pick",
+    "describe_choice",
     "evaluate_subnet",
     "fail_dead_trials",
     "knobs_of",

@@ -41,6 +41,9 @@ class SearchConfig:
             default architecture joins them when it is under the budget).
         final_trials: Trials of the final phase (finalist x training knobs); 0 skips it.
         final_epochs: Training epochs of a final-phase trial and of the reference architecture.
+        confidence: How sure a paired bootstrap over the validation queries must be that a
+            fine-tuned model beats the default architecture (trained with the default knobs)
+            before it replaces the default as the pick; 0 picks the best on validation.
         val_fraction: Share of the training split held out for search decisions.
         batch_size: Training batch size.
         seed: Fixes the split, initialisation and batch order.
@@ -61,6 +64,7 @@ class SearchConfig:
     finalists: int = 3
     final_trials: int = 5
     final_epochs: int = 20
+    confidence: float = 0.95
     val_fraction: float = 0.2
     batch_size: int = 64
     seed: int = 0
@@ -78,6 +82,8 @@ class SearchConfig:
             raise UserError("--final-trials and --sandwich-random must be 0 or more")
         if self.max_macs is not None and self.max_macs < 1:
             raise UserError(f"--max-macs must be a positive number of MACs, got {self.max_macs}")
+        if not 0 <= self.confidence < 1:
+            raise UserError(f"--confidence must be at least 0 and below 1, got {self.confidence}")
         if not 0.05 <= self.val_fraction <= 0.5:
             raise UserError(f"--val-fraction must be between 0.05 and 0.5, got {self.val_fraction}")
 

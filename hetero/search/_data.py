@@ -108,6 +108,11 @@ class SearchData:
         return {"cross_map": float(cross.map), "homogeneous_map": float(homogeneous.map),
                 "alignment": float(np.mean(np.sum(l2_normalize(queries) * l2_normalize(self.gallery), axis=1)))}
 
+    def cross_average_precision(self, queries: np.ndarray) -> np.ndarray:
+        """Each validation query's AP against the cloud gallery (what ``score``'s cross mAP averages)."""
+        labels = self.val.labels
+        return retrieval_metrics(queries, self.gallery, labels, labels, same_images=True).average_precision
+
     def paragon(self) -> float:
         """Cloud-to-cloud mAP on the validation images: the ceiling of every trial's score."""
         labels = self.val.labels

@@ -16,14 +16,9 @@ reference's model and per-epoch scores are reused, not trained again): the searc
 compete with the hand-picked one on the same footing, and the pick is at least as good as the
 default on validation by construction.
 
-The pick is the best final trial on validation: highest validation cross mAP; an exact tie goes to
-the higher *alignment* (mean cosine between edge and cloud embeddings of the same validation
-image), then to the earlier trial. Ties happen where the cloud model was trained on the validation
-images (they come from the training split) and its gallery of them is so tightly clustered that
-several candidates reach the same, saturated cross mAP; alignment still measures how closely the
-edge model follows the cloud on images the edge model never saw. It only breaks exact ties: on
-digits, near-ties (within 0.004) broken by alignment picked a model that did worse on the test
-split than the one with the best validation cross mAP.
+The pick is the best final trial on validation that a paired bootstrap over the validation
+queries is ``--confidence`` sure beats the reference; where none is, the reference itself (see
+``hetero.search._choice``). Each final trial records its per-query validation AP for that test.
 """
 
 from __future__ import annotations
@@ -39,12 +34,13 @@ import optuna
 
 from hetero._io import read_json, write_json
 from hetero.models import load_edge, save_edge
+from hetero.search._choice import choose_pick, encode_scores
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
 from hetero.training import EpochCheckpoint
 
-__all__ = ["FINAL_DIR", "REFERENCE_DIR", "initial_net", "train_reference", "run_final_phase", "choose_best"]
+__all__ = ["FINAL_DIR", "REFERENCE_DIR", "initial_net", "train_reference", "run_final_phase"]
 
 FINAL_DIR = "final"
 REFERENCE_DIR = "reference"
@@ -86,7 +82,7 @@ def train_reference(run) -> dict:
                                     net=initial_net(run, arch), checkpoint=checkpoint)
         seconds = checkpoint.seconds_before + time.perf_counter() - start  # with the epochs of a killed run
         save_edge(edge, folder / "edge.pt")
-        info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores,
+        info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores, "val_ap": _val_ap(run, edge.net, arch),
                 "val_history": [record["val"] for record in edge.meta["history"]], "seconds": seconds,
                 "seconds_per_epoch": seconds / run.config.final_epochs, "path": str(folder / "edge.pt")}
         write_json(folder / "reference.json", info)
@@ -114,22 +110,6 @@ def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
     return [by_number[n] for n in numbers]
 
 
-def choose_best(trials: list[dict]) -> dict:
-    """The best final trial: highest validation cross mAP, exact ties broken by alignment.
-
-    Args:
-        trials: Complete final trials, each with ``number``, ``cross_map`` and ``alignment``
-            (``None`` where it was not recorded: it then loses the tie).
-
-    Returns:
-        The trial with the highest cross mAP; of those tied, the highest alignment, then the earliest.
-    """
-    if not trials:
-        raise ValueError("choose_best needs at least one trial")
-    unaligned = float("-inf")
-    return max(trials, key=lambda t: (t["cross_map"], unaligned if t.get("alignment") is None else t["alignment"], -t["number"]))
-
-
 def _reuse_reference(run, reference: dict | None, arch: dict, knobs: dict, trial: optuna.Trial, on_score) -> dict | None:
     """The reference's scores, replayed into ``trial``, when the trial trains exactly the reference."""
     if not reference or reference.get("arch") != arch or knobs != knobs_of(run.base) or not reference.get("val_history"):
@@ -140,11 +120,17 @@ def _reuse_reference(run, reference: dict | None, arch: dict, knobs: dict, trial
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(reference["path"], path)
     trial.set_user_attr("reused", "reference")
+    trial.set_user_attr("val_ap", reference.get("val_ap") or _val_ap(run, load_edge(path).net, arch))
     return reference["val_history"][-1]
 
 
 def _model_path(run, number: int) -> Path:
     return run.run_dir / FINAL_DIR / f"trial-{number}" / "edge.pt"
+
+
+def _val_ap(run, net, arch: dict) -> list[float | None]:
+    """Per-query validation AP of ``net`` against the cloud gallery, as a trial attribute."""
+    return encode_scores(run.data.cross_average_precision(run.data.embed_val(net, int(arch["resolution"]))))
 
 
 def _trial_checkpoint(run, arch: dict, knobs: dict) -> EpochCheckpoint:
@@ -213,12 +199,15 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
                 raise
             save_edge(edge, _model_path(run, trial.number))
             checkpoint.discard()
+            trial.set_user_attr("val_ap", _val_ap(run, edge.net, finalist["arch"]))
         trial.set_user_attr("seconds", time.perf_counter() - start)
         return scores["cross_map"]
 
     run_trials(study, objective, run.config.final_trials, desc="fine-tune")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    chosen = choose_best([{"number": t.number, "cross_map": t.value, "alignment": t.user_attrs.get("alignment")} for t in complete])
+    reference_trial = next((t.number for t in complete if t.user_attrs.get("reused") == "reference"), None)
+    chosen, choice = choose_pick([{"number": t.number, "cross_map": t.value, "alignment": t.user_attrs.get("alignment"),
+                                   "val_ap": t.user_attrs.get("val_ap")} for t in complete], reference_trial, run.config.confidence)
     best = next(t for t in complete if t.number == chosen["number"])
     finalist = by_number[best.params["finalist"]]
     knobs = {k: best.params[k] for k in KNOBS}
@@ -229,6 +218,7 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
         save_edge(edge, path)
     return {
         "final_trial": best.number,
+        "choice": choice,
         "search_trial": finalist["number"],
         "finalists": choices,
         "arch": finalist["arch"],

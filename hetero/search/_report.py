@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
+from hetero.search._choice import describe_choice
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -112,7 +113,7 @@ def _validation_line(pick: dict, reference: dict | None) -> str:
     if reference and reference.get("val"):
         line += (f" (default architecture: cross mAP {_fmt(reference['val'].get('cross_map'))}, "
                  f"alignment {_fmt(reference['val'].get('alignment'))})")
-    return line + "; the best validation cross mAP wins, alignment breaks exact ties."
+    return line + f". Chosen: {describe_choice(pick)}."
 
 
 def _blocks(summary: dict) -> list[tuple[str, object]]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from hetero.metrics import gap_closed, negative_flip_impact, negative_flip_rate, parity, retrieval_metrics
+from hetero.metrics import gap_closed, negative_flip_impact, negative_flip_rate, parity, probability_better, retrieval_metrics
 
 
 def _reference(q, g, ql, gl, same):
@@ -25,7 +25,7 @@ def _reference(q, g, ql, gl, same):
         R = rel.sum()
         prec = np.cumsum(r[:R]) / np.arange(1, R + 1)
         aprs.append((prec * r[:R]).sum() / R)
-    return np.mean(top1), np.mean(top5), np.mean(aps), np.mean(aprs), len(top1)
+    return np.mean(top1), np.mean(top5), np.mean(aps), np.mean(aprs), len(top1), np.array(aps)
 
 
 @pytest.mark.parametrize("same", [True, False])
@@ -41,10 +41,34 @@ def test_matches_bruteforce(same, block):
         gl = rng.integers(0, 7, 80)
         ql[0] = 99  # a query whose class is absent from the gallery is skipped
     res = retrieval_metrics(q, g, ql, gl, same_images=same, block_size=block)
-    t1, t5, m, mr, n = _reference(q, g, ql, gl, same)
+    t1, t5, m, mr, n, aps = _reference(q, g, ql, gl, same)
     assert res.queries == n
     assert res.skipped == (0 if same else 1)
     np.testing.assert_allclose([res.top1, res.top5, res.map, res.map_at_r], [t1, t5, m, mr], atol=1e-9)
+    # Each query's AP (a skipped query's is NaN), in query order.
+    np.testing.assert_allclose(res.average_precision[res.evaluated], aps, atol=1e-9)
+    assert np.isnan(res.average_precision[~res.evaluated]).all() and (~res.evaluated).sum() == res.skipped
+
+
+def test_probability_better_is_a_paired_bootstrap():
+    rng = np.random.default_rng(1)
+    reference = rng.uniform(0.5, 1.0, 300)
+    assert probability_better(reference, reference) == 0.0  # identical: never strictly better
+    assert probability_better(reference + 0.01, reference) == 1.0
+    # Pairing matters: a shift of 0.002 on every query is certain, although the spread is 100x larger.
+    assert probability_better(reference + 0.002, reference) == 1.0
+    noisy = reference + rng.normal(0.0, 0.05, 300)
+    sure = probability_better(noisy, reference)
+    assert 0.0 < sure < 1.0 and sure == probability_better(noisy, reference)  # seeded: the same answer
+    # Roughly the normal approximation of the mean difference.
+    from scipy.stats import norm
+
+    diff = noisy - reference
+    assert sure == pytest.approx(norm.cdf(diff.mean() / (diff.std() / np.sqrt(len(diff)))), abs=0.03)
+    with_nan = np.append(noisy, np.nan)
+    assert probability_better(with_nan, np.append(reference, 0.0)) == sure  # a query scored for one model only is left out
+    with pytest.raises(ValueError):
+        probability_better(reference[:5], reference[:6])
 
 
 def test_self_excluded_and_perfect_embedding():

@@ -183,6 +183,17 @@ def test_oneshot_writes_pareto_best_and_summary(oneshot):
     first = pick["final_trials"][0]
     assert first["reused"] == "reference" and first["cross_map"] == summary["reference"]["val"]["cross_map"]
     assert pick["val"]["cross_map"] >= summary["reference"]["val"]["cross_map"]
+    # A fine-tuned model replaces the reference only when the bootstrap is 95% sure it is better.
+    choice = pick["choice"]
+    assert choice["required"] == 0.95
+    if pick["final_trial"] == first["number"]:
+        assert choice["rule"] in ("kept the reference: no trial surely beats it", "the reference is the best on validation")
+        assert choice.get("confidence", 0.0) < 0.95
+    else:
+        assert choice["challenger"] == pick["final_trial"] and choice["confidence"] >= 0.95
+    final = _study(out, "hetero-search.final").get_trials()
+    assert all(len(t.user_attrs["val_ap"]) == summary["data"]["val_images"] for t in final if t.state.name == "COMPLETE")
+    assert len(summary["reference"]["val_ap"]) == summary["data"]["val_images"]
     edge = load_edge(out / "best")
     assert edge.arch == pick["arch"] == load_arch(out / "best" / "arch.json")
     assert edge.meta["evaluation"]["cross_torch"]["map"] == pytest.approx(pick["test"]["cross_torch"]["map"])
@@ -237,6 +248,7 @@ def test_report_draws_the_front_and_tables(oneshot):
     md = (out / "report.md").read_text()
     summary = json.loads((out / "search.json").read_text())
     assert "![Pareto front](pareto.png)" in md and "## Chosen architecture" in md and "optuna-dashboard" in md
+    assert f"Chosen: final trial {summary['pick']['final_trial']} (search trial {summary['pick']['search_trial']})" in md
     assert len(re.findall(r"^\| \d+ \| COMPLETE", md, flags=re.M)) == len(summary["trials"])
     html = (out / "report.html").read_text()
     png = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html).group(1))

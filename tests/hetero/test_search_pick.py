@@ -15,7 +15,7 @@ def _trial(number, cross, alignment):
 
 
 def test_choose_best_takes_the_best_cross_map_and_breaks_exact_ties_by_alignment():
-    from hetero.search._final import choose_best
+    from hetero.search._choice import choose_best
 
     # A higher alignment does not outweigh a higher cross mAP, however small the gap.
     assert choose_best([_trial(0, 0.996, 0.80), _trial(1, 0.997, 0.70), _trial(2, 0.990, 0.95)])["number"] == 1
@@ -25,6 +25,42 @@ def test_choose_best_takes_the_best_cross_map_and_breaks_exact_ties_by_alignment
     assert choose_best([_trial(3, 0.9, None), _trial(4, 0.9, None)])["number"] == 3
     with pytest.raises(ValueError):
         choose_best([])
+
+
+def _scored(number, ap, alignment=0.9):
+    from hetero.search._choice import encode_scores
+
+    return {"number": number, "cross_map": float(np.mean(ap)), "alignment": alignment, "val_ap": encode_scores(ap)}
+
+
+def test_choose_pick_replaces_the_reference_only_with_a_model_surely_better():
+    from hetero.search import describe_choice
+    from hetero.search._choice import choose_pick
+
+    rng = np.random.default_rng(0)
+    ref_ap = rng.uniform(0.7, 0.85, 250)
+    reference = _scored(0, ref_ap)
+    lucky = _scored(1, ref_ap + np.where(np.arange(250) % 2, 0.1, -0.09))  # ahead by 0.005 on average, by noise
+    better = _scored(2, ref_ap + 0.004)  # a little ahead on every query
+    assert lucky["cross_map"] > better["cross_map"] > reference["cross_map"]
+
+    pick, choice = choose_pick([reference, lucky], 0, 0.95)
+    assert pick is reference and choice["challenger"] == 1 and choice["confidence"] < 0.95
+    assert "kept because no fine-tuned model surely beats it; the closest, final trial 1" in describe_choice(
+        {"final_trial": 0, "search_trial": 0, "choice": choice})
+    # The best on validation among those that clear the bar: not the lucky one, the surely better one.
+    pick, choice = choose_pick([reference, lucky, better], 0, 0.95)
+    assert pick is better and choice == {"rule": "best on validation that surely beats the reference", "required": 0.95,
+                                         "challenger": 2, "confidence": 1.0}
+    # Without the bar, or without a reference (the default over the budget), the best on validation.
+    assert choose_pick([reference, lucky, better], 0, 0.0)[0] is lucky
+    assert choose_pick([lucky, better], None, 0.95)[0] is lucky
+    # A reference that is itself the best is the pick; a trial without per-query scores cannot challenge.
+    worse = _scored(3, ref_ap - 0.01)
+    assert choose_pick([reference, worse], 0, 0.95)[0] is reference
+    unscored = {**better, "number": 4, "val_ap": None, "cross_map": 0.999}
+    pick, choice = choose_pick([reference, unscored], 0, 0.95)
+    assert pick is reference and "challenger" not in choice
 
 
 def _row(number, cross, macs, feasible=True, reference=None):

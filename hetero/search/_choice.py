@@ -1,0 +1,113 @@
+"""Which fine-tuned model the search picks: the best on validation, if it surely beats the default.
+
+The final phase ends with several fine-tuned models, the hand-picked default architecture trained
+with the default knobs (the *reference*) among them when it is under the budget. Ranking them by
+validation cross mAP alone is a coin flip between models that differ by less than the validation
+part can tell apart: where the cloud model trained on the validation images (they come from the
+training split), their cloud gallery is so tightly clustered that every candidate scores 0.99 and
+the differences are a few queries. On digits, a subnet 0.0037 ahead of the reference on validation
+came out 0.0005 behind it on the test split. So a searched model replaces the reference only when
+a paired bootstrap over the validation queries (both models score the same queries) is at least
+``confidence`` sure that it is better; otherwise the pick is the reference itself, and the search
+says which challenger came closest and how sure it was.
+
+Among models that clear the bar, the best on validation wins: highest cross mAP, an exact tie to
+the higher *alignment* (mean cosine between the edge and the cloud embedding of the same
+validation image), then to the earlier trial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hetero.metrics import probability_better
+
+__all__ = ["choose_best", "choose_pick", "describe_choice", "encode_scores", "decode_scores"]
+
+
+def _rank(trial: dict) -> tuple[float, float, int]:
+    alignment = float("-inf") if trial.get("alignment") is None else trial["alignment"]
+    return trial["cross_map"], alignment, -trial["number"]
+
+
+def choose_best(trials: list[dict]) -> dict:
+    """The best trial on validation: highest cross mAP, exact ties broken by alignment.
+
+    Args:
+        trials: Complete final trials, each with ``number``, ``cross_map`` and ``alignment``
+            (``None`` where it was not recorded: it then loses the tie).
+
+    Returns:
+        The trial with the highest cross mAP; of those tied, the highest alignment, then the earliest.
+    """
+    if not trials:
+        raise ValueError("choose_best needs at least one trial")
+    return max(trials, key=_rank)
+
+
+def choose_pick(trials: list[dict], reference: int | None, confidence: float) -> tuple[dict, dict[str, Any]]:
+    """The pick: the best trial on validation among those surely better than the reference.
+
+    Args:
+        trials: Complete final trials as for :func:`choose_best`, each also with ``val_ap``: the
+            per-query validation AP (``None`` where it was not recorded: it cannot challenge).
+        reference: The number of the trial that is the reference (default architecture, default
+            knobs), or ``None`` where there is none (the default is over the budget).
+        confidence: How sure the paired bootstrap must be that a trial beats the reference; 0
+            takes the best on validation.
+
+    Returns:
+        The chosen trial, and how it was chosen: ``rule``, and where a reference took part, the
+        ``required`` confidence, the ``challenger`` (the trial that won or came closest) and the
+        ``confidence`` that it beats the reference.
+    """
+    best = choose_best(trials)
+    by_number = {t["number"]: t for t in trials}
+    if reference is None or reference not in by_number or confidence <= 0:
+        return best, {"rule": "best on validation" + ("" if reference is None else " (no confidence required)")}
+    ref = by_number[reference]
+    if best is ref:
+        return ref, {"rule": "the reference is the best on validation", "required": confidence}
+    if ref.get("val_ap") is None:  # a study from before per-query scores were kept
+        return best, {"rule": "best on validation (the reference has no per-query scores)"}
+    closest: tuple[float, dict] | None = None
+    for trial in sorted(trials, key=_rank, reverse=True):
+        if trial is ref:
+            break  # the rest score below the reference on validation
+        if trial.get("val_ap") is None:
+            continue
+        sure = probability_better(decode_scores(trial["val_ap"]), decode_scores(ref["val_ap"]))
+        if sure >= confidence:
+            return trial, {"rule": "best on validation that surely beats the reference", "required": confidence,
+                           "challenger": trial["number"], "confidence": sure}
+        if closest is None or sure > closest[0]:
+            closest = (sure, trial)
+    info: dict[str, Any] = {"rule": "kept the reference: no trial surely beats it", "required": confidence}
+    if closest is not None:
+        info.update(challenger=closest[1]["number"], confidence=closest[0])
+    return ref, info
+
+
+def describe_choice(pick: dict) -> str:
+    """One line on why the pick (``search.json``'s ``pick``) was chosen."""
+    choice = pick.get("choice", {})
+    which = f"final trial {pick['final_trial']} (search trial {pick['search_trial']})"
+    if "confidence" not in choice:
+        return f"{which}, {choice.get('rule', 'best on validation')}"
+    sure = f"{choice['confidence']:.0%} sure (required {choice['required']:.0%}, paired bootstrap over the validation queries)"
+    if choice["challenger"] == pick["final_trial"]:
+        return f"{which}, the best on validation that beats the default architecture: {sure}"
+    return (f"{which}: the default architecture with the default knobs, kept because no fine-tuned model surely beats it; "
+            f"the closest, final trial {choice['challenger']}, is {sure}")
+
+
+def encode_scores(scores: np.ndarray) -> list[float | None]:
+    """Per-query scores as a JSON list for a trial's user attributes (NaN as ``None``, 6 decimals)."""
+    return [None if np.isnan(x) else round(float(x), 6) for x in np.asarray(scores, dtype=np.float64)]
+
+
+def decode_scores(values: list[float | None]) -> np.ndarray:
+    """The inverse of :func:`encode_scores`."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
