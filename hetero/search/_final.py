@@ -128,7 +128,7 @@ def _model_path(run, number: int) -> Path:
     return run.run_dir / FINAL_DIR / f"trial-{number}" / "edge.pt"
 
 
-def _val_ap(run, net, arch: dict) -> list[float | None]:
+def _val_ap(run, net, arch: dict) -> str:
     """Per-query validation AP of ``net`` against the cloud gallery, as a trial attribute."""
     return encode_scores(run.data.cross_average_precision(run.data.embed_val(net, int(arch["resolution"]))))
 

@@ -191,9 +191,14 @@ def test_oneshot_writes_pareto_best_and_summary(oneshot):
         assert choice.get("confidence", 0.0) < 0.95
     else:
         assert choice["challenger"] == pick["final_trial"] and choice["confidence"] >= 0.95
+    from hetero.search._choice import decode_scores
+
     final = _study(out, "hetero-search.final").get_trials()
-    assert all(len(t.user_attrs["val_ap"]) == summary["data"]["val_images"] for t in final if t.state.name == "COMPLETE")
-    assert len(summary["reference"]["val_ap"]) == summary["data"]["val_images"]
+    complete = [t for t in final if t.state.name == "COMPLETE"]
+    assert all(len(decode_scores(t.user_attrs["val_ap"])) == summary["data"]["val_images"] for t in complete)
+    # The per-query APs average to the trial's validation cross mAP.
+    assert all(np.nanmean(decode_scores(t.user_attrs["val_ap"])) == pytest.approx(t.value, abs=1e-4) for t in complete)
+    assert len(decode_scores(summary["reference"]["val_ap"])) == summary["data"]["val_images"]
     edge = load_edge(out / "best")
     assert edge.arch == pick["arch"] == load_arch(out / "best" / "arch.json")
     assert edge.meta["evaluation"]["cross_torch"]["map"] == pytest.approx(pick["test"]["cross_torch"]["map"])

@@ -33,6 +33,20 @@ def _scored(number, ap, alignment=0.9):
     return {"number": number, "cross_map": float(np.mean(ap)), "alignment": alignment, "val_ap": encode_scores(ap)}
 
 
+def test_per_query_scores_round_trip_compactly():
+    from hetero.search._choice import decode_scores, encode_scores
+
+    scores = np.array([0.0, 1.0, 0.123456789, np.nan, 0.5])
+    text = encode_scores(scores)
+    assert isinstance(text, str) and len(text) <= 4 * len(scores)
+    back = decode_scores(text)
+    assert np.isnan(back[3]) and np.allclose(np.delete(back, 3), np.delete(scores, 3), atol=1 / 65534)
+    assert len(encode_scores(np.random.default_rng(0).uniform(size=10_000))) < 27_000
+    with pytest.raises(ValueError):
+        encode_scores(np.array([1.5]))
+    assert np.array_equal(decode_scores([0.25, None]), np.array([0.25, np.nan]), equal_nan=True)
+
+
 def test_choose_pick_replaces_the_reference_only_with_a_model_surely_better():
     from hetero.search import describe_choice
     from hetero.search._choice import choose_pick
