@@ -23,8 +23,6 @@ queries is ``--confidence`` sure beats the reference; where none is, the referen
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from dataclasses import replace
@@ -80,7 +78,7 @@ def train_reference(run) -> dict:
         checkpoint = EpochCheckpoint.in_folder(folder, {**key, "seed": run.config.seed})
         edge, scores = train_scored(arch, _final_config(run, knobs_of(run.base)), run.data, run.device, run.config.seed,
                                     net=initial_net(run, arch), checkpoint=checkpoint)
-        seconds = checkpoint.seconds_before + time.perf_counter() - start  # with the epochs of a killed run
+        seconds = checkpoint.seconds_since(start)
         save_edge(edge, folder / "edge.pt")
         info = {"key": key, "arch": arch, **run.costs.measure(arch), "val": scores, "val_ap": _val_ap(run, edge.net, arch),
                 "val_history": [record["val"] for record in edge.meta["history"]], "seconds": seconds,
@@ -141,8 +139,7 @@ def _trial_checkpoint(run, arch: dict, knobs: dict) -> EpochCheckpoint:
     process on this machine takes it, resume after the last epoch the killed one finished.
     """
     key = {"study": run.study_name, "arch": arch, "knobs": knobs, "final_epochs": run.config.final_epochs, "seed": run.config.seed}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return EpochCheckpoint(run.run_dir / FINAL_DIR / "partial" / f"{digest}.pt", key)
+    return EpochCheckpoint.named_by_key(run.run_dir / FINAL_DIR / "partial", key)
 
 
 def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dict | None:

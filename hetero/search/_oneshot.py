@@ -117,7 +117,7 @@ def load_or_train_supernet(run_dir: Path, space, data: SearchData, config: Train
         start = time.perf_counter()
         partial = EpochCheckpoint(run_dir / PARTIAL_FILE, key)
         history = train_supernet(supernet, data, config, sandwich_random, device, seed, checkpoint=partial)
-        seconds = partial.seconds_before + time.perf_counter() - start  # with the epochs of a killed run
+        seconds = partial.seconds_since(start)
         info = {"seconds": seconds, "epochs": config.epochs, "history": history}
         state = {k: v.detach().cpu() for k, v in supernet.state_dict().items()}
         save_model_file(path, {"format": SUPERNET_FORMAT, "key": key, "info": info, "state_dict": state})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,20 @@ class EpochCheckpoint:
     def in_folder(cls, folder: str | Path, key: dict[str, Any]) -> EpochCheckpoint:
         """The checkpoint of the model trained into ``folder``."""
         return cls(Path(folder) / TRAINING_CHECKPOINT, key)
+
+    @classmethod
+    def named_by_key(cls, folder: str | Path, key: dict[str, Any]) -> EpochCheckpoint:
+        """A checkpoint in ``folder`` whose file name is a digest of ``key``.
+
+        For training that several callers may take up (a search trial retried under another
+        number, in whichever process): whoever trains the same thing finds the same file.
+        """
+        digest = hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
+        return cls(Path(folder) / f"{digest}.pt", key)
+
+    def seconds_since(self, start: float) -> float:
+        """Training seconds from ``start`` (a ``time.perf_counter()``), plus those of the killed runs resumed."""
+        return self.seconds_before + time.perf_counter() - start
 
     def discard(self) -> None:
         """Remove the file (the training finished and its result is saved)."""
