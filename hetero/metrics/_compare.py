@@ -6,7 +6,7 @@ import numpy as np
 
 from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize
 
-__all__ = ["gap_closed", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
+__all__ = ["gap_closed", "gap_closed_entry", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
 
 
 def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
@@ -15,6 +15,24 @@ def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
     if abs(denominator) < 1e-12:
         return float("nan")
     return (cross - homogeneous) / denominator
+
+
+def gap_closed_entry(cross: float, homogeneous: float, paragon: float) -> dict[str, float | str | None]:
+    """report.json's ``gap_closed`` (and ``gap_closed_note`` when the ratio means nothing).
+
+    The ratio measures how much of the way from the edge's own space to the cloud's the cross
+    search gets; when the paragon is no better than the homogeneous edge there is no such way
+    (issue 14 saw 1.624 printed for an incompatible model), so the value is ``None`` with a note
+    saying why.
+    """
+    if paragon <= homogeneous:
+        return {
+            "gap_closed": None,
+            "gap_closed_note": (
+                f"no gap to close: paragon mAP {paragon:.4f} <= homogeneous edge mAP {homogeneous:.4f}"
+            ),
+        }
+    return {"gap_closed": gap_closed(cross, homogeneous, paragon)}
 
 
 def probability_better(candidate: np.ndarray, reference: np.ndarray, resamples: int = 10_000, seed: int = 0) -> float:
