@@ -10,6 +10,7 @@ Example:
 
 from search_spaces._arch_io import load_arch
 from search_spaces._arch_io import save_arch
+from search_spaces._cloud_pruned import CloudPrunedSpace
 from search_spaces._errors import ArchError
 from search_spaces._layers import ConvBNAct
 from search_spaces._layers import GlobalAvgPool
@@ -32,6 +33,7 @@ from search_spaces._supernet import recalibrate_bn
 __all__ = [
     "Arch",
     "ArchError",
+    "CloudPrunedSpace",
     "ConvBNAct",
     "EmbeddingNet",
     "GlobalAvgPool",

@@ -54,6 +54,11 @@ def _run(args: argparse.Namespace) -> int:
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
+    net = None
+    if arch["space"] == "cloud_pruned":  # the edge starts as a pruned copy of the cloud, its weights kept
+        from hetero.models._pruned import start_from_cloud
+
+        arch, net = start_from_cloud(cloud, arch)
     config = train_config_from_args(args, EDGE_DEFAULTS)
     as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
     if as_cloud and not config.metric:
@@ -62,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
     # A killed run started again continues after its last finished epoch.
     checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "train", "cloud": cloud.fingerprint, "data": args.data,
                                                       "split": split.describe(), "arch": arch, "train": config.to_dict()})
-    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed, checkpoint=checkpoint)
+    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed, net=net,
+                      checkpoint=checkpoint)
     evaluation = evaluate_compat(cloud, edge, split.test)
     edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
     path = save_edge(edge, Path(args.out))

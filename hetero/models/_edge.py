@@ -13,6 +13,7 @@ from hetero.errors import UserError
 from hetero.models._cloud import build_net
 from hetero.models._embedding import EmbeddingModel
 from hetero.models._files import load_model_file, save_model_file
+from hetero.models._pruned import CLOUD_PRUNED, build_pruned_net
 
 __all__ = ["EdgeModel", "build_edge", "save_edge", "load_edge", "EDGE_FORMAT"]
 
@@ -44,7 +45,11 @@ class EdgeModel(EmbeddingModel):
 def build_edge(arch: dict, embed_dim: int, preprocess: Preprocess, cloud_fingerprint: str) -> EdgeModel:
     """An untrained edge model of architecture ``arch``."""
     source = {"type": "space", "arch": arch, "in_channels": preprocess.channels}
-    return EdgeModel(build_net(source, embed_dim), preprocess, embed_dim, arch=arch, cloud_fingerprint=cloud_fingerprint)
+    if arch.get("space") == CLOUD_PRUNED:  # rebuilt from the cloud network the architecture records
+        net = build_pruned_net(arch, embed_dim, preprocess.channels)
+    else:
+        net = build_net(source, embed_dim)
+    return EdgeModel(net, preprocess, embed_dim, arch=arch, cloud_fingerprint=cloud_fingerprint)
 
 
 def save_edge(model: EdgeModel, path: str | os.PathLike[str]) -> Path:

