@@ -33,6 +33,7 @@ import optuna
 from hetero._io import read_json, write_json
 from hetero.models import load_edge, save_edge
 from hetero.search._choice import choose_pick, encode_scores
+from hetero.search._first_tries import FirstTriesSampler
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
@@ -157,20 +158,22 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
     """
     import optuna.pruners as pruners
 
-    sampler = optuna.samplers.TPESampler(seed=run.sampler_seed)
     pruner = pruners.MedianPruner(n_startup_trials=run.config.finalists + 1, n_warmup_steps=max(1, run.config.final_epochs // 2))
     settings = {"search_study": run.study_name, "final_epochs": run.config.final_epochs}
-    study = open_study(run.storage, f"{run.study_name}.final", ["maximize"], sampler, pruner, settings, ["val cross mAP"])
+    tpe = optuna.samplers.TPESampler(seed=run.sampler_seed)
+    study = open_study(run.storage, f"{run.study_name}.final", ["maximize"], tpe, pruner, settings, ["val cross mAP"])
     finalists = _finalists(run, study, rows)
     if not finalists:
         return None
     choices = [f["number"] for f in finalists]
     by_number = {f["number"]: f for f in finalists}
-    # The default's trial goes first: it reuses the reference (no training), so it is never left
-    # out when there are fewer final trials than finalists.
-    for f in sorted(finalists, key=lambda f: f.get("reference") != "default"):
-        knobs = f["knobs"] if set(f["knobs"]) == set(KNOBS) else knobs_of(run.base)
-        study.enqueue_trial({"finalist": f["number"], **knobs}, skip_if_exists=True)
+    # Each finalist is first tried with its own knobs, the default's trial first: it reuses the
+    # reference (no training), so it is never left out when there are fewer final trials than
+    # finalists. The sampler hands these out (not Optuna's queue), so that the retry of a killed
+    # trial runs before them on a resume (see hetero.search._first_tries).
+    first = [{"finalist": f["number"], **(f["knobs"] if set(f["knobs"]) == set(KNOBS) else knobs_of(run.base))}
+             for f in sorted(finalists, key=lambda f: f.get("reference") != "default")]
+    study.sampler = FirstTriesSampler(tpe, first)
 
     def objective(trial: optuna.Trial) -> float:
         start = time.perf_counter()
