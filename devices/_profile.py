@@ -7,13 +7,15 @@ typo in a user's file fails loudly instead of silently falling back to a default
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from devices._errors import ProfileError
 
-__all__ = ["Budgets", "DeviceProfile", "PARITY_KEYS", "PRECISIONS", "QUANTIZATIONS", "list_profiles", "load_profile"]
+__all__ = ["Budgets", "DeviceProfile", "PARITY_KEYS", "PRECISIONS", "QUANTIZATIONS", "NAME_PATTERN", "check_name",
+           "list_profiles", "load_profile"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _PROFILE_DIR = Path(__file__).resolve().parent
@@ -23,6 +25,9 @@ _TOP_KEYS = {"name", "description", "backend", "precision", "quantization", "thr
 QUANTIZATIONS = ("static", "dynamic")
 _INPUT_KEYS = {"channels", "resolution"}
 _BUDGET_KEYS = {"macs", "params", "artifact_bytes", "latency_ms"}
+#: A profile name: it names folders (``hetero bench --device`` writes OUT/<name>/) and manifests, and
+#: it comes from a file a user may have been sent, so it is a plain slug, never a path.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Parity figures a profile may set its own export threshold for (all "at least" figures in (0, 1]).
 PARITY_KEYS = ("cos_min", "cos_mean", "top1_agreement", "top1_item_agreement")
 
@@ -121,7 +126,7 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
     for key in ("name", "backend", "precision"):
         if key not in data:
             raise ProfileError(f"{where} lacks the required key {key!r}; add it")
-    name = _typed(data, "name", str, where)
+    name = check_name(_typed(data, "name", str, where), where)
     backend = _typed(data, "backend", str, where)
     if backend not in list_runtimes():
         raise ProfileError(
@@ -164,6 +169,21 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
         parity={key: float(value) for key, value in parity.items()},
         path=path,
     )
+
+
+def check_name(name: str, where: str = "device profile") -> str:
+    """``name`` if it is a safe profile name (see :data:`NAME_PATTERN`).
+
+    Raises:
+        ProfileError: ``name`` holds a path separator, ``..``, a leading dot or another character
+            that could make it a path rather than a name.
+    """
+    if not NAME_PATTERN.fullmatch(name):
+        raise ProfileError(
+            f"{where}: name {name!r} is not a plain device name; use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, at most 64 characters), e.g. name = \"my-board\""
+        )
+    return name
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:

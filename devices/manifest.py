@@ -15,6 +15,8 @@ Every artifact directory holds the artifact (a file, or a directory such as a Co
     cross_map_at_export  cross mAP measured at export
     tool_versions        {"torch": ..., "onnxruntime": ..., ...}; notes: the backend's remarks
     allow_drift          true if the export was kept despite failing parity
+    source_model         {"file": "edge.pt", "sha256", "bytes"}: the PyTorch model the artifact was
+                         exported from, copied beside it as the bench's reference
 
 hetero fills most keys; this module writes, reads and verifies them.
 """
@@ -32,6 +34,9 @@ from devices._errors import ArtifactError
 
 __all__ = [
     "MANIFEST_NAME",
+    "SOURCE_MODEL",
+    "record_source_model",
+    "verify_source_model",
     "artifact_bytes",
     "artifact_entry",
     "atomic_write_bytes",
@@ -43,6 +48,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+#: The PyTorch model an artifact was exported from, kept beside it (the bench compares against it).
+SOURCE_MODEL = "edge.pt"
 _CHUNK = 1 << 20
 
 
@@ -151,15 +158,50 @@ def verify_artifact(directory: str | Path) -> tuple[Path, dict[str, Any]]:
     if Path(name).name != name or name in ("", ".", ".."):
         raise ArtifactError(f"manifest artifact name {name!r} must be a plain file name; re-export it")
     path = directory / name
-    if not path.exists():
-        raise ArtifactError(f"artifact {path} is missing; re-export it")
-    actual = sha256_file(path)
-    if actual != manifest["sha256"]:
-        raise ArtifactError(
-            f"artifact {path} is corrupt: sha256 mismatch (expected {manifest['sha256']}, "
-            f"got {actual}); re-export it"
-        )
+    _check_file(path, manifest["sha256"], "artifact")
+    # On a device the folder may travel without the PyTorch model; where it is present, it is checked.
+    if (directory / SOURCE_MODEL).exists() and "source_model" in manifest:
+        verify_source_model(directory, manifest)
     return path, manifest
+
+
+def record_source_model(directory: str | Path) -> dict[str, Any]:
+    """Add the sha256 and size of ``directory/edge.pt`` to its manifest (rewritten atomically).
+
+    Returns:
+        The updated manifest.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    source = directory / SOURCE_MODEL
+    manifest["source_model"] = {"file": SOURCE_MODEL, "sha256": sha256_file(source), "bytes": source.stat().st_size}
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def verify_source_model(directory: str | Path, manifest: dict[str, Any]) -> Path:
+    """Check ``directory/edge.pt`` against the sha256 its manifest records; returns its path.
+
+    Raises:
+        ArtifactError: The manifest records no source model (an export older than this check),
+            or ``edge.pt`` is missing or differs from the one exported.
+    """
+    directory = Path(directory)
+    record = manifest.get("source_model")
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise ArtifactError(f"{directory / MANIFEST_NAME} records no sha256 for {SOURCE_MODEL}; re-export the model")
+    path = directory / SOURCE_MODEL
+    _check_file(path, record["sha256"], "PyTorch reference")
+    return path
+
+
+def _check_file(path: Path, expected: str, what: str) -> None:
+    """``path`` exists and hashes to ``expected``; else an :class:`ArtifactError` naming ``what``."""
+    if not path.exists():
+        raise ArtifactError(f"{what} {path} is missing; re-export it")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ArtifactError(f"{what} {path} is corrupt: sha256 mismatch (expected {expected}, got {actual}); re-export it")
 
 
 def check_fingerprint(manifest: dict[str, Any], fingerprint: str) -> None:

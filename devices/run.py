@@ -16,7 +16,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import numpy as np
 
@@ -27,8 +27,15 @@ from devices.runtimes import get_runtime, measure_latency
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr and exit 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devices.run", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m devices.run", description=__doc__.splitlines()[0])
     parser.add_argument("artifact_dir", type=Path, help="folder with manifest.json and the artifact")
     parser.add_argument("--inputs", type=Path, required=True,
                         help="preprocessed float32 images [N, C, H, W] (.npy)")
@@ -52,7 +59,18 @@ def _load_inputs(path: Path) -> np.ndarray:
     if x.ndim != 4 or x.dtype.kind != "f":
         raise ArtifactError(f"inputs {path} must be float images [N, C, H, W], got "
                             f"{x.dtype} {list(x.shape)}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    # A NaN image embeds to NaN, which every later similarity would silently absorb.
+    _check_finite(x, f"inputs {path}", "write them again with `hetero bench --export-inputs`")
+    return x
+
+
+def _check_finite(array: np.ndarray, what: str, fix: str) -> None:
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ArtifactError(f"{what} hold NaN or infinite values in {len(rows)} of {len(array)} rows "
+                            f"(first: row {rows[0]}); {fix}")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -76,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     x = _load_inputs(args.inputs)
     runner = get_runtime(backend).load(artifact, threads=args.threads)
     embeddings = runner.run(x)
+    _check_finite(np.asarray(embeddings), f"embeddings of {artifact}", "the artifact or its runtime is broken: re-export it")
     summary: dict[str, object] = {"artifact": str(artifact), "runtime": backend,
                                   "precision": manifest.get("precision"),
                                   "queries": int(len(x)), "embedding_dim": int(embeddings.shape[1])}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from devices import PARITY_THRESHOLDS, parity_failures
+
 from hetero._io import save_npy, write_json, write_text
 from hetero.bench._flips import bench_flips
 from hetero.bench._gallery import Gallery, build_gallery, search_method
@@ -104,8 +106,9 @@ def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = 
                 f"artifact embeds into {manifest.get('embedding_dim')} dims but the cloud model into "
                 f"{cloud.embed_dim}; they cannot share a gallery"
             )
-    if not (directory / SOURCE_MODEL).is_file():
-        raise UserError(f"{directory} lacks {SOURCE_MODEL} (the PyTorch reference); export it with `hetero export`")
+    from devices.manifest import verify_source_model
+
+    verify_source_model(directory, manifest)  # edge.pt, the PyTorch reference, is the one exported
     return BenchInputs(directory, artifact, manifest, Preprocess.from_dict(manifest["preprocess"]))
 
 
@@ -254,6 +257,14 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
     manifest, r = result.inputs.manifest, result.retrieval
     cloud = result.gallery.info["cloud"]
     summaries = {k: v.summary() for k, v in r.items()}
+    figures = {
+        **parity(result.queries_torch, result.queries_runtime, r["cross_torch"], r["cross_runtime"],
+                 gallery_labels=result.gallery.labels),
+        f"top{NEIGHBOURS['k']}_overlap": _overlap(result.neighbours_torch, result.neighbours_runtime),
+    }
+    # The verdict at bench, on these queries (a device's --embeddings too), against the export's thresholds.
+    thresholds = manifest.get("parity_thresholds") or PARITY_THRESHOLDS.get(manifest["precision"], {})
+    missed = parity_failures(figures, thresholds)
     return {
         "device": manifest["device"],
         "backend": manifest["format"],
@@ -271,11 +282,10 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         "retrieval": summaries,
         "gap_closed": gap_closed(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
         "compatible": bool(r["cross_runtime"].map > r["homogeneous_edge"].map),
-        "parity": {
-            **parity(result.queries_torch, result.queries_runtime, r["cross_torch"], r["cross_runtime"],
-                     gallery_labels=result.gallery.labels),
-            f"top{NEIGHBOURS['k']}_overlap": _overlap(result.neighbours_torch, result.neighbours_runtime),
-        },
+        "parity": figures,
+        "parity_thresholds": thresholds,
+        "parity_passed": not missed,
+        "parity_failures": missed,
         **result.latency,
         "cost_ratio": cloud["macs"] / max(manifest["edge"]["macs"], 1),
         "gallery": {

@@ -24,6 +24,7 @@ import torch
 from hetero._io import read_json, save_npy, write_json
 from hetero.errors import UserError
 from hetero.metrics import check_embeddings, l2_normalize, retrieval_metrics
+from hetero.metrics._retrieval import rank_gallery
 
 __all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k", "search_method"]
 
@@ -31,8 +32,10 @@ GALLERY_FORMAT = "hetero.gallery/1"
 #: From this many gallery items on, top-k search goes through faiss (IndexFlatIP: exact, SIMD,
 #: multi-threaded); below it, blocks of torch matrix products are as fast and need no index.
 FAISS_MIN_ITEMS = 50_000
-# Similarities held at once by the block search (query block x gallery): 64 MiB of float32.
-_BLOCK_ELEMENTS = 16 * 1024 * 1024
+# Similarities held at once by the block search (query block x gallery): 64 MiB of float64.
+_BLOCK_ELEMENTS = 8 * 1024 * 1024
+#: Candidates faiss returns beyond k: re-ranked in float64, they show whether its float32 set is exact.
+_FAISS_MARGIN = 8
 
 
 @dataclass
@@ -67,8 +70,14 @@ class Gallery:
         return self._paragon
 
     def search(self, queries: np.ndarray, k: int, same_images: bool) -> np.ndarray:
-        """Indices ``int64 [Nq, k]`` of the ``k`` most similar gallery items (see :func:`top_k`)."""
-        return top_k(queries, self.embeddings, k, same_images)
+        """Indices ``int64 [Nq, k]`` of the ``k`` most similar gallery items (see :func:`top_k`).
+
+        With ``same_images`` the queries are the gallery's images, so their labels are known and a
+        tie ranks as in the retrieval metrics: the first neighbour is the top-1 decision.
+        """
+        if same_images:
+            return top_k(queries, self.embeddings, k, True, self.labels, self.labels)
+        return top_k(queries, self.embeddings, k, False)
 
 
 def _check_same_cloud(gallery_fp: str, fingerprint: str, directory: Path | None, what: str) -> None:
@@ -158,19 +167,35 @@ def load_gallery(
     return gallery
 
 
-def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+def top_k(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    same_images: bool,
+    query_labels: np.ndarray | None = None,
+    gallery_labels: np.ndarray | None = None,
+) -> np.ndarray:
     """The ``k`` gallery items most similar (dot product) to each query, best first.
 
     Exact either way: faiss ``IndexFlatIP`` for galleries of :data:`FAISS_MIN_ITEMS` items or
-    more, blocks of torch matrix products below. With ``same_images`` (query ``i`` is gallery item
-    ``i``) each query's own image is left out.
+    more, blocks of torch matrix products below; both order exact ties the same way. With labels,
+    a tie is resolved against the query as :func:`hetero.metrics.rank_gallery` does (a tied
+    non-matching item first), so the first neighbour is the top-1 decision of
+    :func:`hetero.metrics.retrieval_metrics`; without them (a deployment knows no labels) ties
+    keep gallery order. With ``same_images`` (query ``i`` is gallery item ``i``) each query's own
+    image is left out.
     """
     q = l2_normalize(queries)
     g = l2_normalize(gallery)
     k = min(k, len(g) - (1 if same_images else 0))
+    own = np.arange(len(q)) if same_images else None
+    labels = None
+    if query_labels is not None and gallery_labels is not None:
+        labels = (torch.as_tensor(np.asarray(query_labels), dtype=torch.int64),
+                  torch.as_tensor(np.asarray(gallery_labels), dtype=torch.int64))
     if search_method(len(g)).startswith("faiss"):
-        return _top_k_faiss(q, g, k, same_images)
-    return _top_k_blocks(q, g, k, same_images)
+        return _top_k_faiss(q, g, k, own, labels)
+    return _top_k_blocks(q, g, k, own, labels)
 
 
 def search_method(items: int) -> str:
@@ -182,29 +207,60 @@ def search_method(items: int) -> str:
     return "faiss IndexFlatIP (exact)"
 
 
-def _top_k_blocks(q: np.ndarray, g: np.ndarray, k: int, same_images: bool) -> np.ndarray:
-    qt, gt = torch.from_numpy(q), torch.from_numpy(g)
+def _top_k_blocks(q: np.ndarray, g: np.ndarray, k: int, own: np.ndarray | None,
+                  labels: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
+    """Exact top-k by blocks of matrix products; ``own[i]``: the gallery index left out of query ``i``'s."""
+    # float64 as in hetero.metrics.retrieval_metrics: the same order, whatever the BLAS.
+    qt, gt = torch.from_numpy(q).double(), torch.from_numpy(g).double()
     block = max(1, _BLOCK_ELEMENTS // max(len(g), 1))
     out = np.empty((len(q), k), dtype=np.int64)
     for start in range(0, len(q), block):
         sims = qt[start : start + block] @ gt.T
-        if same_images:
-            rows = torch.arange(len(sims))
-            sims[rows, rows + start] = -float("inf")
-        # Sorted like retrieval_metrics (stable, descending) so ties resolve the same way.
-        out[start : start + len(sims)] = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :k].numpy()
+        if own is not None:
+            sims[torch.arange(len(sims)), torch.from_numpy(own[start : start + len(sims)])] = -float("inf")
+        if labels is not None:
+            relevant = labels[1][None, :] == labels[0][start : start + len(sims), None]
+            order = rank_gallery(sims, relevant)[0]
+        else:  # stable: tied items keep gallery order
+            order = torch.sort(sims, dim=1, descending=True, stable=True).indices
+        out[start : start + len(sims)] = order[:, :k].numpy()
     return out
 
 
-def _top_k_faiss(q: np.ndarray, g: np.ndarray, k: int, same_images: bool) -> np.ndarray:
+def _top_k_faiss(q: np.ndarray, g: np.ndarray, k: int, own: np.ndarray | None,
+                 labels: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
+    """faiss finds candidates in float32; they are re-ranked exactly as the blocks rank.
+
+    faiss orders near and exact ties as its float32 sums and heap leave them. Its candidates
+    (k plus a margin) are therefore scored again in float64 and ranked by :func:`_top_k_blocks`'s
+    rule; a row is accepted only when its k-th item beats the best item faiss left out by more
+    than float32 rounding can explain, so nothing outside the candidates could belong in its top
+    k. The other rows (many ties or near-duplicates) are searched again by the blocks.
+    """
     import faiss
 
     index = faiss.IndexFlatIP(g.shape[1])
     index.add(np.ascontiguousarray(g))
-    _, found = index.search(np.ascontiguousarray(q), k + 1 if same_images else k)
-    if not same_images:
-        return found.astype(np.int64)
-    own = found == np.arange(len(q))[:, None]
-    # Drop each query's own image; where a tie pushed it out of the k + 1, drop the last instead.
-    own[~own.any(1), -1] = True
-    return found[~own].reshape(len(q), k).astype(np.int64)
+    wanted = min(k + _FAISS_MARGIN + (own is not None), len(g))
+    sims32, found = index.search(np.ascontiguousarray(q), wanted)
+    found = found.astype(np.int64)
+    # |float32 dot - exact| <= D * 2^-24 for unit vectors; twice that covers both sides.
+    slack = 2 * g.shape[1] * 2.0**-24
+    out = np.empty((len(q), k), dtype=np.int64)
+    redo = []
+    for i in range(len(q)):
+        cand = found[i] if own is None else found[i][found[i] != own[i]]
+        sims = g[cand].astype(np.float64) @ q[i].astype(np.float64)
+        relevant = np.zeros(len(cand), bool) if labels is None else (labels[1][torch.from_numpy(cand)] == labels[0][i]).numpy()
+        # The blocks' order: similarity, then (with labels) non-matching first, then gallery index.
+        order = np.lexsort((cand, relevant, -sims))
+        complete = len(cand) >= len(g) - (own is not None)  # faiss returned the whole gallery
+        if len(cand) < k or (not complete and sims[order[k - 1]] <= sims32[i, -1] + slack):
+            redo.append(i)
+            continue
+        out[i] = cand[order[:k]]
+    if redo:
+        rows = np.asarray(redo)
+        sub_labels = None if labels is None else (labels[0][torch.from_numpy(rows)], labels[1])
+        out[rows] = _top_k_blocks(q[rows], g, k, None if own is None else own[rows], sub_labels)
+    return out

@@ -17,19 +17,49 @@ from hetero.bench._html import comparison_html
 from hetero.bench._markdown import comparison_markdown
 from hetero.errors import UserError, user_error_types
 
-__all__ = ["select_devices", "bench_devices", "comparison_row"]
+__all__ = ["select_devices", "bench_devices", "comparison_row", "device_folder", "RESERVED_FOLDERS"]
+
+
+#: Folders of OUT that are not a device's: a profile of that name would write into them.
+RESERVED_FOLDERS = ("gallery",)
 
 
 def select_devices(spec: str) -> list[str]:
-    """``all`` or a comma list of profile names (or .toml paths), each checked to load."""
+    """``all`` or a comma list of profile names (or .toml paths), each checked to load.
+
+    Each profile's name becomes the folder ``OUT/<name>``, so the names must be distinct and none
+    may be a folder bench itself writes (:data:`RESERVED_FOLDERS`).
+    """
     from devices import list_profiles, load_profile
 
     names = list_profiles() if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise UserError("--device needs 'all' or a comma list of profile names (see `hetero devices`)")
+    seen: dict[str, str] = {}
     for name in names:
-        load_profile(name)  # a ProfileError names the bad one and the choices
+        profile = load_profile(name)  # a ProfileError names the bad one and the choices
+        if profile.name in RESERVED_FOLDERS:
+            raise UserError(f"device profile {name} is named {profile.name!r}, a folder bench writes itself; rename the profile")
+        if profile.name in seen:
+            raise UserError(f"device profiles {seen[profile.name]} and {name} are both named {profile.name!r}; "
+                            "each device needs its own name (its folder under --out)")
+        seen[profile.name] = name
     return names
+
+
+def device_folder(out: Path, name: str) -> Path:
+    """``out/<name>``, the folder of one device's export and bench.
+
+    The name comes from a profile file: it is checked again here, where it becomes a path, so a
+    profile loaded by another route can never place files outside ``out``.
+    """
+    from devices import ProfileError
+    from devices._profile import check_name
+
+    folder = out / check_name(name)
+    if folder.resolve().parent != out.resolve():
+        raise ProfileError(f"device name {name!r} does not name a folder inside {out}; rename the profile")
+    return folder
 
 
 def comparison_row(device: str, backend: str, precision: str, status: str, report: dict | None = None,
@@ -63,20 +93,30 @@ def comparison_row(device: str, backend: str, precision: str, status: str, repor
 def _reusable(artifact_dir: Path, edge_file: Path) -> bool:
     """The folder already holds a verified artifact exported from this very edge model."""
     from devices import ArtifactError, sha256_file, verify_artifact
+    from devices.manifest import verify_source_model
 
     try:
-        verify_artifact(artifact_dir)
+        verify_source_model(artifact_dir, verify_artifact(artifact_dir)[1])
     except ArtifactError:
         return False
     copy = artifact_dir / "edge.pt"
     return copy.is_file() and sha256_file(copy) == sha256_file(edge_file)
 
 
-def _status(manifest: dict) -> str:
+def _status(manifest: dict, report: dict | None = None) -> str:
+    """``ok``, or what failed: the export's parity, then the bench report's own verdict."""
     from devices import parity_failures
 
     if manifest.get("parity_passed") is False:
         return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], manifest["parity_thresholds"])) + ")"
+    if report is not None:
+        if report.get("parity_passed") is False:
+            return "parity below thresholds (" + "; ".join(report.get("parity_failures") or []) + ")"
+        status = report.get("status")
+        if isinstance(status, str) and status != "ok":
+            return status
+        if report.get("compatible") is False:
+            return "not compatible"
     return "ok"
 
 
@@ -93,7 +133,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
     ok, reason = backend.available()
     if not ok:
         return comparison_row(profile.name, profile.backend, profile.precision, f"not exported: {reason}", threads=threads)
-    folder = out / profile.name
+    folder = device_folder(out, profile.name)
     artifact_dir = folder / "artifact"
     edge_file = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
     try:
@@ -122,7 +162,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
     except user_error_types() as exc:
         return comparison_row(profile.name, profile.backend, profile.precision, f"bench failed: {exc}",
                               artifact_bytes=manifest["bytes"], threads=threads)
-    return comparison_row(profile.name, profile.backend, profile.precision, _status(manifest), report)
+    return comparison_row(profile.name, profile.backend, profile.precision, _status(manifest, report), report)
 
 
 def bench_devices(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hetero.cli._common import add_data_options, split_from_args
+from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures, split_from_args
 from hetero.errors import UserError
 
 __all__ = ["register"]
@@ -47,7 +47,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="batch sizes to time besides 1 (default: the device profile's batch_sizes)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing each batch size (default 5)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per batch size (default 30)")
-    p.set_defaults(run=_run, command="bench")
+    add_result_options(p)
+    p.set_defaults(run=_run, command="bench", output_flags=("out", "export_inputs", "gallery"))
 
 
 def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -84,7 +85,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserError("pass --cloud DIR (the cloud model) or --gallery DIR (a cached gallery index)")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud
 
     _check_flags(args)
@@ -101,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         record = export_inputs(inputs, split.test, split.protocol, split.seed, args.export_inputs, threads)
         print(f"wrote {record['data']['queries']} queries {record['shape']} to {args.export_inputs}/queries.npy; "
               f"on the device run:\n  {record['run_on_device']}\nthen here:\n  {record['then_here']}")
-        return 0
+        return Outcome({**record, "folder": args.export_inputs})
     gallery = None
     if args.gallery:
         gallery = load_gallery(args.gallery, split.test, split.protocol, split.seed, inputs.manifest["cloud_fingerprint"], cloud)
@@ -117,14 +118,25 @@ def _run(args: argparse.Namespace) -> int:
     print(retrieval_table(report["retrieval"]))
     lat = report["latency_ms"]
     p50 = "n/a" if lat.get("p50") is None else f"{lat['p50']:.3f} ms"
+    gap = "n/a" if report.get("gap_closed") is None else f"{report['gap_closed']:.3f}"
     print(f"{report['runtime']['label']} {report['precision']}: compatible {report['compatible']}; gap closed "
-          f"{report['gap_closed']:.3f}; parity cos min {report['parity']['cos_min']:.6f}, top-1 agreement "
-          f"{report['parity']['top1_agreement']:.4f} (same image {report['parity'].get('top1_item_agreement', float('nan')):.4f}); p50 {p50} at batch 1 ({lat.get('threads')} threads); "
+          f"{gap}; {_parity_line(report)}; p50 {p50} at batch 1 ({lat.get('threads')} threads); "
           f"report in {args.out}/report.md")
-    return 0
+    failures = gate_failures(report)
+    print(f"status: {'ok' if not failures else '; '.join(failures)}")
+    return Outcome({**report, "report": str(Path(args.out) / "report.json")}, failures)
 
 
-def _run_devices(args: argparse.Namespace, cloud, split, batch_sizes) -> int:
+def _parity_line(report: dict) -> str:
+    """The parity figures and their verdict against the artifact's thresholds."""
+    p = report["parity"]
+    verdict = {True: "PASSED", False: "MISSED", None: "not judged"}[report.get("parity_passed")]
+    missed = report.get("parity_failures") or []
+    return (f"parity {verdict}{' (' + '; '.join(missed) + ')' if missed else ''}: cos min {p['cos_min']:.6f}, top-1 "
+            f"agreement {p['top1_agreement']:.4f} (same image {p.get('top1_item_agreement', float('nan')):.4f})")
+
+
+def _run_devices(args: argparse.Namespace, cloud, split, batch_sizes) -> Outcome:
     from hetero.bench import bench_devices, select_devices
     from hetero.cli._common import print_table
 
@@ -139,4 +151,6 @@ def _run_devices(args: argparse.Namespace, cloud, split, batch_sizes) -> int:
     print_table(["device", "backend", "precision", "cross mAP", "cos min", "top-1 agr", "same image", "NFR", "p50 ms", "status"],
                 [[format_cell(k, r.get(k)) for k in keys] for r in rows])
     print(f"\ncomparison: {args.out}/comparison.md, {args.out}/index.html")
-    return 0
+    # Every row must be ok: a device that could not be exported or run here is not proven either.
+    failures = [f"{r['device']}: {r['status']}" for r in rows if r.get("status") != "ok"]
+    return Outcome({"devices": rows, "comparison": str(Path(args.out) / "comparison.json")}, failures)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from hetero.cli._common import add_data_options, add_train_options, split_from_args, train_config_from_args
+from hetero.cli._common import Outcome, add_data_options, add_result_options, add_train_options, split_from_args, train_config_from_args
 from hetero.errors import UserError
 
 __all__ = ["register"]
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from hetero.training import CLOUD_DEFAULTS
+    from hetero.training import CLOUD_COMMAND_DEFAULTS
 
     cloud = sub.add_parser("cloud", help="train or import the cloud (gallery) model", description="The cloud model indexes the gallery.")
     cloud_sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
@@ -27,7 +27,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     train.add_argument("--out", required=True, metavar="DIR", help="folder for cloud.pt and manifest.json")
     train.add_argument("--arch", metavar="ARCH.json", help="a resnet-space architecture (default: the space's default)")
     train.add_argument("--embed-dim", type=int, default=128, help="embedding dimension (default 128)")
-    add_train_options(train, CLOUD_DEFAULTS)
+    add_train_options(train, CLOUD_COMMAND_DEFAULTS)
+    add_result_options(train, strict=False)
     train.set_defaults(run=_run_train, command="cloud train")
 
     imp = cloud_sub.add_parser(
@@ -57,21 +58,24 @@ def _run_train(args: argparse.Namespace) -> int:
     from hetero.models import save_cloud
     from hetero.pipeline import evaluate_cloud, train_cloud
     from hetero.runtime import resolve_device
-    from hetero.training import CLOUD_DEFAULTS, EpochCheckpoint
+    from hetero.training import CLOUD_COMMAND_DEFAULTS, EpochCheckpoint
 
     arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
-    split = split_from_args(args)
-    config = train_config_from_args(args, CLOUD_DEFAULTS)
+    split = split_from_args(args, get_space(arch["space"]).resolution(arch))
+    config = train_config_from_args(args, CLOUD_COMMAND_DEFAULTS)
     # A killed run started again continues after its last finished epoch.
     checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "cloud train", "data": args.data, "split": split.describe(),
                                                       "arch": arch, "embed_dim": args.embed_dim, "train": config.to_dict()})
     model = train_cloud(split.train, arch, args.embed_dim, config, resolve_device(args.accelerator), args.seed, checkpoint)
     model.meta["split"] = split.describe()
     model.meta["paragon"] = evaluate_cloud(model, split.test)
+    sched = model.meta["schedule"]
+    print(f"trained {sched['steps']} steps ({sched['epochs']} epochs over {sched['train_images']} images; floor "
+          f"{sched['min_steps']} steps), augment {sched['augment']}")
     path = save_cloud(model, args.out)
     checkpoint.discard()
     print(f"cloud model {model.fingerprint[:23]}... written to {path}; paragon mAP {model.meta['paragon']['map']:.4f}")
-    return 0
+    return Outcome({"fingerprint": model.fingerprint, "model": str(path), "paragon": model.meta["paragon"]})
 
 
 def _run_import(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hetero.cli._common import add_data_options
+from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures
 
 __all__ = ["register", "export_for_device"]
 
@@ -35,6 +35,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_data_options(p, required=False, default_help="real images for int8 calibration (training split) and parity "
                      "(test split); default: the data the edge model was trained on")
     p.add_argument("--allow-drift", action="store_true", help="keep an artifact that misses its parity thresholds (the manifest says so)")
+    add_result_options(p)
     p.set_defaults(run=_run, command="export")
 
 
@@ -45,6 +46,7 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
     ``split``: the data split already loaded (``data``, ``protocol`` and ``seed`` are then ignored).
     """
     from devices import load_profile
+    from devices.manifest import record_source_model
 
     from hetero.data import load_split
     from hetero.exporting import export_edge
@@ -59,16 +61,29 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
     if src.resolve() != (out / "edge.pt").resolve():
         shutil.copyfile(src, out / ".edge.pt.tmp")
         (out / ".edge.pt.tmp").replace(out / "edge.pt")
+    # The copy is the bench's PyTorch reference: its sha256 goes into the manifest like the artifact's.
+    manifest["source_model"] = record_source_model(out)["source_model"]
     return manifest
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud
 
     cloud = load_cloud(args.cloud) if args.cloud else None
     manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift)
     print_manifest(manifest)
-    return 0
+    # Kept with --allow-drift, an artifact below its thresholds fails the gate (an unverified one is not judged).
+    failures = gate_failures({"parity_passed": manifest.get("parity_passed"),
+                              "parity_failures": _missed(manifest)})
+    return Outcome({**manifest, "folder": args.out}, failures)
+
+
+def _missed(manifest: dict) -> list[str]:
+    from devices import parity_failures
+
+    if manifest.get("parity_passed") is not False:
+        return []
+    return parity_failures(manifest.get("parity") or {}, manifest.get("parity_thresholds") or {})
 
 
 def print_manifest(manifest: dict) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from hetero.cli._common import add_data_options, print_table, split_from_args
+from hetero.cli._common import Outcome, add_data_options, add_result_options, print_table, split_from_args
 
 __all__ = ["register", "print_summary"]
 
@@ -85,10 +85,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         f"0 picks the best on validation (default {d.confidence})")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction, help=f"share of the training split held out to score trials (default {d.val_fraction})")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size of all training (default {d.batch_size})")
+    add_result_options(p, strict=False)
     p.set_defaults(run=_run, command="search")
 
 
-def _run(args: argparse.Namespace) -> int:
+#: The summary's sections --json prints: what the text reports (the trial list stays in RUN/search.json).
+_JSON_KEYS = ("config", "device", "search", "supernet", "speed", "paragon", "reference", "pick", "no_pick", "pareto")
+
+
+def _run(args: argparse.Namespace) -> Outcome:
     import warnings
 
     import optuna
@@ -97,6 +102,9 @@ def _run(args: argparse.Namespace) -> int:
     from hetero.models import load_cloud
     from hetero.runtime import resolve_device
     from hetero.search import SearchConfig, run_search
+    from hetero.search._storage import check_storage
+
+    check_storage(args.storage)  # a typo is refused before the search writes anything
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -112,17 +120,19 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_search(cloud, split_from_args(args), profile, config, args.out, args.storage, args.study,
                          resolve_device(args.accelerator))
     print_summary(summary, args.out)
-    return 0
+    return Outcome({**{k: summary[k] for k in _JSON_KEYS if k in summary}, "folder": args.out})
 
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
-    from hetero.search import describe_choice
+    from hetero.search import describe_choice, describe_validation
 
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
           f"{summary['search']['trials_here']} run by this process in {summary['search']['seconds_here']:.0f} s; "
           f"Pareto front: {len(summary['pareto'])} architectures")
+    if summary.get("validation"):
+        print(describe_validation(summary["validation"]))
     if summary.get("supernet", {}).get("seconds"):
         reused = "" if summary["supernet"].get("trained_now") else ", reused from a previous run"
         print(f"supernet: trained in {summary['supernet']['seconds']:.0f} s ({summary['supernet']['epochs']} epochs{reused})")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hetero.cli._common import add_data_options, add_train_options, print_table, split_from_args, train_config_from_args
+from hetero.cli._common import (Outcome, add_data_options, add_result_options, add_train_options, gate_failures, print_table,
+                                split_from_args, train_config_from_args)
 from hetero.errors import UserError
 
 __all__ = ["register"]
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from hetero.training import EDGE_DEFAULTS
+    from hetero.training import EDGE_COMMAND_DEFAULTS
 
     p = sub.add_parser(
         "train",
@@ -39,18 +40,26 @@ def register(sub, common: argparse.ArgumentParser) -> None:
             "Default: on when the architecture is from the resnet space"
         ),
     )
-    add_train_options(p, EDGE_DEFAULTS)
+    p.add_argument(
+        "--unlabeled",
+        metavar="SPEC",
+        help=("images without labels (any data SPEC, e.g. imagefolder:DIR of the gallery the cloud indexed; "
+              "labels are ignored), used by the label-free terms: alignment and structure"),
+    )
+    add_train_options(p, EDGE_COMMAND_DEFAULTS)
+    add_result_options(p)
     p.set_defaults(run=_run, command="train")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> Outcome:
     from search_spaces import get_space, load_arch
 
     from hetero._io import write_json
     from hetero.models import load_cloud, save_cloud, save_edge
     from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge
     from hetero.runtime import resolve_device
-    from hetero.training import EDGE_DEFAULTS, EpochCheckpoint
+    from hetero.data import load_data
+    from hetero.training import EDGE_COMMAND_DEFAULTS, EpochCheckpoint
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
@@ -59,20 +68,27 @@ def _run(args: argparse.Namespace) -> int:
         from hetero.models._pruned import start_from_cloud
 
         arch, net = start_from_cloud(cloud, arch)
-    config = train_config_from_args(args, EDGE_DEFAULTS)
+    config = train_config_from_args(args, EDGE_COMMAND_DEFAULTS)
     as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
     if as_cloud and not config.metric:
         raise UserError("--as-cloud needs --metric > 0: the new cloud model's classifier is its own metric-loss head")
-    split = split_from_args(args)
+    size = max(cloud.preprocess.size, get_space(arch["space"]).resolution(arch))
+    split = split_from_args(args, size)
+    unlabeled = load_data(args.unlabeled, size) if args.unlabeled else None
+    if unlabeled is not None:
+        print(f"unlabeled {args.unlabeled}: {len(unlabeled.images)} images for the label-free terms (labels ignored)")
     # A killed run started again continues after its last finished epoch.
     checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "train", "cloud": cloud.fingerprint, "data": args.data,
-                                                      "split": split.describe(), "arch": arch, "train": config.to_dict()})
+                                                      "split": split.describe(), "arch": arch, "train": config.to_dict(),
+                                                      "unlabeled": args.unlabeled})
     edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed, net=net,
-                      checkpoint=checkpoint)
+                      checkpoint=checkpoint, unlabeled=unlabeled, protocol=split.protocol)
+    print(schedule_line(edge.meta))
     evaluation = evaluate_compat(cloud, edge, split.test)
     edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
     path = save_edge(edge, Path(args.out))
-    write_json(Path(args.out) / "metrics.json", evaluation.summary())
+    write_json(Path(args.out) / "metrics.json", {**evaluation.summary(), "data": split.describe(),
+                                                 "schedule": edge.meta["schedule"], "validation": edge.meta["validation"]})
     checkpoint.discard()
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
@@ -83,10 +99,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"as a cloud model (an update of {args.cloud}): {cloud_path}; M(new->old) > M(old,old): "
               f"{r['cross_torch'].map > r['paragon'].map} (mAP {r['cross_torch'].map:.4f} vs {r['paragon'].map:.4f}); "
               f"details: hetero update-check --old {args.cloud} --new {args.out} --data {args.data}")
-    return 0
+    # --json prints the evaluation; --strict gates on its compatible/collapsed/status fields.
+    return Outcome({**evaluation.summary(), "model": str(path)}, gate_failures(evaluation.summary()))
 
 
 def print_evaluation(summary: dict) -> None:
     rows = [[name, *(summary[name][k] for k in ("top1", "top5", "map", "map_at_r"))] for name in ("paragon", "homogeneous_edge", "cross_torch") if name in summary]
     print_table(["search", "top-1", "top-5", "mAP", "mAP@R"], rows)
-    print(f"gap closed {summary['gap_closed']:.3f}; compatible: {summary['compatible']}")
+    gap = f"{summary['gap_closed']:.3f}" if summary.get("gap_closed") is not None else f"n/a ({summary.get('gap_closed_note')})"
+    print(f"gap closed {gap}; compatible: {summary['compatible']}")
+    if summary.get("collapsed"):
+        print(f"COLLAPSED: {summary['collapse']['reason']}; the model is degenerate, train longer or check the data")
+    if "status" in summary:
+        print(f"status: {summary['status']}")
+
+
+def schedule_line(meta: dict) -> str:
+    """One line on how the model was trained: steps, epochs, views, targets and the kept epoch."""
+    s, v = meta["schedule"], meta.get("validation", {})
+    line = (f"trained {s['steps']} steps ({s['epochs']} epochs over {s['train_images']} images; floor {s['min_steps']} steps), "
+            f"augment {s['augment']}, cloud targets {s['targets']}")
+    if "unlabeled_images" in s:
+        line += f", +{s['unlabeled_images']} unlabeled images"
+    if "best_epoch" in v:
+        return line + f"; kept epoch {v['best_epoch']} (validation cross mAP {v['val_cross_map']:.4f} on {v['images']} held-out images)"
+    return line + f"; {v.get('note', '')}".rstrip("; ")

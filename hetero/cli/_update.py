@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hetero.cli._common import add_data_options, print_table, split_from_args
+from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures, print_table, split_from_args
 
 __all__ = ["register"]
 
@@ -26,10 +26,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--new", required=True, metavar="DIR", help="the new model: a folder with cloud.pt or edge.pt (e.g. hetero train --out)")
     add_data_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.json, report.md and the embeddings")
+    add_result_options(p)
     p.set_defaults(run=_run, command="update-check")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import CloudModel
     from hetero.runtime import resolve_device
     from hetero.updates import check_update, load_model, model_record, write_update_report
@@ -57,4 +58,4 @@ def _run(args: argparse.Namespace) -> int:
         f"{report['update_gap_closed']:.3f}; NFR (top-1, new->old vs old->old) {flips['nfr']:.4f}, NFI {flips['nfi']:.4f}"
     )
     print(f"report in {args.out}/report.md; see the flipped inputs with: hetero flips --report {args.out}")
-    return 0
+    return Outcome({**report, "report": f"{args.out}/report.json"}, gate_failures(report))

@@ -2,6 +2,18 @@
 
 Queries are ranked against the whole gallery one block of queries at a time, so memory stays
 bounded (``block_size x gallery`` similarities) for 100k queries against a 100k gallery.
+
+Exact ties in similarity are judged, never left to the gallery's order (which would let a
+collapsed model score by how the gallery happens to be sorted):
+
+- mAP and mAP@R treat a group of tied items as scikit-learn's ``average_precision_score``
+  treats tied scores: one threshold, its positives credited the precision at the group's end, so
+  a model that ties everything scores chance;
+- top-k, ``top1_index`` and ``top1_correct`` rank a tied non-matching item before a tied matching
+  one: a tie is not a hit.
+
+Similarities are computed in float64 from the float32 unit embeddings, so the same embeddings
+give the same figures on any machine and thread count.
 """
 
 from __future__ import annotations
@@ -13,10 +25,10 @@ import torch
 
 from hetero.errors import UserError
 
-__all__ = ["RetrievalResult", "retrieval_metrics", "check_embeddings", "l2_normalize"]
+__all__ = ["RetrievalResult", "retrieval_metrics", "rank_gallery", "check_embeddings", "l2_normalize"]
 
-# Similarities held at once: block_size * gallery_size floats (64 MiB).
-_MAX_BLOCK_ELEMENTS = 16 * 1024 * 1024
+# Similarities held at once: block_size * gallery_size float64 values (64 MiB).
+_MAX_BLOCK_ELEMENTS = 8 * 1024 * 1024
 
 
 @dataclass
@@ -73,6 +85,66 @@ def check_embeddings(x: np.ndarray, name: str, dim: int | None = None) -> np.nda
     return x.astype(np.float32, copy=False)
 
 
+def rank_gallery(sims: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order each row of ``sims`` best first, a tie resolved against the query.
+
+    Among items of exactly equal similarity the non-matching ones come first (then gallery
+    order): a tie with a wrong item is never a hit by the luck of where the right one was stored.
+    A degenerate model that embeds everything alike therefore scores top-k 0, not the share of
+    galleries that happen to start with the right class.
+
+    Args:
+        sims: ``[B, N]`` similarities.
+        relevant: ``[B, N]`` bool, item of the query's class.
+
+    Returns:
+        The gallery indices ``[B, N]`` in rank order and the similarities in that order.
+    """
+    # Two stable sorts make a lexicographic one: by relevance (False first), then by similarity.
+    by_relevance = torch.sort(relevant.to(torch.uint8), dim=1, stable=True).indices
+    sims_then = sims.gather(1, by_relevance)
+    by_sim = torch.sort(sims_then, dim=1, descending=True, stable=True)
+    return by_relevance.gather(1, by_sim.indices), by_sim.values
+
+
+def _tie_aware_ap(rel: torch.Tensor, sims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average precision and AP@R of ranked rows, items of equal similarity taken as one group.
+
+    As scikit-learn's ``average_precision_score``: each group of tied items is one threshold, and
+    every positive in it is credited the precision at the group's end (its positives over all its
+    items so far). The order within a group therefore never matters, and a model that ties
+    everything scores the share of positives, chance. AP@R credits each positive of a group that
+    straddles rank R by the fraction of the group's places within R (its expected share under a
+    random order of the group); without ties both reduce to the usual definitions.
+
+    Args:
+        rel: ``[B, N]`` float64 relevance in rank order, every row with a positive.
+        sims: ``[B, N]`` the similarities in the same order (descending).
+
+    Returns:
+        AP and AP@R, ``[B]`` each.
+    """
+    b, n = rel.shape
+    position = torch.arange(n).expand(b, n)
+    is_end = torch.ones(b, n, dtype=torch.bool)
+    is_end[:, :-1] = sims[:, 1:] != sims[:, :-1]
+    is_start = torch.ones(b, n, dtype=torch.bool)
+    is_start[:, 1:] = is_end[:, :-1]
+    # Each place's group: its last place (a reversed running minimum) and its first (a running maximum).
+    end = torch.where(is_end, position, torch.full_like(position, n)).flip(1).cummin(1).values.flip(1)
+    first = torch.where(is_start, position, torch.zeros_like(position)).cummax(1).values
+    positives_so_far = rel.cumsum(1)
+    precision_at_end = positives_so_far.gather(1, end) / (end + 1).to(torch.float64)
+    npos = positives_so_far[:, -1]
+    credit = precision_at_end * rel
+    ap = credit.sum(1) / npos
+    # mAP@R: only the first R places count, R = the query's number of positives.
+    size = (end - first + 1).to(torch.float64)
+    within_r = ((npos[:, None] - first.to(torch.float64)) / size).clamp(0.0, 1.0)
+    ap_at_r = (credit * within_r).sum(1) / npos
+    return ap, ap_at_r
+
+
 def retrieval_metrics(
     queries: np.ndarray,
     gallery: np.ndarray,
@@ -95,8 +167,11 @@ def retrieval_metrics(
     Returns:
         The summary figures and per-query decisions.
     """
-    q = torch.from_numpy(l2_normalize(check_embeddings(queries, "queries")))
-    g = torch.from_numpy(l2_normalize(check_embeddings(gallery, "gallery", dim=q.shape[1])))
+    # Similarities in float64 (a product of float32 values is exact there): the ranking then
+    # follows from the embeddings alone, not from how a BLAS and its thread count round float32
+    # sums, which reorders the near-ties of a weak model from one machine (or run) to the next.
+    q = torch.from_numpy(l2_normalize(check_embeddings(queries, "queries"))).double()
+    g = torch.from_numpy(l2_normalize(check_embeddings(gallery, "gallery", dim=q.shape[1]))).double()
     ql = torch.as_tensor(np.asarray(query_labels), dtype=torch.int64)
     gl = torch.as_tensor(np.asarray(gallery_labels), dtype=torch.int64)
     if len(ql) != len(q) or len(gl) != len(g):
@@ -113,15 +188,14 @@ def retrieval_metrics(
     average_precision = np.full(nq, np.nan)
     hits1 = hits5 = 0.0
     ap_sum = apr_sum = 0.0
-    ranks = torch.arange(1, n_rank + 1, dtype=torch.float64)
     for start in range(0, nq, block):
         stop = min(start + block, nq)
         sims = q[start:stop] @ g.T
         if same_images:
             rows = torch.arange(stop - start)
             sims[rows, rows + start] = -float("inf")
-        # A stable descending sort makes ties resolve by gallery order, reproducibly.
-        order = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :n_rank]
+        order, sorted_sims = rank_gallery(sims, gl[None, :] == ql[start:stop, None])
+        order, sorted_sims = order[:, :n_rank], sorted_sims[:, :n_rank]
         rel = gl[order] == ql[start:stop, None]
         n_pos = rel.sum(1)
         valid = n_pos > 0
@@ -133,14 +207,10 @@ def retrieval_metrics(
             continue
         hits1 += float(relf[:, 0].sum())
         hits5 += float((relf[:, :5].sum(1) > 0).sum())
-        precision_at = relf.cumsum(1) / ranks
-        npos = relf.sum(1)
-        ap = (precision_at * relf).sum(1) / npos
+        ap, ap_at_r = _tie_aware_ap(relf, sorted_sims[valid])
         average_precision[start:stop][valid.numpy()] = ap.numpy()
         ap_sum += float(ap.sum())
-        # mAP@R: only the first R ranks count, R = the query's number of positives.
-        within_r = ranks[None, :] <= npos[:, None]
-        apr_sum += float(((precision_at * relf * within_r).sum(1) / npos).sum())
+        apr_sum += float(ap_at_r.sum())
     n_eval = int(evaluated.sum())
     if n_eval == 0:
         raise UserError("no query has a same-class item in the gallery: check the labels and the split")

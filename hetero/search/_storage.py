@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_STUDY",
     "JOURNAL_FILE",
     "FINISHED",
+    "check_storage",
     "open_storage",
     "open_study",
     "redact",
@@ -78,9 +79,11 @@ def open_storage(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSt
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    url = check_storage(url)
     if url is None or "://" not in url:
         path = Path(url) if url else run_dir / JOURNAL_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not url:  # the run folder is hetero's own; a user's journal path must already have its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(path))
         _drop_torn_record(path)
         return JournalStorage(backend), f"journal file {path}"
@@ -100,6 +103,48 @@ def open_storage(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSt
             error = exc
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     raise UserError(f"--storage {redact(url)} cannot be opened ({first}); check the URL and that the server is up")
+
+
+#: File endings --storage accepts as a path: an Optuna journal, or an SQLite database.
+JOURNAL_SUFFIXES = (".journal", ".log")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def check_storage(url: str | None) -> str | None:
+    """``--storage`` as :func:`open_storage` will open it, or a one-line refusal; touches nothing.
+
+    Accepted: an RDB URL SQLAlchemy can parse (``sqlite:///FILE``, ``postgresql://USER@HOST/DB``,
+    ...), a journal file path (``.journal``, ``.log``) or an SQLite file path (``.db``, ``.sqlite``,
+    ``.sqlite3``; opened as ``sqlite:///PATH``), either path in an existing folder. Anything else
+    (a typo such as ``notaurl:::``) would silently become a file of that name in the current folder.
+
+    Returns:
+        ``None`` (the run folder's journal), the URL, or the journal path.
+
+    Raises:
+        UserError: ``url`` is none of these.
+    """
+    if url is None:
+        return None
+    usage = "pass sqlite:///FILE, postgresql://USER@HOST/DB or a journal file path ending in .journal"
+    if "://" in url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url).get_dialect()  # NoSuchModuleError (an ArgumentError): no such kind of database
+        except (ArgumentError, ValueError) as exc:
+            raise UserError(f"--storage {redact(url)} is not a valid storage URL ({exc}); {usage}") from None
+        return url
+    path = Path(url)
+    suffix = path.suffix.lower()
+    if suffix not in JOURNAL_SUFFIXES + SQLITE_SUFFIXES:
+        raise UserError(f"--storage {url!r} is neither a storage URL nor a journal or SQLite file path; {usage}")
+    if path.exists() and not path.is_file():
+        raise UserError(f"--storage {url} is a folder, not a file; {usage}")
+    if not path.parent.is_dir():
+        raise UserError(f"--storage {url}: the folder {path.parent} does not exist; create it or pass another path")
+    return f"sqlite:///{path.resolve()}" if suffix in SQLITE_SUFFIXES else url
 
 
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
