@@ -17,7 +17,7 @@ import numpy as np
 from export._base import describe_ops
 from export._errors import ExportError
 
-__all__ = ["convert_to_fp16", "quantization_notes", "quantize_int8"]
+__all__ = ["convert_to_fp16", "name_nodes", "quantization_notes", "quantize_int8", "u8s8_pair_bound"]
 
 _FP32_FROM = {"Pow", "ReduceSum", "ReduceSumSquare", "Sqrt", "ReduceL2", "LpNormalization"}
 _CALIBRATION_BATCH = 8
@@ -106,15 +106,29 @@ def _node_to_fp16(node: "object", numpy_helper: "object") -> None:
                 numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
 
 
-def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = False) -> None:
+def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = False,
+                  keep_float: tuple[str, ...] = ()) -> None:
     """Quantize the ONNX file at ``path`` statically: QDQ, per-channel int8 weights, activations
     calibrated (min/max) on ``calibration``, real preprocessed images.
+
+    For onnxruntime on CPUs (``symmetric`` off) the recipe is chosen so that no x86 CPU can
+    saturate: onnxruntime multiplies uint8 activations by int8 weights (U8S8), and on x86 without
+    AVX-512 VNNI its kernels add each pair of products into a *saturating* 16-bit lane
+    (``vpmaddubsw``): 255 x 127 x 2 = 64770 > 32767, which cost the demo's int8 artifact cos_min
+    0.58 on an AVX2-only EPYC. Weights of regular convolutions and of linear layers are therefore
+    quantized to 7 bits ([-64, 64]: 255 x 64 x 2 = 32640, onnxruntime's documented
+    ``reduce_range``), and depthwise convolutions, whose MLAS kernels widen to 16 bits before
+    multiplying and cannot saturate, get the full 8 bits back (they hold a few weights per channel
+    and are the layers that need them most). U8U8 avoids the saturation too, at 5x the latency on
+    a VNNI CPU. The choice is recorded in the file (see :func:`quantization_notes`) and
+    :func:`u8s8_pair_bound` checks it on any CPU.
 
     Args:
         path: ONNX file, rewritten.
         calibration: Images ``[M, C, H, W]``.
-        symmetric: int8 activations with zero point 0, as TensorRT requires; otherwise uint8
-            asymmetric activations, which suit onnxruntime's CPU kernels.
+        symmetric: int8 activations with zero point 0 and full 8-bit weights, as TensorRT
+            requires (TensorRT runs on GPUs, which do not saturate); otherwise the CPU recipe above.
+        keep_float: names of nodes left in float (the accuracy-controlled fallback).
 
     Raises:
         ExportError: No calibration images were given.
@@ -126,8 +140,11 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         raise ExportError("int8 ONNX export needs calibration images: pass real images, "
                           "preprocessed like the queries (a few hundred are plenty)")
     model = onnx.load(str(path))
-    for index, node in enumerate(model.graph.node):  # exclusion is by name, and names may be empty
-        node.name = node.name or f"{node.op_type}_{index}"
+    name_nodes(model)
+    from onnx import numpy_helper
+
+    # Copied now: quantize_static moves the model's initializers out to a temporary file.
+    float_weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     keep = [model.graph.node[i].name for i in sorted(_downstream(model.graph, _FP32_FROM))]
     input_name = model.graph.input[0].name
 
@@ -144,20 +161,99 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     q.quantize_static(
         model, str(path), _Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
         activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8, nodes_to_exclude=keep,
-        calibrate_method=q.CalibrationMethod.MinMax,
+        weight_type=q.QuantType.QInt8, nodes_to_exclude=keep + list(keep_float),
+        calibrate_method=q.CalibrationMethod.MinMax, reduce_range=not symmetric,
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
+    quantized = onnx.load(str(path))
+    widened = 0 if symmetric else _full_range_depthwise(quantized, float_weights)
     recipe = {
         "scheme": "static QDQ (onnxruntime.quantization)",
-        "weights": "int8, per channel, symmetric",
+        "weights": ("int8, per channel, symmetric" if symmetric else
+                    f"int8 per channel, symmetric: 7-bit range [-64, 64] for convolutions and linear layers, "
+                    f"full 8 bits for {widened} depthwise convolutions"),
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
         "calibration": f"min/max over {len(calibration)} real images",
+        "cpu_safety": ("for TensorRT (GPU): not checked for x86 saturation" if symmetric else
+                       "u8 x s8 pair sums <= 2 x 255 x 64 = 32640: no saturation on x86 without VNNI "
+                       "(AVX2, AVX-512), exact on VNNI, AMX and ARM"),
     }
-    quantized = onnx.load(str(path))
+    if keep_float:
+        recipe["kept_float"] = ", ".join(keep_float)
     entry = quantized.metadata_props.add()
     entry.key, entry.value = _RECIPE_KEY, json.dumps(recipe)
     onnx.save(quantized, str(path))
+
+
+def name_nodes(model: "object") -> None:
+    """Give every node a name (exclusion and drift reports go by name, and names may be empty)."""
+    for index, node in enumerate(model.graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"
+
+
+def _is_depthwise(node: "object", weight_shape: tuple[int, ...]) -> bool:
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    return node.op_type == "Conv" and group > 1 and len(weight_shape) == 4 and weight_shape[1] == 1
+
+
+def _full_range_depthwise(model: "object", float_weights: dict[str, np.ndarray]) -> int:
+    """Requantize the weights (and int32 biases) of depthwise convolutions to the full int8 range
+    [-127, 127] from the float weights; returns how many were widened."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    widened = 0
+    for node in model.graph.node:
+        w_dq = producer.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
+            continue
+        original = float_weights.get(w_dq.input[0].removesuffix("_quantized"))
+        quantized = numpy_helper.to_array(inits[w_dq.input[0]])
+        if original is None or not _is_depthwise(node, quantized.shape):
+            continue
+        weight = original.astype(np.float64)
+        scale = np.abs(weight).reshape(len(weight), -1).max(1) / 127.0
+        scale = np.where(scale > 0, scale, 1.0)
+        q_weight = np.clip(np.round(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+        inits[w_dq.input[0]].CopyFrom(numpy_helper.from_array(q_weight, w_dq.input[0]))
+        inits[w_dq.input[1]].CopyFrom(numpy_helper.from_array(scale.astype(np.float32), w_dq.input[1]))
+        b_dq = producer.get(node.input[2]) if len(node.input) > 2 else None
+        if b_dq is not None and b_dq.op_type == "DequantizeLinear":
+            # A QDQ bias is int32 at scale (input scale x weight scale): it follows the new scale.
+            x_scale = numpy_helper.to_array(inits[producer[node.input[0]].input[1]]).astype(np.float64)
+            bias = float_weights[b_dq.input[0].removesuffix("_quantized")].astype(np.float64)
+            b_scale = x_scale * scale
+            inits[b_dq.input[0]].CopyFrom(numpy_helper.from_array(
+                np.round(bias / b_scale).astype(np.int32), b_dq.input[0]))
+            inits[b_dq.input[1]].CopyFrom(numpy_helper.from_array(b_scale.astype(np.float32), b_dq.input[1]))
+        widened += 1
+    return widened
+
+
+def u8s8_pair_bound(path: Path) -> int:
+    """The largest sum of two uint8 x int8 products any integer Conv, Gemm or MatMul of the QDQ
+    ONNX at ``path`` can form in onnxruntime's non-VNNI x86 kernels (2 x 255 x max|weight|);
+    depthwise convolutions, whose kernels widen to 16 bits first, are left out. Above 32767 the
+    artifact can saturate on an AVX2-only CPU. 0 for a model without int8 weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    bound = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        w_dq = producer.get(node.input[1])
+        if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
+            continue
+        weight = numpy_helper.to_array(inits[w_dq.input[0]])
+        if weight.dtype != np.int8 or _is_depthwise(node, weight.shape):
+            continue
+        bound = max(bound, 2 * 255 * int(np.abs(weight.astype(np.int32)).max()))
+    return bound
 
 
 def quantization_notes(path: Path) -> dict[str, str]:

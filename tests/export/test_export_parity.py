@@ -193,3 +193,30 @@ def test_tflite_runtime_is_the_fallback_interpreter(convert, monkeypatch: pytest
     monkeypatch.setattr(_tflite, "_INTERPRETERS", (("not_installed_litert.interpreter", "x"),))
     assert get_runtime("tflite").available() == (
         False, "neither ai-edge-litert nor tflite-runtime is installed (pip install ai-edge-litert)")
+
+
+def test_onnx_int8_cannot_saturate_on_any_x86_cpu(convert) -> None:
+    """onnxruntime's U8S8 kernels on x86 without VNNI add pairs of uint8 x int8 products in a
+    saturating 16-bit lane: an artifact whose weights use the full int8 range computes wrong
+    embeddings on an AVX2-only CPU (cos_min 0.58 on the demo) and right ones on this one. Two
+    guards: the recipe bounds every pair sum (checked on any CPU), and the fused integer kernels
+    of this CPU agree with the same QDQ graph evaluated op by op in float (fails on an AVX2-only
+    CPU if the bound is ever lifted)."""
+    import onnxruntime as ort
+
+    from export._onnx_precision import u8s8_pair_bound
+
+    artifact = convert("onnx", "int8")
+    assert 0 < u8s8_pair_bound(artifact) <= 32767
+    outputs = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level, options.intra_op_num_threads = level, 1
+        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: QUERIES})[0])
+    assert parity(outputs[1], outputs[0])["cos_min"] >= 0.995
+
+
+def test_onnx_int8_recipe_is_recorded_for_the_manifest(convert) -> None:
+    notes = get_backend("onnx").notes(convert("onnx", "int8"))
+    assert "[-64, 64]" in notes["quantization"] and "no saturation" in notes["quantization"]
