@@ -17,7 +17,7 @@ Example:
 from hetero.search._choice import choose_pick, describe_choice
 from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from hetero.search._cost import BYTES_PER_PARAM, CostModel
-from hetero.search._data import SearchData
+from hetero.search._data import SearchData, describe_validation
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet
 from hetero.search._report import write_report
@@ -43,6 +43,7 @@ __all__ = [
     "best_feasible",
     "choose_pick",
     "describe_choice",
+    "describe_validation",
     "evaluate_subnet",
     "fail_dead_trials",
     "knobs_of",

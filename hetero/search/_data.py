@@ -27,7 +27,10 @@ from hetero.models import CloudModel
 from hetero.pipeline import default_preprocess
 from hetero.training import CloudTargets
 
-__all__ = ["SearchData"]
+__all__ = ["SATURATED", "SearchData", "describe_validation"]
+
+#: A cloud validation mAP at or above this leaves no room to rank edge models on the validation part.
+SATURATED = 0.98
 
 
 @dataclass
@@ -121,3 +124,27 @@ class SearchData:
     def describe(self) -> dict:
         return {**self.split.describe(), "fit_images": len(self.fit.labels), "val_images": len(self.val.labels),
                 "val_classes": self.val.num_classes}
+
+    def validation_check(self) -> dict:
+        """Whether the validation part can tell models apart, for the report.
+
+        Returns:
+            ``shared_classes`` (validation classes the edge also trains on: 0 for open-set data,
+            as on the test split), ``cloud_val_map`` (the cloud's own cross mAP on the validation
+            part, the ceiling of every trial's score) and ``saturated`` (that ceiling at or above
+            :data:`SATURATED`: candidates then differ by a few queries and cannot be told apart).
+        """
+        shared = np.intersect1d(np.unique(self.fit.labels), np.unique(self.val.labels)).size
+        ceiling = self.paragon()
+        return {"protocol": self.split.protocol, "val_classes": self.val.num_classes, "shared_classes": int(shared),
+                "cloud_val_map": ceiling, "saturated": ceiling >= SATURATED}
+
+
+def describe_validation(check: dict) -> str:
+    """One line on the validation part: its classes and the cloud's own score on it."""
+    classes = (f"{check['val_classes']} classes the edge does not train on" if not check["shared_classes"]
+               else f"{check['val_classes']} classes, {check['shared_classes']} of them also trained on")
+    line = f"validation: {classes} ({check['protocol']}-set); the cloud's own validation mAP {check['cloud_val_map']:.4f}"
+    if check["saturated"]:
+        line += " (saturated: trials near it differ by a few queries and cannot be told apart)"
+    return line

@@ -18,6 +18,7 @@ from pathlib import Path
 from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
 from hetero.search._choice import describe_choice
+from hetero.search._data import describe_validation
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -128,6 +129,8 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
               f"({summary['data']['val_images']} images); final figures are on the test split ({summary['data']['test_images']} images)."),
         ("img", "pareto"),
     ]
+    if summary.get("validation"):
+        blocks.append(("p", describe_validation(summary["validation"]).capitalize() + "."))
     speed_lines = []
     if speed.get("oneshot_seconds_per_arch"):
         speed_lines.append(f"oneshot: {speed['oneshot_seconds_per_arch']:.3f} s per architecture evaluated "

@@ -178,6 +178,7 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
         "data": {"spec": split.train.spec, **data.describe()},
         "cloud": {"fingerprint": cloud.fingerprint, **count_cost(cloud.net, (cloud.preprocess.channels, cloud.preprocess.size, cloud.preprocess.size))},
         "paragon": {"val_map": data.paragon()},
+        "validation": data.validation_check(),
         "supernet": {k: v for k, v in run.supernet_info.items() if k != "path"},
         "search": {"seconds_here": time.perf_counter() - start, "trials_here": ran, "rates": rates(rows)},
         "trials": rows,

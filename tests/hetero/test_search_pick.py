@@ -141,3 +141,24 @@ def test_costs_counted_on_the_meta_device_equal_the_built_network():
         r = int(arch["resolution"])
         real = count_cost(space.build(arch, 32, 1), (1, r, r))
         assert {k: costs.measure(arch)[k] for k in ("macs", "params")} == real
+
+
+def test_open_set_validation_classes_are_disjoint_and_a_saturated_cloud_is_flagged():
+    from hetero.data import Dataset, split_dataset
+    from hetero.search import SearchData, describe_validation
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(12), 6)
+    dataset = Dataset(rng.normal(size=(len(labels), 1, 8, 8)).astype(np.float32), labels, "synthetic")
+    split = split_dataset(dataset, protocol="open", seed=0)
+    parts = split_dataset(split.train, protocol=split.protocol, seed=1, test_fraction=0.25)  # as SearchData.prepare cuts it
+    centres = rng.normal(size=(12, 8)).astype(np.float32)
+    data = SearchData(split=split, fit=parts.train, val=parts.test, cloud=None, targets=None, gallery=centres[parts.test.labels])
+    check = data.validation_check()
+    assert check["shared_classes"] == 0 and check["val_classes"] == parts.test.num_classes >= 2
+    # The cloud's embeddings are its class centres here: a perfect ceiling, flagged as saturated.
+    assert check["cloud_val_map"] == pytest.approx(1.0) and check["saturated"]
+    assert "does not train on" in describe_validation(check) and "saturated" in describe_validation(check)
+    data.gallery = rng.normal(size=data.gallery.shape).astype(np.float32)  # a cloud that cannot tell the classes apart
+    check = data.validation_check()
+    assert check["cloud_val_map"] < 0.9 and not check["saturated"] and "saturated" not in describe_validation(check)
