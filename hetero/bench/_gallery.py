@@ -24,7 +24,7 @@ import torch
 from hetero._io import read_json, save_npy, write_json
 from hetero.errors import UserError
 from hetero.metrics import check_embeddings, l2_normalize, retrieval_metrics
-from hetero.metrics._retrieval import rank_gallery
+from hetero.metrics._retrieval import GalleryRows, rank_gallery
 
 __all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k", "search_method"]
 
@@ -210,12 +210,12 @@ def search_method(items: int) -> str:
 def _top_k_blocks(q: np.ndarray, g: np.ndarray, k: int, own: np.ndarray | None,
                   labels: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
     """Exact top-k by blocks of matrix products; ``own[i]``: the gallery index left out of query ``i``'s."""
-    # float64 as in hetero.metrics.retrieval_metrics: the same order, whatever the BLAS.
-    qt, gt = torch.from_numpy(q).double(), torch.from_numpy(g).double()
+    # Scored as hetero.metrics.retrieval_metrics scores them: the same order, whatever the BLAS.
+    qt, rows = torch.from_numpy(q).double(), GalleryRows(g)
     block = max(1, _BLOCK_ELEMENTS // max(len(g), 1))
     out = np.empty((len(q), k), dtype=np.int64)
     for start in range(0, len(q), block):
-        sims = qt[start : start + block] @ gt.T
+        sims = rows.similarities(qt[start : start + block])
         if own is not None:
             sims[torch.arange(len(sims)), torch.from_numpy(own[start : start + len(sims)])] = -float("inf")
         if labels is not None:
@@ -250,7 +250,7 @@ def _top_k_faiss(q: np.ndarray, g: np.ndarray, k: int, own: np.ndarray | None,
     redo = []
     for i in range(len(q)):
         cand = found[i] if own is None else found[i][found[i] != own[i]]
-        sims = g[cand].astype(np.float64) @ q[i].astype(np.float64)
+        sims = GalleryRows(g[cand]).similarities(torch.from_numpy(q[i : i + 1]).double())[0].numpy()
         relevant = np.zeros(len(cand), bool) if labels is None else (labels[1][torch.from_numpy(cand)] == labels[0][i]).numpy()
         # The blocks' order: similarity, then (with labels) non-matching first, then gallery index.
         order = np.lexsort((cand, relevant, -sims))

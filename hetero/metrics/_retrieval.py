@@ -25,7 +25,7 @@ import torch
 
 from hetero.errors import UserError
 
-__all__ = ["RetrievalResult", "retrieval_metrics", "rank_gallery", "check_embeddings", "l2_normalize"]
+__all__ = ["RetrievalResult", "GalleryRows", "retrieval_metrics", "rank_gallery", "check_embeddings", "l2_normalize"]
 
 # Similarities held at once: block_size * gallery_size float64 values (64 MiB).
 _MAX_BLOCK_ELEMENTS = 8 * 1024 * 1024
@@ -83,6 +83,31 @@ def check_embeddings(x: np.ndarray, name: str, dim: int | None = None) -> np.nda
     if not np.isfinite(x).all():
         raise UserError(f"{name}: embeddings contain NaN or infinite values; the model or runtime is broken")
     return x.astype(np.float32, copy=False)
+
+
+class GalleryRows:
+    """A gallery's unit embeddings, ready to score queries against, the same way for every item.
+
+    Similarities are float64 dot products of the float32 unit rows (each product is exact in
+    float64), so a ranking follows from the embeddings, not from how a BLAS and its thread count
+    round float32 sums: those reorder a weak model's near-ties from one run or machine to the
+    next. A matrix product may still round one column differently from another (its kernels
+    differ at the matrix's edges), which would split a tie between identical items depending on
+    where they sit in the gallery; so each distinct row is scored once and shared by its copies.
+
+    Attributes:
+        rows: ``float64 [U, D]`` the distinct rows.
+        inverse: ``int64 [N]`` each item's row in ``rows``.
+    """
+
+    def __init__(self, gallery: np.ndarray) -> None:
+        unique, inverse = np.unique(np.asarray(gallery, dtype=np.float32), axis=0, return_inverse=True)
+        self.rows = torch.from_numpy(unique).double()
+        self.inverse = torch.from_numpy(inverse.reshape(-1).astype(np.int64))
+
+    def similarities(self, queries: torch.Tensor) -> torch.Tensor:
+        """``float64 [B, N]`` similarities of ``queries`` (``float64 [B, D]`` unit rows) to every item."""
+        return (queries @ self.rows.T)[:, self.inverse]
 
 
 def rank_gallery(sims: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,18 +192,15 @@ def retrieval_metrics(
     Returns:
         The summary figures and per-query decisions.
     """
-    # Similarities in float64 (a product of float32 values is exact there): the ranking then
-    # follows from the embeddings alone, not from how a BLAS and its thread count round float32
-    # sums, which reorders the near-ties of a weak model from one machine (or run) to the next.
     q = torch.from_numpy(l2_normalize(check_embeddings(queries, "queries"))).double()
-    g = torch.from_numpy(l2_normalize(check_embeddings(gallery, "gallery", dim=q.shape[1]))).double()
+    g = GalleryRows(l2_normalize(check_embeddings(gallery, "gallery", dim=q.shape[1])))
     ql = torch.as_tensor(np.asarray(query_labels), dtype=torch.int64)
     gl = torch.as_tensor(np.asarray(gallery_labels), dtype=torch.int64)
-    if len(ql) != len(q) or len(gl) != len(g):
+    if len(ql) != len(q) or len(gl) != len(g.inverse):
         raise UserError("labels and embeddings differ in length: pass one label per embedding")
-    if same_images and len(q) != len(g):
+    if same_images and len(q) != len(gl):
         raise UserError("same_images needs queries and gallery of the same images (same length)")
-    nq, ng = len(q), len(g)
+    nq, ng = len(q), len(gl)
     block = block_size or max(1, min(nq, _MAX_BLOCK_ELEMENTS // max(ng, 1)))
     n_rank = ng - 1 if same_images else ng
 
@@ -190,7 +212,7 @@ def retrieval_metrics(
     ap_sum = apr_sum = 0.0
     for start in range(0, nq, block):
         stop = min(start + block, nq)
-        sims = q[start:stop] @ g.T
+        sims = g.similarities(q[start:stop])
         if same_images:
             rows = torch.arange(stop - start)
             sims[rows, rows + start] = -float("inf")

@@ -124,3 +124,62 @@ def test_parity_top1_agreement_is_the_decision_and_item_agreement_the_image():
         parity(reference, swapped, ref, swap)
     with pytest.raises(ValueError, match="both"):
         parity(reference, swapped, ref)
+
+
+def _tied(rng, n: int, distinct: int, dim: int = 4) -> np.ndarray:
+    """``n`` embeddings drawn from ``distinct`` vectors: many exact ties in similarity."""
+    return rng.normal(size=(distinct, dim)).astype(np.float32)[rng.integers(0, distinct, n)]
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_ap_with_ties_is_scikit_learns_and_ignores_gallery_order(same):
+    rng = np.random.default_rng(3)
+    q = _tied(rng, 70, 6)
+    ql = rng.integers(0, 4, 70)
+    g, gl = (q, ql) if same else (_tied(rng, 90, 5), rng.integers(0, 4, 90))
+    got = retrieval_metrics(q, g, ql, gl, same_images=same)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    aps = []
+    for i in range(len(q)):
+        keep = np.arange(len(g)) != i if same else np.ones(len(g), bool)
+        # float64 similarities, as the metric ranks them, each summed the same way (a matrix
+        # product may round identical columns differently); scikit-learn then groups exact ties.
+        s = (gn[keep].astype(np.float64) * qn[i].astype(np.float64)).sum(1)
+        rel = gl[keep] == ql[i]
+        if rel.any():
+            aps.append(average_precision_score(rel, s))
+    assert got.map == pytest.approx(np.mean(aps), abs=1e-12)
+    if not same:  # reordering the gallery changes nothing
+        perm = rng.permutation(len(g))
+        shuffled = retrieval_metrics(q, g[perm], ql, gl[perm], same_images=False)
+        for key in ("top1", "top5", "map", "map_at_r"):
+            assert getattr(shuffled, key) == pytest.approx(getattr(got, key), abs=1e-12), key
+
+
+def test_a_model_that_embeds_everything_alike_scores_chance_whatever_the_order():
+    # Before tie-aware AP a class-sorted gallery scored far above chance (the issue's 0.349 vs 0.224).
+    labels = np.repeat(np.arange(10), 12)
+    x = np.ones((len(labels), 16), np.float32)
+    for order in (np.arange(len(labels)), np.random.default_rng(0).permutation(len(labels))):
+        r = retrieval_metrics(x[order], x[order], labels[order], labels[order], same_images=True)
+        chance = 11 / 119  # positives among the other items
+        assert r.map == pytest.approx(chance, abs=1e-12)
+        assert r.map_at_r == pytest.approx(chance**2, abs=1e-12)  # each place within R credited the chance precision
+        # A tie with a non-matching item is no hit: ties are ranked against the query.
+        assert r.top1 == 0.0 and r.top5 == 0.0 and not r.top1_correct.any()
+        assert (labels[order][r.top1_index] != labels[order]).all()
+
+
+def test_ties_within_one_class_still_hit_and_untied_rankings_are_unchanged():
+    # Two exact duplicates of the query's class tie at the top: a hit either way.
+    q = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)
+    labels = np.array([0, 0, 0, 1])
+    r = retrieval_metrics(q, q, labels, labels, same_images=True)
+    assert r.top1_correct.tolist() == [True, True, True, False] and r.average_precision[:3].tolist() == [1.0, 1.0, 1.0]
+    # A query tied between one right and one wrong item: the wrong one ranks first, AP credits the group.
+    q2 = np.array([[1, 0]], np.float32)
+    g2 = np.array([[0, 1], [1, 0], [1, 0]], np.float32)
+    r2 = retrieval_metrics(q2, g2, np.array([0]), np.array([0, 1, 0]), same_images=False)
+    # the tied pair {1, 2} holds one positive of two (precision 1/2), the last positive comes third (2/3).
+    assert r2.top1 == 0.0 and r2.top1_index[0] == 1 and r2.map == pytest.approx((1 / 2 + 2 / 3) / 2) and r2.top5 == 1.0
