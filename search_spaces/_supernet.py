@@ -98,7 +98,8 @@ class Supernet(nn.Module):
         The largest subnet computes the same function afterwards; the smaller ones inherit
         better channels. Call it between training phases, then recreate the optimizer.
         """
-        sort_channel_groups(self.net.channel_groups())
+        with torch.no_grad():  # an in-place permutation of trained leaves, not a step to differentiate
+            sort_channel_groups(self.net.channel_groups())
 
 
 def _crop(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:

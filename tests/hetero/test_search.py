@@ -247,6 +247,36 @@ def test_subnet_scored_in_the_supernet_is_the_extracted_network(search_setup):
     assert search_data.score(q) == pytest.approx(scores)
 
 
+def test_supernet_trains_the_largest_first_sorts_channels_then_distils_in_place(search_setup, monkeypatch):
+    from dataclasses import replace
+
+    from search_spaces import Supernet, get_space
+
+    from hetero.data import load_split
+    from hetero.models import load_cloud
+    from hetero.search import SearchData, train_supernet
+    from hetero.search._oneshot import warmup_epochs
+    from hetero.training import EDGE_DEFAULTS
+
+    root, data = search_setup
+    cloud = load_cloud(root / "cloud")
+    search_data = SearchData.prepare(cloud, load_split(data), 0.2, 0, 0.0625)
+    supernet = get_space("mobilenet_v3", resolutions=(24,)).supernet(cloud.embed_dim, 1)
+    sorts: list[dict] = []
+    sort = Supernet.sort_channels
+
+    def spy(self) -> None:
+        sorts.append(self.active_arch)  # the warm-up trained the largest subnet: it is still active
+        sort(self)
+
+    monkeypatch.setattr(Supernet, "sort_channels", spy)
+    history = train_supernet(supernet, search_data, replace(EDGE_DEFAULTS, epochs=4, batch_size=64), 1, torch.device("cpu"))
+    assert warmup_epochs(4) == 1 and warmup_epochs(3) == 0 and warmup_epochs(20) == 5
+    assert [r["phase"] for r in history] == ["largest", "sandwich", "sandwich", "sandwich"]
+    assert sorts == [supernet.space.largest_arch()]
+    assert "inplace" not in history[0] and all(r["inplace"] > 0 for r in history[1:])
+
+
 def test_report_draws_the_front_and_tables(oneshot):
     _, _, out, _ = oneshot
     assert main(["report", str(out)]) == 0
