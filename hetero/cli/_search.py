@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
-    from hetero.search import describe_choice, describe_validation
+    from hetero.search import describe_choice, describe_ranking, describe_validation
 
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
@@ -155,6 +155,8 @@ def print_summary(summary: dict, out: str) -> None:
         if paragon is not None:
             print(f"paragon (cloud -> cloud) test mAP {paragon:.4f}")
     if summary.get("pick"):
+        if summary["pick"].get("ranking"):
+            print(describe_ranking(summary["pick"]["ranking"], cfg["strategy"]))
         print(f"pick: {describe_choice(summary['pick'])}")
         budget = summary["device"]["budgets"]
         print(f"pick under budget {budget}: {summary['pick']['under_budget']}; written to {out}/best/edge.pt and {out}/best/arch.json")

@@ -20,6 +20,7 @@ from hetero.search._cost import BYTES_PER_PARAM, CostModel
 from hetero.search._data import SearchData, describe_validation
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet
+from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau
 from hetero.search._report import write_report
 from hetero.search._results import best_feasible, pareto_front, rates, trial_rows
 from hetero.search._run import BEST_DIR, PARETO_FILE, SEARCH_FILE, run_search
@@ -43,9 +44,12 @@ __all__ = [
     "best_feasible",
     "choose_pick",
     "describe_choice",
+    "describe_ranking",
     "describe_validation",
     "evaluate_subnet",
     "fail_dead_trials",
+    "finalist_ranking",
+    "kendall_tau",
     "knobs_of",
     "load_or_train_supernet",
     "open_storage",

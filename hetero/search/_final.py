@@ -35,6 +35,7 @@ from hetero.models import load_edge, save_edge
 from hetero.search._choice import choose_pick, encode_scores
 from hetero.search._first_tries import FirstTriesSampler
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
+from hetero.search._ranking import finalist_ranking
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
 from hetero.training import EpochCheckpoint
@@ -226,6 +227,8 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
         "val": {"cross_map": best.value, "homogeneous_map": best.user_attrs.get("homogeneous_map"),
                 "alignment": best.user_attrs.get("alignment")},
         "search_val": {"cross_map": finalist["cross_map"], "homogeneous_map": finalist["homogeneous_map"]},
+        "ranking": finalist_ranking(finalists, [{"finalist": t.params["finalist"], "cross_map": t.value, "first_try": t.params in first}
+                                                for t in complete]),
         "final_trials": [
             {"number": t.number, "state": t.state.name, "finalist": t.params.get("finalist"), "cross_map": t.user_attrs.get("cross_map"),
              "alignment": t.user_attrs.get("alignment"), "seconds": t.user_attrs.get("seconds"), "reused": t.user_attrs.get("reused")}

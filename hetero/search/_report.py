@@ -19,6 +19,7 @@ from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
 from hetero.search._choice import describe_choice
 from hetero.search._data import describe_validation
+from hetero.search._ranking import describe_ranking
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -155,6 +156,8 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
                          f"under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
                    ("p", _validation_line(pick, summary.get("reference"))),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
+        if pick.get("ranking"):
+            blocks.append(("p", describe_ranking(pick["ranking"], cfg["strategy"]).capitalize() + "."))
     elif summary.get("no_pick"):
         blocks += [("h2", "Chosen architecture"), ("p", summary["no_pick"])]
     front = set(summary["pareto"])

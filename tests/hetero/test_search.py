@@ -183,6 +183,11 @@ def test_oneshot_writes_pareto_best_and_summary(oneshot):
     first = pick["final_trials"][0]
     assert first["reused"] == "reference" and first["cross_map"] == summary["reference"]["val"]["cross_map"]
     assert pick["val"]["cross_map"] >= summary["reference"]["val"]["cross_map"]
+    # Each fine-tuned finalist's search score against its fine-tuned one (the default's: the reference's).
+    pairs = {p["search_trial"]: p for p in pick["ranking"]["pairs"]}
+    assert pairs[0]["fine_tuned"] == summary["reference"]["val"]["cross_map"] and pairs[0]["search"] == rows[0]["cross_map"]
+    assert (pick["ranking"]["kendall_tau"] is None) == (len(pairs) < 2) or len(set(p["search"] for p in pairs.values())) == 1
+    assert summary["validation"]["cloud_val_map"] == summary["paragon"]["val_map"]
     # A fine-tuned model replaces the reference only when the bootstrap is 95% sure it is better.
     choice = pick["choice"]
     assert choice["required"] == 0.95

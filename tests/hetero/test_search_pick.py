@@ -162,3 +162,19 @@ def test_open_set_validation_classes_are_disjoint_and_a_saturated_cloud_is_flagg
     data.gallery = rng.normal(size=data.gallery.shape).astype(np.float32)  # a cloud that cannot tell the classes apart
     check = data.validation_check()
     assert check["cloud_val_map"] < 0.9 and not check["saturated"] and "saturated" not in describe_validation(check)
+
+
+def test_finalist_ranking_compares_search_and_fine_tuned_order():
+    from hetero.search import describe_ranking, finalist_ranking, kendall_tau
+
+    finalists = [{"number": 3, "cross_map": 0.9}, {"number": 5, "cross_map": 0.7}, {"number": 0, "cross_map": 0.5}]
+    trials = [{"finalist": 3, "cross_map": 0.80, "first_try": True}, {"finalist": 3, "cross_map": 0.99, "first_try": False},
+              {"finalist": 5, "cross_map": 0.85, "first_try": True}, {"finalist": 0, "cross_map": 0.60, "first_try": True}]
+    ranking = finalist_ranking(finalists, trials)
+    # Each finalist's first try (its own knobs) is its fine-tuned score: 3 and 5 swap places, 0 stays last.
+    assert [p["fine_tuned"] for p in ranking["pairs"]] == [0.80, 0.85, 0.60]
+    assert ranking["kendall_tau"] == pytest.approx(1 / 3)
+    assert "Kendall tau +0.33" in describe_ranking(ranking, "oneshot") and "inherited-weight" in describe_ranking(ranking, "oneshot")
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and kendall_tau([1], [1]) is None
+    assert kendall_tau([1, 1, 1], [1, 2, 3]) is None
+    assert finalist_ranking(finalists[:1], trials)["kendall_tau"] is None

@@ -172,3 +172,14 @@ def test_recalibrating_the_supernet_equals_recalibrating_the_subnet(supernet: ss
     x = torch.randn(2, 3, 24, 24)
     assert (net(x) - sub(x)).abs().max().item() < 1e-5
     assert (net.extract()(x) - sub(x)).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("name", ss.list_spaces())
+def test_every_space_searches_the_input_resolution(name: str) -> None:
+    import optuna
+
+    space = ss.get_space(name)
+    assert len(space.choices()["resolution"]) > 1
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {space.sample(study.ask())["resolution"] for _ in range(40)}
+    assert len(seen) > 1 and seen <= set(space.resolutions)

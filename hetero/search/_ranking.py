@@ -1,0 +1,58 @@
+"""Does the search rank architectures as fine-tuning does? Kendall tau over the finalists.
+
+A oneshot search scores a subnet with the weights it inherits from the supernet; the final phase
+fine-tunes the finalists. When the two rankings disagree (tau near 0) the search's order of the
+architectures says little about the fine-tuned models, and the supernet needs more training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from scipy.stats import kendalltau
+
+__all__ = ["finalist_ranking", "describe_ranking", "kendall_tau"]
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Kendall's tau-b between two score lists; ``None`` below two pairs or where a list is constant."""
+    if len(a) < 2:
+        return None
+    tau = kendalltau(a, b).statistic
+    return None if tau is None or math.isnan(tau) else float(tau)
+
+
+def finalist_ranking(finalists: Sequence[dict], trials: Sequence[dict]) -> dict:
+    """Each finalist's search score against its fine-tuned score, and the rank correlation.
+
+    Args:
+        finalists: Search rows (``number``, ``cross_map``: the score the search gave it).
+        trials: Complete final trials (``finalist``, ``cross_map``, ``first_try``): a finalist's
+            fine-tuned score is its first try's (its own knobs, as every finalist was trained),
+            else its best trial's.
+
+    Returns:
+        ``pairs`` (search trial, search score, fine-tuned score) and ``kendall_tau`` (``None``
+        below two fine-tuned finalists).
+    """
+    pairs = []
+    for f in finalists:
+        mine = [t for t in trials if t["finalist"] == f["number"] and t.get("cross_map") is not None]
+        if not mine or f.get("cross_map") is None:
+            continue
+        first = [t for t in mine if t.get("first_try")]
+        tuned = first[0] if first else max(mine, key=lambda t: t["cross_map"])
+        pairs.append({"search_trial": f["number"], "search": f["cross_map"], "fine_tuned": tuned["cross_map"]})
+    tau = kendall_tau([p["search"] for p in pairs], [p["fine_tuned"] for p in pairs])
+    return {"pairs": pairs, "kendall_tau": tau}
+
+
+def describe_ranking(ranking: dict, strategy: str) -> str:
+    """One line: the tau and what it compares."""
+    scored = "inherited-weight" if strategy == "oneshot" else "short-training"
+    n = len(ranking["pairs"])
+    if ranking["kendall_tau"] is None:
+        return f"ranking: {n} fine-tuned finalist(s), too few (or tied) for a rank correlation"
+    return (f"ranking: Kendall tau {ranking['kendall_tau']:+.2f} between the {n} finalists' {scored} and fine-tuned "
+            "validation cross mAP (1: the search ordered them as fine-tuning did)")
