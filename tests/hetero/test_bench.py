@@ -304,3 +304,27 @@ def test_faiss_search_ranks_ties_as_the_blocks_do(monkeypatch: pytest.MonkeyPatc
     assert np.array_equal(_gallery.top_k(items, items, 5, True), blocks[1])
     # With labels the first neighbour is the metric's top-1 decision, ties resolved against the query.
     assert np.array_equal(blocks[0][:, 0], retrieval_metrics(items, items, labels, labels, same_images=True).top1_index)
+
+
+def test_json_and_strict_on_train_and_update_check(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search_spaces import get_space, save_arch
+
+    from hetero.data import load_data
+
+    digits = load_data("digits")
+    np.savez(tmp_path / "small.npz", images=digits.images[:200], labels=digits.labels[:200])
+    save_arch(get_space("mobilenet_v3").smallest_arch(), tmp_path / "arch.json")
+    capsys.readouterr()
+    code = main(["train", "--cloud", str(work / "cloud"), "--data", f"npz:{tmp_path / 'small.npz'}", "--arch", str(tmp_path / "arch.json"),
+                 "--epochs", "1", "--out", str(tmp_path / "edge"), "--json", "--strict", "--quiet"])
+    captured = capsys.readouterr()
+    figures = json.loads(captured.out)  # one object, nothing else on stdout
+    assert {"paragon", "homogeneous_edge", "cross_torch", "compatible", "gap_closed"} <= set(figures)
+    assert figures["model"] == str(tmp_path / "edge" / "edge.pt") and "search" in captured.err  # the table went to stderr
+    failed = figures["compatible"] is False or figures.get("collapsed") is True or figures.get("status", "ok") != "ok"
+    assert code == (3 if failed else 0) and ("quality gate failed (--strict)" in captured.err) == failed
+    code = main(["update-check", "--old", str(work / "cloud"), "--new", str(work / "edge"), "--data", "digits",
+                 "--out", str(tmp_path / "update"), "--json", "--strict", "--quiet"])
+    report = json.loads(capsys.readouterr().out)
+    assert report == {**json.loads((tmp_path / "update" / "report.json").read_text()), "report": f"{tmp_path / 'update'}/report.json"}
+    assert code == (0 if report["compatible"] else 3)
