@@ -114,11 +114,14 @@ def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = 
 
 def device_settings(manifest: dict) -> tuple[int | None, tuple[int, ...]]:
     """Threads and batch sizes of the artifact's device profile (``(None, (1,))`` if unknown)."""
-    from devices import ProfileError, load_profile
+    from devices import ProfileError, list_profiles, load_profile
 
+    # The name comes from a file: only a built-in profile's name is looked up, never a path.
+    if manifest.get("device") not in list_profiles():
+        return None, (1,)
     try:
         profile = load_profile(manifest["device"])
-    except ProfileError:  # a user's own .toml, not among the built-in profiles
+    except ProfileError:  # a built-in profile that does not load
         return None, (1,)
     return profile.threads, tuple(profile.batch_sizes)
 

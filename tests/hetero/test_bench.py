@@ -328,3 +328,12 @@ def test_json_and_strict_on_train_and_update_check(work: Path, tmp_path: Path, c
     report = json.loads(capsys.readouterr().out)
     assert report == {**json.loads((tmp_path / "update" / "report.json").read_text()), "report": f"{tmp_path / 'update'}/report.json"}
     assert code == (0 if report["compatible"] else 3)
+
+
+def test_a_manifest_device_name_is_never_read_as_a_path(tmp_path: Path) -> None:
+    from hetero.bench import device_settings
+
+    planted = tmp_path / "planted.toml"
+    planted.write_text('name = "planted"\nbackend = "onnx"\nprecision = "fp32"\nthreads = 7\n')
+    assert device_settings({"device": str(planted)}) == (None, (1,))  # a manifest is a file: its name is no path
+    assert device_settings({"device": "x86-server"})[0] is not None
