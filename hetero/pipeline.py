@@ -10,10 +10,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hetero.data import Dataset, Preprocess
-from hetero.metrics import RetrievalResult, gap_closed, retrieval_metrics
+from hetero.data import Dataset, Preprocess, holdout_mask, resolve_augment
+from hetero.errors import UserError
+from hetero.metrics import RetrievalResult, embedding_collapse, gap_closed_entry, result_status, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel, build_edge, build_net
-from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS, CloudTargets, EpochCheckpoint, TrainConfig, train_embedding
+from hetero.training import (
+    CLOUD_DEFAULTS,
+    EDGE_DEFAULTS,
+    CloudTargets,
+    EpochCheckpoint,
+    TrainConfig,
+    TrainViews,
+    train_embedding,
+)
 
 __all__ = [
     "train_cloud",
@@ -56,10 +65,12 @@ def train_cloud(
     source = {"type": "space", "arch": arch, "in_channels": preprocess.channels}
     with _seeded(seed):
         net = build_net(source, embed_dim)
-    inputs = torch.cat(list(preprocess.batches(train.images)))
-    head, history = train_embedding(net, inputs, train.labels, config, device=device, seed=seed, description="cloud",
+    kind = resolve_augment(config.augment, train.images)
+    views = TrainViews(train.images, preprocess, kind, seed=seed)
+    head, history = train_embedding(net, views, train.labels, config, device=device, seed=seed, description="cloud",
                                     checkpoint=checkpoint)
-    meta = {"train": config.to_dict(), "history": history, "data": train.spec}
+    meta = {"train": config.to_dict(), "history": history, "data": train.spec,
+            "schedule": _schedule(config, len(train.labels), kind, views.mode)}
     return _cloud_with_head(net, preprocess, embed_dim, meta, source, head, train.labels, config.metric_scale)
 
 
@@ -99,18 +110,31 @@ def train_edge(
     net: torch.nn.Module | None = None,
     targets: CloudTargets | None = None,
     checkpoint: EpochCheckpoint | None = None,
+    unlabeled: Dataset | None = None,
+    protocol: str | None = None,
 ) -> EdgeModel:
     """Train an edge model of architecture ``arch`` against the frozen ``cloud``.
+
+    Where ``config.val_fraction`` is set and the data allows it, part of ``train`` is held out
+    (:func:`hetero.data.holdout_mask`), each epoch is scored by its cross mAP on it
+    (``val_cross_map`` in the history) and the best epoch's weights are the ones returned.
 
     Args:
         net: start from these weights (e.g. a subnet extracted from a supernet) instead of
             a fresh network of ``arch``.
-        targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial).
+        targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial). They hold
+            the unaugmented images' embeddings only, so the edge then trains on the images as they
+            are (augmented views need the cloud's embedding of each view).
         checkpoint: saves the training after every epoch; a killed run resumes from it.
+        unlabeled: images without labels (any data set; its labels are ignored) for the label-free
+            terms, alignment and structure.
+        protocol: how ``train`` was split from its test part, for the validation hold-out
+            (``None``: by the number of classes, as the split's default).
 
     Returns:
         The edge model, its own trained cosine head in ``head`` (:func:`cloud_from_edge` turns
-        the pair into a cloud model: a backward-compatible update of ``cloud``).
+        the pair into a cloud model: a backward-compatible update of ``cloud``). ``meta`` records
+        the schedule (steps, epochs, augmentation, how targets were made) and the validation.
     """
     from search_spaces import get_space
 
@@ -119,17 +143,67 @@ def train_edge(
         model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
     if net is not None:
         model.net = net
-    if targets is None and config.uses_cloud:
-        targets = CloudTargets.from_cloud(cloud, train.images, train.labels, config.prototype_temperature)
-    inputs = torch.cat(list(preprocess.batches(train.images)))
-    head, history = train_embedding(
-        model.net, inputs, train.labels, config, targets, device=device, seed=seed, on_epoch=on_epoch, description="edge",
-        checkpoint=checkpoint,
-    )
+    if unlabeled is not None and not (config.alignment or config.structure):
+        raise UserError("--unlabeled images feed only the label-free terms: set --alignment or --structure above 0")
+    val_mask, val_note = holdout_mask(train, config.val_fraction, protocol, seed)
+    fit = train if val_mask is None else train.subset(~val_mask)
+    if targets is not None and val_mask is not None:
+        targets = targets.subset(~val_mask)
+    kind = resolve_augment(config.augment, fit.images)
+    samples = config.epochs_for(len(fit.labels)) * config.steps_per_epoch(len(fit.labels)) * config.batch_size
+    teacher = cloud if config.uses_cloud and targets is None else None
+    moved = teacher is not None and device is not None and device.type != "cpu"
+    if moved:
+        cloud.to(device)  # the cloud's pass over the views runs where the edge trains
+    try:
+        views = TrainViews(fit.images, preprocess, kind, cloud=teacher, clean=None if targets is None else targets.embeddings,
+                           views=config.cloud_views, samples=samples, seed=seed)
+        if targets is None and config.uses_cloud:
+            targets = CloudTargets.from_embeddings(cloud, views.clean, fit.labels, config.prototype_temperature)
+        free = None
+        if unlabeled is not None:
+            free = TrainViews(unlabeled.images, preprocess, kind, cloud=cloud, views=config.cloud_views,
+                              samples=samples, seed=seed + 1)
+        validate = _validator(model, cloud, train.subset(val_mask), on_epoch) if val_mask is not None else on_epoch
+        head, history = train_embedding(
+            model.net, views, fit.labels, config, targets, device=device, seed=seed, on_epoch=validate, description="edge",
+            checkpoint=checkpoint, unlabeled=free, keep_best="val_cross_map" if val_mask is not None else None,
+        )
+    finally:
+        if moved:
+            cloud.to(torch.device("cpu"))
     model.net.cpu().eval()
-    model.meta = {"train": config.to_dict(), "history": history, "data": train.spec}
+    schedule = _schedule(config, len(fit.labels), kind, views.mode)
+    if free is not None:
+        schedule.update(unlabeled_spec=unlabeled.spec, unlabeled_images=len(unlabeled.images), unlabeled_targets=free.mode)
+    kept = next((r for r in history if r.get("kept")), None)
+    validation = {"note": val_note, "images": int(val_mask.sum()) if val_mask is not None else 0}
+    if kept is not None:
+        validation.update(best_epoch=kept["epoch"], val_cross_map=kept["val_cross_map"])
+    model.meta = {"train": config.to_dict(), "history": history, "data": train.spec, "schedule": schedule,
+                  "validation": validation}
     model.head = head
     return model
+
+
+def _schedule(config: TrainConfig, n: int, kind: str, targets: str) -> dict:
+    """How long the training ran and on what views (recorded in the model's meta)."""
+    epochs = config.epochs_for(n)
+    return {"train_images": n, "epochs": epochs, "steps": epochs * config.steps_per_epoch(n),
+            "min_steps": config.min_steps, "augment": kind, "targets": targets}
+
+
+def _validator(model: EdgeModel, cloud: CloudModel, val: Dataset, then: Callable[[int, dict], None] | None):
+    """An ``on_epoch`` that scores the epoch's cross mAP on the held-out ``val`` (then calls ``then``)."""
+    gallery = cloud.embed(val.images)
+
+    def on_epoch(epoch: int, record: dict) -> None:
+        queries = model.embed(val.images)
+        record["val_cross_map"] = float(retrieval_metrics(queries, gallery, val.labels, val.labels, same_images=True).map)
+        if then is not None:
+            then(epoch, record)
+
+    return on_epoch
 
 
 def cloud_from_edge(edge: EdgeModel, train: Dataset) -> CloudModel:
@@ -167,20 +241,32 @@ class CompatEvaluation:
     labels: np.ndarray
 
     @property
-    def gap_closed(self) -> float:
+    def gap_closed(self) -> float | None:
+        """None when the paragon is no better than the homogeneous edge (see ``summary``'s note)."""
+        return self._gap()["gap_closed"]
+
+    def _gap(self) -> dict:
         r = self.results
-        return gap_closed(r["cross_torch"].map, r["homogeneous_edge"].map, r["paragon"].map)
+        return gap_closed_entry(r["cross_torch"].map, r["homogeneous_edge"].map, r["paragon"].map)
 
     @property
     def compatible(self) -> bool:
         """The empirical criterion, moved to the query side: M(q, g) > M(q, q)."""
         return bool(self.results["cross_torch"].map > self.results["homogeneous_edge"].map)
 
+    def collapse(self) -> dict:
+        """The collapse check of the edge model's test embeddings (see :func:`hetero.metrics.embedding_collapse`)."""
+        return embedding_collapse(self.queries, name="the edge model's test embeddings").to_dict()
+
     def summary(self) -> dict:
+        collapse = self.collapse()
         return {
             **{name: r.summary() for name, r in self.results.items()},
-            "gap_closed": self.gap_closed,
+            **self._gap(),
             "compatible": self.compatible,
+            "collapsed": collapse["collapsed"],
+            "collapse": collapse,
+            "status": result_status(self.compatible, collapse["collapsed"]),
         }
 
 

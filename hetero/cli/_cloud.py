@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, add_train_options, split_from_args, train_config_from_args
+from hetero.cli._common import Outcome, add_data_options, add_result_options, add_train_options, split_from_args
+from hetero.cli._schedule import config_with_length, refine_train_flags
 from hetero.errors import UserError
 
 __all__ = ["register"]
@@ -28,6 +29,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     train.add_argument("--arch", metavar="ARCH.json", help="a resnet-space architecture (default: the space's default)")
     train.add_argument("--embed-dim", type=int, default=128, help="embedding dimension (default 128)")
     add_train_options(train, CLOUD_COMMAND_DEFAULTS)
+    refine_train_flags(train, CLOUD_COMMAND_DEFAULTS)
     add_result_options(train, strict=False)
     train.set_defaults(run=_run_train, command="cloud train")
 
@@ -62,7 +64,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
     split = split_from_args(args, get_space(arch["space"]).resolution(arch))
-    config = train_config_from_args(args, CLOUD_COMMAND_DEFAULTS)
+    config = config_with_length(args, CLOUD_COMMAND_DEFAULTS)
     # A killed run started again continues after its last finished epoch.
     checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "cloud train", "data": args.data, "split": split.describe(),
                                                       "arch": arch, "embed_dim": args.embed_dim, "train": config.to_dict()})

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from hetero.cli._common import (Outcome, add_data_options, add_result_options, add_train_options, gate_failures, print_table,
-                                split_from_args, train_config_from_args)
+                                split_from_args)
+from hetero.cli._schedule import config_with_length, refine_train_flags
 from hetero.errors import UserError
 
 __all__ = ["register"]
@@ -47,6 +48,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
               "labels are ignored), used by the label-free terms: alignment and structure"),
     )
     add_train_options(p, EDGE_COMMAND_DEFAULTS)
+    refine_train_flags(p, EDGE_COMMAND_DEFAULTS)
     add_result_options(p)
     p.set_defaults(run=_run, command="train")
 
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> Outcome:
         from hetero.models._pruned import start_from_cloud
 
         arch, net = start_from_cloud(cloud, arch)
-    config = train_config_from_args(args, EDGE_COMMAND_DEFAULTS)
+    config = config_with_length(args, EDGE_COMMAND_DEFAULTS)
     as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
     if as_cloud and not config.metric:
         raise UserError("--as-cloud needs --metric > 0: the new cloud model's classifier is its own metric-loss head")

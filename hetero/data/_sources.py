@@ -1,9 +1,10 @@
 """Loaders for every data SPEC (``digits``, ``fashion-mnist[:DIR]``, ``omniglot:DIR``,
 ``imagefolder:DIR``, ``npz:FILE``), found by name in a registry.
 
-Each loader returns a :class:`Dataset` of ``float32 [N, C, H, W]`` images in ``[0, 1]``. Large
-sources are reduced to :data:`LOAD_SIZE` pixels on load so that a whole set fits in memory; the
-per-model resizing happens later, in one place (:class:`hetero.data.Preprocess`).
+Each loader returns a :class:`Dataset` of ``float32 [N, C, H, W]`` images in ``[0, 1]``. A caller
+that knows the side its models need passes it as ``size``: sources larger than that are reduced to
+it on load (shorter side, centre crop: the aspect ratio is kept), so that a whole set fits in
+memory; the per-model resizing happens later, in one place (:class:`hetero.data.Preprocess`).
 """
 
 from __future__ import annotations
@@ -16,20 +17,26 @@ from pathlib import Path
 import numpy as np
 
 from hetero.data._dataset import Dataset
+from hetero.data._imagefolder import MAX_LOAD_SIZE, load_imagefolder
 from hetero.errors import UserError
 
 __all__ = ["load_data", "register_source", "list_sources", "LOAD_SIZE", "FASHION_MNIST_DIR"]
 
-#: Side of the images kept in memory for sources larger than this (Omniglot is 105 px).
+#: Side of Omniglot's images in memory when no model size is given (its files are 105 px).
 LOAD_SIZE = 32
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-_SOURCES: dict[str, Callable[[str | None, str], Dataset]] = {}
+Loader = Callable[[str | None, str, int | None], Dataset]
+_SOURCES: dict[str, Loader] = {}
 
 
-def register_source(name: str) -> Callable:
-    """Register a loader ``fn(argument, spec) -> Dataset`` under the SPEC prefix ``name``."""
+def register_source(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader ``fn(argument, spec, size) -> Dataset`` under the SPEC prefix ``name``.
 
-    def decorator(fn: Callable[[str | None, str], Dataset]) -> Callable[[str | None, str], Dataset]:
+    ``size`` is the side the models need (``None`` when unknown): a loader of large images
+    reduces them to it.
+    """
+
+    def decorator(fn: Loader) -> Loader:
         _SOURCES[name] = fn
         return fn
 
@@ -40,27 +47,41 @@ def list_sources() -> list[str]:
     return sorted(_SOURCES)
 
 
-def load_data(spec: str) -> Dataset:
-    """Load the data named by ``spec`` (``NAME`` or ``NAME:ARGUMENT``)."""
+def load_data(spec: str, size: int | None = None) -> Dataset:
+    """Load the data named by ``spec`` (``NAME`` or ``NAME:ARGUMENT``).
+
+    Args:
+        spec: The data SPEC.
+        size: The largest input side of the models that will use the data; images larger than
+            that are reduced to it on load (``None``: each source's own default).
+    """
     name, _, argument = spec.partition(":")
     if name not in _SOURCES:
         raise UserError(f"unknown data spec {spec!r}: use one of {', '.join(s + '[:...]' for s in list_sources())}")
-    return _SOURCES[name](argument or None, spec)
+    if size is not None and size < 1:
+        raise UserError(f"load size must be a positive number of pixels, got {size}")
+    return _SOURCES[name](argument or None, spec, size)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Area-style downsampling in chunks (bounded memory for tens of thousands of images)."""
+    """Shorter side to ``size``, then a centre crop to ``size`` x ``size`` (aspect ratio kept).
+
+    Antialiased bilinear, in chunks (bounded memory for tens of thousands of images).
+    """
     import torch
     import torch.nn.functional as F
 
-    if images.shape[-1] == size and images.shape[-2] == size:
+    h, w = images.shape[-2:]
+    if h == size and w == size:
         return images.astype(np.float32, copy=False)
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    top, left = (new_h - size) // 2, (new_w - size) // 2
     out = np.empty((len(images), images.shape[1], size, size), dtype=np.float32)
     for start in range(0, len(images), 2048):
         chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + 2048], dtype=np.float32))
-        out[start : start + 2048] = F.interpolate(
-            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        ).numpy()
+        resized = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        out[start : start + 2048] = resized[:, :, top : top + size, left : left + size].numpy()
     return out
 
 
@@ -74,7 +95,7 @@ def _existing(path: str | None, what: str, fix: str) -> Path:
 
 
 @register_source("digits")
-def _digits(argument: str | None, spec: str) -> Dataset:
+def _digits(argument: str | None, spec: str, size: int | None) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -96,7 +117,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 @register_source("fashion-mnist")
-def _fashion_mnist(argument: str | None, spec: str) -> Dataset:
+def _fashion_mnist(argument: str | None, spec: str, size: int | None) -> Dataset:
     root = _existing(
         argument or FASHION_MNIST_DIR,
         "fashion-mnist",
@@ -116,7 +137,7 @@ def _fashion_mnist(argument: str | None, spec: str) -> Dataset:
 
 
 @register_source("omniglot")
-def _omniglot(argument: str | None, spec: str) -> Dataset:
+def _omniglot(argument: str | None, spec: str, size: int | None) -> Dataset:
     root = _existing(argument, "omniglot", "pass omniglot:DIR, the folder holding images_background.npz")
     halves = []
     # Both files number their characters from 0; the evaluation half continues after the 964
@@ -129,7 +150,7 @@ def _omniglot(argument: str | None, spec: str) -> Dataset:
             images, labels = _npz_arrays(npz, path)
         # Paper is True and ink False in these files; ink becomes the bright foreground.
         ink = (~images.astype(bool)).reshape(-1, 1, *images.shape[-2:]).astype(np.float32)
-        halves.append((_resize(ink, LOAD_SIZE), labels.reshape(-1).astype(np.int64) + first_label))
+        halves.append((_resize(ink, min(size or LOAD_SIZE, ink.shape[-1])), labels.reshape(-1).astype(np.int64) + first_label))
     images = np.concatenate([h[0] for h in halves])
     labels = np.concatenate([h[1] for h in halves])
     # Omniglot's own open-set split: the evaluation alphabets are never seen in training.
@@ -155,7 +176,7 @@ def _npz_arrays(npz, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_source("npz")
-def _npz(argument: str | None, spec: str) -> Dataset:
+def _npz(argument: str | None, spec: str, size: int | None) -> Dataset:
     path = _existing(argument, "npz", "pass npz:FILE with arrays 'images' and 'labels'")
     with _open_npz(path) as npz:
         images, labels = _npz_arrays(npz, path)
@@ -177,38 +198,16 @@ def _npz(argument: str | None, spec: str) -> Dataset:
             raise UserError(f"{path}: float images must lie in [0, 1] (got {images.min():.3g}..{images.max():.3g}); rescale them or save uint8")
     else:
         raise UserError(f"{path}: 'images' dtype {images.dtype} is not supported; use uint8 or float32 in [0, 1]")
-    if max(images.shape[-2:]) > LOAD_SIZE * 2:
-        images = _resize(images, LOAD_SIZE * 2)
+    # Larger than the models need (or, with no size given, than MAX_LOAD_SIZE): shrink on load.
+    target = size or MAX_LOAD_SIZE
+    if min(images.shape[-2:]) > target:
+        images = _resize(images, target)
     return Dataset(images, labels.astype(np.int64), spec)
 
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
 @register_source("imagefolder")
-def _imagefolder(argument: str | None, spec: str) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-
+def _imagefolder(argument: str | None, spec: str, size: int | None) -> Dataset:
     root = _existing(argument, "imagefolder", "pass imagefolder:DIR with one sub-folder per class")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not class_dirs:
-        raise UserError(f"imagefolder: {root} has no class sub-folders; put each class's images in its own folder")
-    size = LOAD_SIZE * 2
-    images, labels, modes = [], [], set()
-    for label, folder in enumerate(class_dirs):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-        if not files:
-            raise UserError(f"imagefolder: class folder {folder} is empty; remove it or add images")
-        for file in files:
-            try:
-                with Image.open(file) as im:
-                    im.load()
-                    modes.add("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB")
-                    images.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
-            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-                raise UserError(f"imagefolder: {file} is corrupt or not an image ({exc}); remove or replace it") from None
-            labels.append(label)
-    stacked = np.stack(images).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    if modes == {"L"}:
-        stacked = stacked[:, :1]
-    return Dataset(stacked, np.asarray(labels, dtype=np.int64), spec)
+    if not root.is_dir():
+        raise UserError(f"imagefolder: {root} is not a folder; pass imagefolder:DIR with one sub-folder per class")
+    return load_imagefolder(root, spec, size)

@@ -6,7 +6,7 @@ import numpy as np
 
 from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize
 
-__all__ = ["gap_closed", "gap_closed_entry", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
+__all__ = ["gap_closed", "gap_closed_entry", "result_status", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
 
 
 def gap_closed(cross: float, homogeneous: float, paragon: float) -> float:
@@ -33,6 +33,19 @@ def gap_closed_entry(cross: float, homogeneous: float, paragon: float) -> dict[s
             ),
         }
     return {"gap_closed": gap_closed(cross, homogeneous, paragon)}
+
+
+def result_status(compatible: bool, collapsed: bool, parity_failures: list[str] | None = None) -> str:
+    """report.json's ``status``: ``"ok"`` only for a compatible, uncollapsed model within its parity
+    thresholds; otherwise what failed, in words (DESIGN.md)."""
+    failed = []
+    if collapsed:
+        failed.append("collapsed embeddings")
+    if not compatible:
+        failed.append("not compatible (cross mAP <= homogeneous edge mAP)")
+    if parity_failures:
+        failed.append("parity below thresholds (" + "; ".join(parity_failures) + ")")
+    return "; ".join(failed) if failed else "ok"
 
 
 def probability_better(candidate: np.ndarray, reference: np.ndarray, resamples: int = 10_000, seed: int = 0) -> float:

@@ -89,7 +89,7 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
         """The subnet's embeddings of the step's view (the same shifts at every resolution)."""
         supernet.set_active(arch)
         x = inputs[arch["resolution"]][idx]
-        if config.augment:
+        if config.augment != "none":  # a kind name since issue 14 ("none" switches it off)
             generator.set_state(view)
             x = random_shift(x, generator)
         return supernet(x.to(device))

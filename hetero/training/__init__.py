@@ -1,7 +1,15 @@
 """Training: the compatibility losses, their configuration and the training loop."""
 
 from hetero.training._checkpoint import TRAINING_CHECKPOINT, EpochCheckpoint
-from hetero.training._config import CLOUD_DEFAULTS, EDGE_DEFAULTS, TrainConfig
+from hetero.training._config import (
+    CLOUD_COMMAND_DEFAULTS,
+    CLOUD_DEFAULTS,
+    EDGE_COMMAND_DEFAULTS,
+    EDGE_DEFAULTS,
+    MIN_STEPS,
+    TrainConfig,
+    training_length,
+)
 from hetero.training._losses import (
     alignment_loss,
     class_prototypes,
@@ -9,6 +17,7 @@ from hetero.training._losses import (
     cosine_classifier_loss,
     focal_distillation_loss,
     influence_loss,
+    structure_loss,
 )
 from hetero.training._trainer import (
     CloudTargets,
@@ -19,11 +28,19 @@ from hetero.training._trainer import (
     run_epochs,
     train_embedding,
 )
+from hetero.training._views import TrainViews, ViewBatch
 
 __all__ = [
     "TrainConfig",
     "CLOUD_DEFAULTS",
     "EDGE_DEFAULTS",
+    "CLOUD_COMMAND_DEFAULTS",
+    "EDGE_COMMAND_DEFAULTS",
+    "MIN_STEPS",
+    "training_length",
+    "TrainViews",
+    "ViewBatch",
+    "structure_loss",
     "CloudTargets",
     "EpochCheckpoint",
     "TRAINING_CHECKPOINT",

@@ -15,6 +15,7 @@ __all__ = [
     "contrastive_loss",
     "cosine_classifier_loss",
     "focal_distillation_loss",
+    "structure_loss",
     "class_prototypes",
 ]
 
@@ -54,6 +55,27 @@ def contrastive_loss(q: torch.Tensor, g: torch.Tensor, y: torch.Tensor, temperat
     log_all = torch.logsumexp(logits, dim=1)
     log_pos = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)
     return (log_all - log_pos).mean()
+
+
+def structure_loss(q: torch.Tensor, g: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Distil the cloud's neighbourhoods: KL(p_cloud || p_edge) of each image over the rest of the batch.
+
+    ``p_cloud[i] = softmax_j(g_i . g_j / T)`` is how the cloud model ranks the batch's other images
+    around image i; ``p_edge[i] = softmax_j(q_i . g_j / T)`` is how the edge query of the same image
+    ranks the same cloud gallery. Matching them teaches the edge model the cloud's *relative*
+    similarities (which neighbours come first, and by how much), label-free: alignment only pulls
+    q_i towards g_i, which leaves the ranking of near neighbours to chance when it is not exact.
+    The image itself is excluded on both sides (its own similarity would dominate both).
+    """
+    n = q.shape[0]
+    if n < 2:
+        return q.sum() * 0.0
+    # A large finite negative instead of -inf: exp underflows to exactly 0 and no 0 * inf arises.
+    self_mask = torch.eye(n, dtype=torch.bool, device=q.device)
+    target = F.softmax((g @ g.T / temperature).masked_fill(self_mask, -1e9), dim=1).detach()
+    log_student = F.log_softmax((q @ g.detach().T / temperature).masked_fill(self_mask, -1e9), dim=1)
+    kl = (target * (target.clamp_min(1e-12).log() - log_student)).masked_fill(self_mask, 0.0).sum(1)
+    return kl.mean()
 
 
 def focal_distillation_loss(
