@@ -282,3 +282,13 @@ def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"hetero {version('hetero')}"
     assert main(["bench", "--help"]) == 0 and "--strict" in capsys.readouterr().out
+
+
+def test_storage_urls_and_paths_that_are_accepted(tmp_path: Path) -> None:
+    from hetero.search._storage import check_storage
+
+    assert check_storage(None) is None  # the run folder's journal
+    assert check_storage("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert check_storage(str(tmp_path / "study.journal")) == str(tmp_path / "study.journal")
+    assert check_storage(str(tmp_path / "study.db")) == f"sqlite:///{tmp_path / 'study.db'}"
+    assert not list(tmp_path.iterdir())  # checking touches nothing
