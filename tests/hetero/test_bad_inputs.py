@@ -292,3 +292,23 @@ def test_storage_urls_and_paths_that_are_accepted(tmp_path: Path) -> None:
     assert check_storage(str(tmp_path / "study.journal")) == str(tmp_path / "study.journal")
     assert check_storage(str(tmp_path / "study.db")) == f"sqlite:///{tmp_path / 'study.db'}"
     assert not list(tmp_path.iterdir())  # checking touches nothing
+
+
+def test_runner_refuses_an_artifact_that_embeds_to_nan(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import devices.run
+
+    class Broken:  # a runtime whose artifact turns finite images into NaN embeddings
+        def load(self, artifact, threads=None):
+            return self
+
+        def run(self, x):
+            return np.full((len(x), EMBED_DIM), np.nan, np.float32)
+
+    monkeypatch.setattr(devices.run, "get_runtime", lambda backend: Broken())
+    capsys.readouterr()
+    code = devices.run.main([str(inputs / "art"), "--inputs", str(inputs / "inputs.npy"), "--out", str(tmp_path / "emb.npy"),
+                             "--repeats", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "embeddings of" in err and "NaN or infinite values in 2 of 2 rows" in err
+    assert not (tmp_path / "emb.npy").exists()
