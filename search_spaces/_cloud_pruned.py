@@ -33,7 +33,9 @@ __all__ = ["CloudPrunedSpace", "prune_network", "layer_stages"]
 # A search samples one keep ratio for all stages; hand-written architectures may give any ratio in
 # (0, 1] per stage.
 _KEEPS: tuple[float, ...] = (0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
-_RESOLUTIONS: tuple[int, ...] = (32, 40, 48, 56, 64)
+# From 40 px up: an ImageNet network downsamples 32x, and at 32 px its last feature maps are 1x1,
+# which TFLite's XNNPack delegate (ai-edge-litert 2.x) refuses to prepare with a dynamic batch.
+_RESOLUTIONS: tuple[int, ...] = (40, 48, 56, 64)
 _LAYERS = (nn.Conv2d, nn.Linear)
 
 

@@ -9,8 +9,8 @@ structure alone, so the saved weights fit. No code is pickled.
 
 The edge model keeps hetero's default preprocessing (``pipeline.default_preprocess``), which may
 differ from the cloud's (an imported ImageNet model normalises with ImageNet's mean and std); a
-per-channel multiply-add in front of the pruned network maps one to the other exactly, so the
-inherited weights see the inputs they were trained on.
+per-channel affine map in front of the pruned network (a depthwise 1x1 conv) maps one to the other
+exactly, so the inherited weights see the inputs they were trained on.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ CLOUD_PRUNED = "cloud_pruned"
 
 
 class FromCloud(nn.Module):
-    """``body(x * scale + shift)``: a pruned cloud network behind a per-channel input affine map.
+    """``body(input_map(x))``: a pruned cloud network behind a per-channel affine map of its input.
+
+    The map is a depthwise 1x1 convolution (``C`` MACs a pixel): litert-torch cannot convert a
+    broadcast multiply-add on the dynamic-batch input, and a convolution is in every backend's op
+    vocabulary. It starts as the exact change of normalisation and is trained with the rest.
 
     Args:
         body: The pruned cloud network (ends in the cloud's L2-normalised embedding).
@@ -36,21 +40,20 @@ class FromCloud(nn.Module):
 
     def __init__(self, body: nn.Module, channels: int) -> None:
         super().__init__()
+        self.input_map = nn.Conv2d(channels, channels, 1, groups=channels)
         self.body = body
-        # Buffers, not parameters: the map is fixed by the two preprocessings and saved with the weights.
-        self.register_buffer("scale", torch.ones(1, channels, 1, 1))
-        self.register_buffer("shift", torch.zeros(1, channels, 1, 1))
 
+    @torch.no_grad()
     def set_input_map(self, edge: Preprocess, cloud: Preprocess) -> None:
         """Map inputs normalised as ``edge`` to inputs normalised as ``cloud``."""
         em, es = _per_channel(edge.mean, edge.channels), _per_channel(edge.std, edge.channels)
         cm, cs = _per_channel(cloud.mean, cloud.channels), _per_channel(cloud.std, cloud.channels)
         # pixel p = x_edge * es + em, and the cloud wants (p - cm) / cs.
-        self.scale.copy_((es / cs).reshape(1, -1, 1, 1))
-        self.shift.copy_(((em - cm) / cs).reshape(1, -1, 1, 1))
+        self.input_map.weight.copy_((es / cs).reshape(-1, 1, 1, 1))
+        self.input_map.bias.copy_((em - cm) / cs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x * self.scale + self.shift)
+        return self.body(self.input_map(x))
 
 
 def start_from_cloud(cloud, arch: dict) -> tuple[dict, nn.Module]:

