@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -107,7 +107,7 @@ class CloudPrunedSpace(SearchSpace):
         example = torch.zeros(1, in_channels, arch["resolution"], arch["resolution"])
         return prune_network(net, arch["keep"], example, embed_dim)
 
-    def supernet(self, embed_dim: int, in_channels: int):
+    def supernet(self, embed_dim: int, in_channels: int) -> NoReturn:
         """Not available: a pruned cloud network is trained standalone, from the cloud's weights."""
         raise ArchError("space 'cloud_pruned' has no supernet: train its architectures one by one (hetero train)")
 
