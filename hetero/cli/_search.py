@@ -28,6 +28,8 @@ examples:
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     from hetero.search import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
+    from hetero.search._budget import DEFAULT_STEPS
+    from hetero.search._config import DEFAULT_TRIALS
 
     d = SearchConfig()
     p = sub.add_parser(
@@ -50,7 +52,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")
     add_data_options(p)
     p.add_argument("--device", required=True, metavar="NAME", help="device profile (see `hetero devices`) or a .toml path: its budgets constrain the search")
-    p.add_argument("--trials", type=int, default=d.trials, metavar="N", help=f"finished trials the study must reach (default {d.trials})")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help=f"finished trials the study must reach (default {DEFAULT_TRIALS}, or what --time-budget allows)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder: study journal, supernet, results, best/")
     g = p.add_argument_group("search")
     g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
@@ -68,9 +71,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         "(Optuna prunes single-objective studies only), none keeps it two-objective (default median)")
     g.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE, postgresql://USER@HOST/DB, or a journal file path (default RUN/study.journal)")
     g.add_argument("--study", default="hetero-search", metavar="NAME", help="study name in the storage (default hetero-search)")
-    t = p.add_argument_group("training lengths")
-    t.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs of a standalone trial (default {d.epochs})")
-    t.add_argument("--supernet-epochs", type=int, default=d.supernet_epochs, help=f"epochs of the oneshot supernet (default {d.supernet_epochs})")
+    t = p.add_argument_group("training lengths", "a length not given is a number of optimizer steps (epochs scaled to the data), "
+                             "or what --time-budget allows")
+    t.add_argument("--time-budget", metavar="DURATION",
+                   help="how long the whole search should take (30m, 2h, 1h30m, 90s): times a supernet step, a trial and a "
+                        "training step here first, then sets the supernet epochs, trials and fine-tuning epochs not given")
+    t.add_argument("--epochs", type=int, help=f"epochs of a standalone trial (default: {DEFAULT_STEPS['epochs']} optimizer steps)")
+    t.add_argument("--supernet-epochs", type=int,
+                   help=f"epochs of the oneshot supernet (default: {DEFAULT_STEPS['supernet_epochs']} optimizer steps)")
     t.add_argument("--sandwich-random", type=int, default=d.sandwich_random,
                    help=f"random subnets per supernet step besides the largest and smallest (default {d.sandwich_random})")
     t.add_argument("--bn-images", type=int, default=d.bn_images, help=f"images re-estimating a subnet's batch norm (default {d.bn_images})")
@@ -78,7 +86,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    f"budget (default {d.finalists})")
     t.add_argument("--final-trials", type=int, default=d.final_trials,
                    help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
-    t.add_argument("--final-epochs", type=int, default=d.final_epochs, help=f"epochs of fine-tuning and of the reference (default {d.final_epochs})")
+    t.add_argument("--final-epochs", type=int,
+                   help=f"epochs of fine-tuning and of the reference (default: {DEFAULT_STEPS['final_epochs']} optimizer steps)")
     t.add_argument("--confidence", type=float, default=d.confidence,
                    help="how sure (a paired bootstrap over the validation queries) the search must be that a fine-tuned model beats the "
                         "default architecture trained with the default knobs before it picks that model instead of the default; "
@@ -102,6 +111,7 @@ def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud
     from hetero.runtime import resolve_device
     from hetero.search import SearchConfig, run_search
+    from hetero.search._budget import parse_duration
     from hetero.search._storage import check_storage
 
     check_storage(args.storage)  # a typo is refused before the search writes anything
@@ -114,6 +124,7 @@ def _run(args: argparse.Namespace) -> Outcome:
         supernet_epochs=args.supernet_epochs, sandwich_random=args.sandwich_random, bn_images=args.bn_images,
         finalists=args.finalists, final_trials=args.final_trials, final_epochs=args.final_epochs, confidence=args.confidence,
         val_fraction=args.val_fraction, batch_size=args.batch_size, seed=args.seed,
+        time_budget=parse_duration(args.time_budget) if args.time_budget is not None else None,
     )
     profile = load_profile(args.device)
     cloud = load_cloud(args.cloud)
@@ -133,6 +144,10 @@ def print_summary(summary: dict, out: str) -> None:
           f"Pareto front: {len(summary['pareto'])} architectures")
     if summary.get("validation"):
         print(describe_validation(summary["validation"]))
+    if summary.get("plan", {}).get("budget_s"):
+        plan = summary["plan"]
+        print(f"time budget {plan['budget_s'] / 60:.0f} min: planned {plan['planned_s'] / 60:.1f} min "
+              f"({', '.join(f'{k} {v}' for k, v in plan['lengths'].items())})")
     if summary.get("supernet", {}).get("seconds"):
         reused = "" if summary["supernet"].get("trained_now") else ", reused from a previous run"
         print(f"supernet: trained in {summary['supernet']['seconds']:.0f} s ({summary['supernet']['epochs']} epochs{reused})")

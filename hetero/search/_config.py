@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass
 
 from hetero.errors import UserError
 
-__all__ = ["SearchConfig", "STRATEGIES", "OBJECTIVES", "SAMPLERS", "PRUNERS"]
+__all__ = ["SearchConfig", "STRATEGIES", "OBJECTIVES", "SAMPLERS", "PRUNERS", "DEFAULT_TRIALS"]
+
+#: Trials of a search that neither --trials nor --time-budget sizes.
+DEFAULT_TRIALS = 50
 
 STRATEGIES = ("standalone", "oneshot")
 OBJECTIVES = ("macs", "latency")
@@ -21,7 +24,8 @@ class SearchConfig:
     Attributes:
         strategy: ``standalone`` (each trial trains its architecture) or ``oneshot`` (trials
             evaluate subnets of one supernet trained once).
-        trials: Finished (complete or pruned) trials the study must reach.
+        trials: Finished (complete or pruned) trials the study must reach; ``None``:
+            :data:`DEFAULT_TRIALS`, or what ``time_budget`` allows.
         space: Name of the search space (``search_spaces.list_spaces()``).
         resolutions: Input resolutions the space may choose; empty for the space's own.
         objective: The cost to minimise beside maximising cross mAP: ``macs`` or measured
@@ -31,7 +35,9 @@ class SearchConfig:
             single-objective), ``nsga2``, ``tpe`` or ``random``.
         pruner: Optuna pruner of standalone trials on intermediate validation cross mAP;
             ``none`` keeps standalone multi-objective (Optuna prunes single-objective studies only).
-        epochs: Training epochs of a standalone trial.
+        epochs: Training epochs of a standalone trial. This and the other lengths, left ``None``,
+            come from a number of optimizer steps for the data at hand, or from ``time_budget``
+            (``hetero.search._budget``).
         supernet_epochs: Epochs of the oneshot supernet training.
         sandwich_random: Random subnets per supernet step, besides the largest and the smallest.
         bn_images: Training images that re-estimate a subnet's batch-norm statistics, in one
@@ -47,27 +53,29 @@ class SearchConfig:
         val_fraction: Share of the training split held out for search decisions.
         batch_size: Training batch size.
         seed: Fixes the split, initialisation and batch order.
+        time_budget: Seconds the whole search should take; sets the lengths left ``None``.
     """
 
     strategy: str = "oneshot"
-    trials: int = 50
+    trials: int | None = None
     space: str = "mobilenet_v3"
     resolutions: tuple[int, ...] = ()
     objective: str = "macs"
     max_macs: int | None = None
     sampler: str = "auto"
     pruner: str = "median"
-    epochs: int = 3
-    supernet_epochs: int = 20
+    epochs: int | None = None
+    supernet_epochs: int | None = None
     sandwich_random: int = 2
     bn_images: int = 128
     finalists: int = 3
     final_trials: int = 5
-    final_epochs: int = 20
+    final_epochs: int | None = None
     confidence: float = 0.95
     val_fraction: float = 0.2
     batch_size: int = 64
     seed: int = 0
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         self.resolutions = tuple(int(r) for r in self.resolutions)
@@ -76,10 +84,12 @@ class SearchConfig:
                 raise UserError(f"--{name} {getattr(self, name)!r} is unknown; use one of {', '.join(allowed)}")
         positive = ("trials", "epochs", "supernet_epochs", "bn_images", "finalists", "final_epochs", "batch_size")
         for name in positive:
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.final_trials < 0 or self.sandwich_random < 0:
             raise UserError("--final-trials and --sandwich-random must be 0 or more")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UserError(f"--time-budget must be a positive duration, got {self.time_budget} s")
         if self.max_macs is not None and self.max_macs < 1:
             raise UserError(f"--max-macs must be a positive number of MACs, got {self.max_macs}")
         if not 0 <= self.confidence < 1:

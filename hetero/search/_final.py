@@ -121,7 +121,7 @@ def _reuse_reference(run, reference: dict | None, arch: dict, knobs: dict, trial
     shutil.copyfile(reference["path"], path)
     trial.set_user_attr("reused", "reference")
     trial.set_user_attr("val_ap", reference.get("val_ap") or _val_ap(run, load_edge(path).net, arch))
-    return reference["val_history"][-1]
+    return reference["val"]  # the trained model's scores (the history's last epoch may precede a recalibration)
 
 
 def _model_path(run, number: int) -> Path:
@@ -201,6 +201,8 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
             save_edge(edge, _model_path(run, trial.number))
             checkpoint.discard()
             trial.set_user_attr("val_ap", _val_ap(run, edge.net, finalist["arch"]))
+        for key, value in scores.items():  # the model's own scores, which the last epoch's report may precede
+            trial.set_user_attr(key, value)
         trial.set_user_attr("seconds", time.perf_counter() - start)
         return scores["cross_map"]
 

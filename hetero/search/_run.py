@@ -22,24 +22,26 @@ from typing import Any
 import optuna
 import torch
 
-from hetero._io import write_json
+from hetero._io import read_json, write_json
 from hetero.cost import count_cost
 from hetero.data import Split
 from hetero.errors import UserError
 from hetero.models import CloudModel, load_edge, save_edge
 from hetero.pipeline import evaluate_compat
-from hetero.search._config import SearchConfig
+from hetero.search._config import DEFAULT_TRIALS, SearchConfig
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._final import run_final_phase, train_reference
 from hetero.search._knobs import knobs_of
+from hetero.search._progress import SearchProgress
 from hetero.search._results import pareto_front, rates, trial_rows
-from hetero.search._storage import DEFAULT_STUDY, open_storage, open_study, run_lock, run_trials
+from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials
 from hetero.training import EDGE_DEFAULTS, TrainConfig
 
 __all__ = ["SearchRun", "run_search", "SEARCH_FILE", "PARETO_FILE", "BEST_DIR"]
 
 SEARCH_FILE = "search.json"
+PLAN_FILE = "plan.json"
 PARETO_FILE = "pareto.json"
 BEST_DIR = "best"
 
@@ -145,6 +147,7 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     Returns:
         The summary written to ``run_dir/search.json``.
     """
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = device or torch.device("cpu")
@@ -152,6 +155,7 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     data = SearchData.prepare(cloud, split, config.val_fraction, config.seed, base.prototype_temperature)
     costs = CostModel(space, profile, config.objective, config.max_macs, cloud.embed_dim, data.channels,
                       calibration=lambda r: data.inputs("fit", r)[:256].numpy())
+    config, plan = _lengths(config, space, data, costs, run_dir, device, time.perf_counter() - started)
     storage, label = open_storage(storage_url, run_dir)
     # Workers sharing a study must not draw the same trials: the process id enters the seed.
     run = SearchRun(config, run_dir, space, data, costs, device, base, storage, label, study_name,
@@ -164,16 +168,31 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     if config.strategy == "standalone":
         default.update(knobs_of(base))
     study.enqueue_trial(default, user_attrs={"reference": "default"}, skip_if_exists=True)
-    objective = _objective(run)
+    bar = SearchProgress({"supernet": plan.get("supernet_s", 0.0), "trials": plan["trials_s"], "final": plan.get("final_s", 0.0)})
+    try:
+        return _phases(run, study, plan, bar, started)
+    finally:
+        bar.close()
+
+
+def _phases(run: SearchRun, study: optuna.Study, plan: dict, bar: SearchProgress, started: float) -> dict:
+    """The search's phases, each advancing the whole search's progress line."""
+    space, data, costs, run_dir = run.space, run.data, run.costs, run.run_dir
+    split, cloud = data.split, data.cloud
+    with bar.phase("supernet"):
+        objective = _objective(run)
     _check_supernet(study, run)
     start = time.perf_counter()
-    ran = run_trials(study, objective, config.trials, desc=f"{config.strategy} trials")
+    with bar.phase("trials"):
+        ran = _search_trials(run, study, objective, plan, started)
+    config = run.config
     rows = trial_rows(study, space)
     summary = {
         "format": "hetero.search/1",
         "config": config.to_dict(),
-        "study": study_name,
-        "storage": label,
+        "plan": plan,
+        "study": run.study_name,
+        "storage": run.storage_label,
         "device": costs.describe(),
         "data": {"spec": split.train.spec, **data.describe()},
         "cloud": {"fingerprint": cloud.fingerprint, **count_cost(cloud.net, (cloud.preprocess.channels, cloud.preprocess.size, cloud.preprocess.size))},
@@ -184,17 +203,104 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
         "trials": rows,
         "pareto": [r["number"] for r in pareto_front(rows, costs.unit)],
     }
+    pick = None
     if config.final_trials:
-        summary["reference"] = train_reference(run)
-        pick = run_final_phase(run, rows, summary["reference"])
+        _adapt_final(run, plan, started)
+        config = run.config
+        summary["config"] = config.to_dict()
+        with bar.phase("final"):
+            summary["reference"] = train_reference(run)
+            pick = run_final_phase(run, rows, summary["reference"])
         if pick is None:
             summary["no_pick"] = "no architecture met the budgets; raise --max-macs or choose a larger device"
-    else:
-        pick = None
     summary["speed"] = _speed(summary, config)
     with run_lock(run_dir / ".outputs.lock"):
         _write_outputs(run, summary, rows, pick)
     return summary
+
+
+def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, started: float) -> int:
+    """Run the search's trials; under a time budget that sized them, as many as the time left allows.
+
+    A trial's bookkeeping (its journal records, the sampler reading the study) is not in the
+    measurement the plan made, so the first :data:`MIN_TRIALS` trials are timed and the count set
+    from their rate and the time left beside the final phase's share. The count is kept in
+    ``plan.json``: a resumed run aims at the same number.
+    """
+    from hetero.search._budget import MIN_TRIALS, PLANNED, adapted_trials
+
+    desc = f"{run.config.strategy} trials"
+    if not plan.get("adapt_trials") or plan.get("trials_adapted"):
+        return run_trials(study, objective, run.config.trials, desc=desc)
+    start = time.perf_counter()
+    ran = run_trials(study, objective, min(run.config.trials, MIN_TRIALS), desc=desc)
+    finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
+    n = adapted_trials(finished, (time.perf_counter() - start) / max(ran, 1), left, plan.get("final_s", 0.0))
+    _save_plan(run, plan, trials=n, trials_adapted=True)
+    return ran + run_trials(study, objective, n, desc=desc)
+
+
+def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
+    """Under a time budget that sized the fine-tuning, set its epochs from the time left (once per run folder)."""
+    from hetero.search._budget import PLANNED, adapted_final_epochs
+
+    if not plan.get("adapt_final") or plan.get("final_adapted"):
+        return
+    costs = plan["costs"]
+    slowdown = 1.0
+    info = run.supernet_info
+    if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
+        slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
+    left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
+    epochs = adapted_final_epochs(left, run.config.final_trials, costs["train_epoch"], slowdown)
+    _save_plan(run, plan, final_epochs=epochs, final_adapted=True, slowdown=slowdown)
+
+
+def _save_plan(run: SearchRun, plan: dict, **changes) -> None:
+    """Record a length decided while the search runs, in ``plan.json`` and the run's config."""
+    lengths = {k: v for k, v in changes.items() if k in plan["lengths"]}
+    plan["lengths"].update(lengths)
+    plan.update({k: v for k, v in changes.items() if k not in lengths})
+    run.config = replace(run.config, **lengths)
+    with run_lock(run.run_dir / ".plan.lock"):
+        saved = read_json(run.run_dir / PLAN_FILE)
+        write_json(run.run_dir / PLAN_FILE, {**saved, "plan": plan})
+
+
+def _lengths(config: SearchConfig, space, data: SearchData, costs: CostModel, run_dir: Path, device: torch.device,
+             spent: float) -> tuple[SearchConfig, dict]:
+    """Every length set (from ``--time-budget`` or from optimizer steps) and the seconds each phase should take.
+
+    ``spent``: seconds this run took before (preparing the data), which the budget no longer has.
+
+    The costs are measured once per run folder and kept in ``plan.json`` with the lengths they
+    gave, so that a resumed run (or another worker) keeps the lengths its study recorded.
+    """
+    from hetero.search._budget import plan_budget, resolve_lengths
+    from hetero.search._measure import measure_costs
+
+    asked = {k: getattr(config, k) for k in ("trials", "epochs", "supernet_epochs", "final_epochs", "final_trials")}
+    key = {"asked": asked, "time_budget": config.time_budget, "strategy": config.strategy, "space": space.name,
+           "resolutions": list(space.resolutions), "data": data.describe(), "batch_size": config.batch_size,
+           "sandwich_random": config.sandwich_random, "finalists": config.finalists}
+    with run_lock(run_dir / ".plan.lock"):
+        saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
+        if saved is not None and saved.get("key") == key:
+            return replace(config, **saved["plan"]["lengths"]), saved["plan"]
+        start = time.perf_counter()
+        measured = measure_costs(space, data, costs, config.batch_size, config.sandwich_random, config.bn_images, device)
+        flags = {}
+        if config.time_budget:
+            left = config.time_budget - spent - (time.perf_counter() - start)
+            config, first = plan_budget(config, max(left, 0.1 * config.time_budget), measured)
+            flags = {k: v for k, v in first.items() if k.startswith("adapt_")}
+        resolved = resolve_lengths(config, len(data.fit.labels))
+        resolved = replace(resolved, trials=resolved.trials or DEFAULT_TRIALS)
+        config, plan = plan_budget(resolved, config.time_budget or 0.0, measured)  # every length set: the seconds they take
+        plan.update(flags)
+        write_json(run_dir / PLAN_FILE, {"key": key, "plan": plan})
+    return config, plan
 
 
 def _speed(summary: dict, config: SearchConfig) -> dict:

@@ -43,7 +43,7 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
 
     Returns:
         The trained :class:`hetero.models.EdgeModel` (each epoch's validation scores under
-        ``"val"`` in its ``meta["history"]``) and the last validation scores.
+        ``"val"`` in its ``meta["history"]``) and the validation scores of the model returned.
     """
     if net is None:
         from search_spaces import get_space
@@ -58,8 +58,9 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
 
     edge = train_edge(data.cloud, data.fit, arch, train_config, device, seed, on_epoch, net=net, targets=data.targets,
                       checkpoint=checkpoint)
-    # From the history, not the last on_epoch: a training resumed after its last epoch runs none.
-    return edge, dict(edge.meta["history"][-1]["val"])
+    # Scored again, not taken from the last epoch's record: the trainer may change the weights after
+    # it (batch-norm statistics re-estimated), and a training resumed after its last epoch runs none.
+    return edge, data.score(data.embed_val(edge.net, int(arch["resolution"])))
 
 
 def standalone_objective(space, data: SearchData, costs: CostModel, config: SearchConfig, base: TrainConfig,

@@ -414,7 +414,8 @@ def test_two_processes_finish_n_trials_together(search_setup, kind, request):
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "both workers ran trials"
     for t in finished:  # standalone reports validation cross mAP after each epoch, for the median pruner
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert t.intermediate_values == {0: pytest.approx(t.user_attrs["cross_map"])} and t.value == t.user_attrs["cross_map"]
+            # (the value is the trained model's score: its batch norms are re-estimated after the last report)
+            assert set(t.intermediate_values) == {0} and t.value == t.user_attrs["cross_map"]
 
 
 def test_kill_9_then_resume_reaches_n_with_no_trial_lost(search_setup):

@@ -1,0 +1,150 @@
+"""How long each phase of a search trains: lengths in optimizer steps, and ``--time-budget``.
+
+Epoch counts cost in proportion to the data: 20 supernet epochs take minutes on the 1,008 digits
+images and hours on a 15,000-image folder. So a length left unset is a number of optimizer steps
+(:data:`DEFAULT_STEPS`, what the former epoch defaults gave on digits), turned into epochs for the
+data at hand (:func:`resolve_lengths`).
+
+With ``--time-budget`` the lengths left unset are derived from measured costs instead
+(:func:`plan_budget`): a few supernet steps, a subnet's evaluation and a training step of the
+default architecture are timed on this machine first, then the budget is shared between the
+supernet (or the standalone trials), the oneshot trials and the final phase. The plan is kept in
+``RUN/plan.json`` so that a resumed run uses the same lengths (the study records them) whatever a
+new measurement would say.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from hetero.errors import UserError
+
+__all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "adapted_trials", "adapted_final_epochs", "parse_duration", "plan_budget",
+           "resolve_lengths", "steps_per_epoch"]
+
+#: Optimizer steps of a phase whose length is not given: the former epoch defaults on digits
+#: (about 13 steps per epoch: 20 supernet epochs, 3 per standalone trial, 20 per fine-tuning).
+DEFAULT_STEPS = {"supernet_epochs": 260, "epochs": 40, "final_epochs": 260}
+#: Shares of a time budget: the supernet or the standalone trials, the oneshot trials, the final phase.
+SHARES = {"supernet": 0.45, "trials": 0.10, "final": 0.45}
+#: The part of the budget planned; the rest absorbs what is not measured (data, costs, test figures).
+PLANNED = 0.85
+#: The fewest trials a budget leaves a search.
+MIN_TRIALS = 10
+#: Fewer fine-tuning epochs than this and the final phase runs fewer trials instead.
+MIN_FINAL_EPOCHS = 3
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s`` or a bare number of minutes.
+
+    Raises:
+        UserError: The text is no positive duration.
+    """
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        seconds = float(s) * 60
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", s)
+        if not parts or "".join(n + u for n, u in parts) != s:
+            raise UserError(f"--time-budget {text!r} is not a duration; write e.g. 30m, 2h, 1h30m or 90s")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds < 60:
+        raise UserError(f"--time-budget {text!r} is under a minute; give at least 1m")
+    return seconds
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``n`` items (the trainer drops a last partial batch)."""
+    return max(1, n // batch_size)
+
+
+def resolve_lengths(config, n_fit: int):
+    """``config`` with each length left ``None`` set from :data:`DEFAULT_STEPS` for ``n_fit`` images."""
+    per_epoch = steps_per_epoch(n_fit, config.batch_size)
+    unset = {k: max(1, round(steps / per_epoch)) for k, steps in DEFAULT_STEPS.items() if getattr(config, k) is None}
+    return replace(config, **unset)
+
+
+@dataclass(frozen=True)
+class PhaseCosts:
+    """Seconds measured on this machine, the inputs of a plan.
+
+    Attributes:
+        supernet_step: One sandwich step (every subnet of it forward and backward).
+        trial: One oneshot trial (batch-norm recalibration and validation scoring of a subnet).
+        train_step: One training step of the default architecture.
+        val_pass: Scoring a network on the validation images (after every training epoch).
+        steps_per_epoch: Optimizer steps per epoch on the training part.
+    """
+
+    supernet_step: float
+    trial: float
+    train_step: float
+    val_pass: float
+    steps_per_epoch: int
+
+    @property
+    def train_epoch(self) -> float:
+        return self.train_step * self.steps_per_epoch + self.val_pass
+
+
+def plan_budget(config, seconds: float, costs: PhaseCosts) -> tuple[object, dict]:
+    """The lengths left ``None`` in ``config`` that make the search take about ``seconds``.
+
+    Returns:
+        The config with every length set, and the plan: each phase's planned seconds and lengths.
+    """
+    budget = seconds * PLANNED
+    plan: dict = {"budget_s": seconds, "costs": costs.__dict__ | {"train_epoch": costs.train_epoch}}
+    given = {k: getattr(config, k) for k in ("trials", "supernet_epochs", "epochs", "final_epochs", "final_trials")}
+    out = dict(given)
+    final_share = SHARES["final"] if config.final_trials else 0.0
+    if config.strategy == "oneshot":
+        search_share = 1.0 - final_share
+        supernet_s = budget * search_share * SHARES["supernet"] / (SHARES["supernet"] + SHARES["trials"])
+        if out["supernet_epochs"] is None:
+            out["supernet_epochs"] = max(1, int(supernet_s / (costs.supernet_step * costs.steps_per_epoch)))
+        spent = out["supernet_epochs"] * costs.supernet_step * costs.steps_per_epoch
+        if out["trials"] is None:
+            out["trials"] = max(MIN_TRIALS, int((budget * search_share - spent) / costs.trial))
+            plan["adapt_trials"] = True  # the trials' bookkeeping is not in the measurement: counted again once they run
+        plan["supernet_s"] = spent
+        plan["trials_s"] = out["trials"] * costs.trial
+        out["epochs"] = out["epochs"] or max(1, round(DEFAULT_STEPS["epochs"] / costs.steps_per_epoch))
+    else:
+        out["epochs"] = out["epochs"] or max(1, round(DEFAULT_STEPS["epochs"] / costs.steps_per_epoch))
+        if out["trials"] is None:
+            out["trials"] = max(4, int(budget * (1.0 - final_share) / (out["epochs"] * costs.train_epoch)))
+        plan["trials_s"] = out["trials"] * out["epochs"] * costs.train_epoch
+        out["supernet_epochs"] = out["supernet_epochs"] or 1
+    if config.final_trials:
+        final_s = max(budget - plan.get("supernet_s", 0.0) - plan["trials_s"], budget * final_share * 0.5)
+        # The default's first final trial reuses the reference: final_trials trainings in all.
+        if out["final_epochs"] is None:
+            plan["adapt_final"] = True  # set again from the time left when the final phase starts
+            epochs = int(final_s / (config.final_trials * costs.train_epoch))
+            if epochs < MIN_FINAL_EPOCHS and given["final_trials"] > config.finalists + 1:
+                out["final_trials"] = config.finalists + 1  # fewer trials, each long enough to mean something
+                epochs = int(final_s / (out["final_trials"] * costs.train_epoch))
+            out["final_epochs"] = max(1, epochs)
+        plan["final_s"] = out["final_trials"] * out["final_epochs"] * costs.train_epoch
+    else:
+        out["final_epochs"] = out["final_epochs"] or 1
+    plan["lengths"] = out
+    plan["planned_s"] = plan.get("supernet_s", 0.0) + plan["trials_s"] + plan.get("final_s", 0.0)
+    return replace(config, **out), plan
+
+
+def adapted_trials(finished: int, seconds_per_trial: float, seconds_left: float, final_s: float) -> int:
+    """Trials the study should reach: what is left of the budget, the final phase's part aside, at the rate measured."""
+    return max(finished, MIN_TRIALS, finished + int((seconds_left - final_s) / max(seconds_per_trial, 1e-3)))
+
+
+def adapted_final_epochs(seconds_left: float, final_trials: int, train_epoch: float, slowdown: float) -> int:
+    """Fine-tuning epochs that fit in ``seconds_left``: ``final_trials`` trainings of ``train_epoch`` seconds each epoch,
+    times ``slowdown`` (how much slower than measured the search's training ran)."""
+    return max(1, int(seconds_left / (final_trials * train_epoch * max(slowdown, 1.0))))

@@ -1,0 +1,80 @@
+"""Search lengths: optimizer steps scaled to the data, and --time-budget (planned, adapted, resumed)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hetero.cli import main
+from hetero.errors import UserError
+from hetero.search import SearchConfig
+from hetero.search._budget import (DEFAULT_STEPS, MIN_TRIALS, PhaseCosts, adapted_final_epochs, adapted_trials, parse_duration,
+                                   plan_budget, resolve_lengths)
+
+COSTS = PhaseCosts(supernet_step=0.5, trial=0.2, train_step=0.05, val_pass=0.1, steps_per_epoch=20)
+
+
+def test_durations_parse_and_bad_ones_are_one_line_errors(capsys):
+    assert parse_duration("30m") == 1800 and parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400
+    assert parse_duration("90s") == 90 and parse_duration("45") == 45 * 60 and parse_duration(" 1.5h ") == 5400
+    for bad in ("abc", "10x", "30s", "m", "1h 30m", "-5m", "nan"):
+        with pytest.raises(UserError, match="--time-budget"):
+            parse_duration(bad)
+    assert main(["search", "--cloud", "c", "--data", "digits", "--device", "x86-server", "--out", "o", "--time-budget", "soon"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--time-budget 'soon' is not a duration" in err[0]
+
+
+def test_lengths_not_given_are_optimizer_steps_for_the_data():
+    small = resolve_lengths(SearchConfig(batch_size=64), 806)  # digits' fit part: 12 steps an epoch
+    assert small.supernet_epochs == round(DEFAULT_STEPS["supernet_epochs"] / 12) and small.final_epochs == small.supernet_epochs
+    large = resolve_lengths(SearchConfig(batch_size=64), 12_000)  # 187 steps an epoch: one epoch is already 187 steps
+    assert large.supernet_epochs == 1 and large.final_epochs == 1 and large.epochs == 1
+    assert resolve_lengths(SearchConfig(supernet_epochs=7, batch_size=64), 12_000).supernet_epochs == 7  # given: kept
+
+
+def test_a_budget_sets_what_is_not_given_and_a_larger_budget_buys_more():
+    short, plan = plan_budget(SearchConfig(), 1800, COSTS)
+    assert all(v is not None for v in plan["lengths"].values()) and plan["adapt_trials"] and plan["adapt_final"]
+    assert 0.5 * 1800 <= plan["planned_s"] <= 1800
+    long, long_plan = plan_budget(SearchConfig(), 7200, COSTS)
+    assert long.supernet_epochs > short.supernet_epochs and long.trials > short.trials and long.final_epochs >= short.final_epochs
+    assert long_plan["planned_s"] <= 7200
+    given, given_plan = plan_budget(SearchConfig(trials=33, supernet_epochs=2), 1800, COSTS)
+    assert given.trials == 33 and given.supernet_epochs == 2 and "adapt_trials" not in given_plan
+    # Too little time for MIN_FINAL_EPOCHS epochs of every final trial: fewer trials, each longer.
+    tight, _ = plan_budget(SearchConfig(final_trials=12, finalists=3), 100, COSTS)
+    assert tight.final_trials == 4
+    standalone, splan = plan_budget(SearchConfig(strategy="standalone"), 1800, COSTS)
+    assert standalone.trials >= 4 and splan["trials_s"] + splan["final_s"] <= 1800
+
+
+def test_adapted_counts_follow_the_measured_rate():
+    assert adapted_trials(10, 0.5, 100.0, 40.0) == 10 + 120
+    assert adapted_trials(10, 0.5, 30.0, 40.0) == MIN_TRIALS  # late already: no more trials
+    assert adapted_final_epochs(100.0, 5, 1.0, 1.0) == 20 and adapted_final_epochs(100.0, 5, 1.0, 2.0) == 10
+    assert adapted_final_epochs(1.0, 5, 1.0, 1.0) == 1
+
+
+def test_a_time_budgeted_search_ends_near_it_and_resumes_with_its_plan(search_setup):
+    root, data = search_setup
+    out = root / "budget"
+    args = ["search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server", "--out", str(out),
+            "--resolutions", "24", "--batch-size", "64", "--bn-images", "64", "--quiet", "--time-budget", "1m",
+            "--final-trials", "2", "--finalists", "1"]
+    start = time.perf_counter()
+    assert main(args) == 0
+    seconds = time.perf_counter() - start
+    assert seconds < 1.6 * 60, f"a 1-minute search took {seconds:.0f} s"
+    summary = json.loads((out / "search.json").read_text())
+    plan, config = summary["plan"], summary["config"]
+    assert plan["budget_s"] == 60 and plan["trials_adapted"] and plan["final_adapted"]
+    assert {k: config[k] for k in plan["lengths"]} == plan["lengths"]
+    assert sum(r["state"] in ("COMPLETE", "PRUNED") for r in summary["trials"]) == config["trials"] >= MIN_TRIALS
+    assert summary["supernet"]["epochs"] == config["supernet_epochs"]
+    saved = (out / "plan.json").read_text()
+    assert main(args) == 0  # resumed: the same lengths (the study recorded them), no new measurement
+    assert (out / "plan.json").read_text() == saved
+    assert json.loads((out / "search.json").read_text())["config"] == config
