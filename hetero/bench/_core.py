@@ -24,7 +24,15 @@ from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
 from hetero.data import Dataset, Preprocess
 from hetero.errors import UserError
-from hetero.metrics import RetrievalResult, check_embeddings, gap_closed, parity, retrieval_metrics
+from hetero.metrics import (
+    RetrievalResult,
+    check_embeddings,
+    embedding_collapse,
+    gap_closed_entry,
+    parity,
+    result_status,
+    retrieval_metrics,
+)
 from hetero.models import CloudModel, load_edge
 
 __all__ = [
@@ -268,6 +276,10 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
     # The verdict at bench, on these queries (a device's --embeddings too), against the export's thresholds.
     thresholds = manifest.get("parity_thresholds") or PARITY_THRESHOLDS.get(manifest["precision"], {})
     missed = parity_failures(figures, thresholds)
+    # The runtime's queries are what a device searches with: a degenerate model (or runtime) is
+    # never "ok", whatever its parity with PyTorch.
+    collapse = embedding_collapse(result.queries_runtime, name="the runtime's query embeddings").to_dict()
+    compatible = bool(r["cross_runtime"].map > r["homogeneous_edge"].map)
     return {
         "device": manifest["device"],
         "backend": manifest["format"],
@@ -283,8 +295,11 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
             "sha256": manifest["sha256"],
         },
         "retrieval": summaries,
-        "gap_closed": gap_closed(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
-        "compatible": bool(r["cross_runtime"].map > r["homogeneous_edge"].map),
+        **gap_closed_entry(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
+        "compatible": compatible,
+        "collapsed": collapse["collapsed"],
+        "collapse": collapse,
+        "status": result_status(compatible, collapse["collapsed"], missed),
         "parity": figures,
         "parity_thresholds": thresholds,
         "parity_passed": not missed,

@@ -49,8 +49,10 @@ def report_markdown(report: dict) -> str:
             "",
             retrieval_table(report["retrieval"]),
             "",
+            f"- status: **{report.get('status', 'n/a')}**",
             f"- compatible (cross mAP > homogeneous edge mAP): **{report['compatible']}**",
-            f"- gap closed: {report['gap_closed']:.3f}",
+            *_collapse_lines(report),
+            _gap_line(report),
             f"- cost: cloud {cloud['macs']:,} MACs, edge {edge['macs']:,} MACs "
             f"(**{report['cost_ratio']:.1f}x** cheaper), {edge['params']:,} parameters, "
             f"artifact {edge['artifact_bytes']:,} bytes",
@@ -64,6 +66,24 @@ def report_markdown(report: dict) -> str:
             "",
         ]
     )
+
+
+def _gap_line(report: dict) -> str:
+    """Gap closed, or why it means nothing here (paragon <= homogeneous)."""
+    if report.get("gap_closed") is None:
+        return f"- gap closed: n/a ({report.get('gap_closed_note', 'not computed')})"
+    return f"- gap closed: {report['gap_closed']:.3f}"
+
+
+def _collapse_lines(report: dict) -> list[str]:
+    """The collapse verdict: its reason when collapsed, the figures behind it otherwise."""
+    c = report.get("collapse")
+    if not c:
+        return []
+    if c["collapsed"]:
+        return [f"- **COLLAPSED**: {c['reason']}"]
+    return [f"- collapsed: False (pairwise cosine spread {c['cosine_spread']:.3f}, "
+            f"effective rank {c['effective_rank']:.1f} of {c['dim']})"]
 
 
 #: (key, header) of the comparison table, in order.

@@ -7,7 +7,6 @@ digits -> cloud train -> edge train -> export (ONNX) -> bench. Each stage's outp
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.accelerator)
     t0 = time.perf_counter()
     split = load_split(args.data, seed=args.seed)
-    print(f"[data] {args.data}: {json.dumps(split.describe())}")
+    print(f"[data] {split.line()}")
     base = {"data": args.data, "seed": args.seed}
     cloud_arch = get_space("resnet").default_arch()
     cloud_cfg = replace(CLOUD_DEFAULTS, epochs=DEMO_CLOUD_EPOCHS)
@@ -148,8 +147,9 @@ def _print_summary(report: dict, bench_dir: Path, seconds: float) -> None:
     print()
     print(f"cost: cloud {report['cloud']['macs'] / 1e6:.2f} MMACs, edge {report['edge']['macs'] / 1e6:.3f} MMACs "
           f"-> edge is {report['cost_ratio']:.1f}x cheaper")
-    print(f"cross (runtime) mAP is {r['cross_runtime']['map'] / r['paragon']['map']:.3f} of the paragon's; gap closed {report['gap_closed']:.3f}")
+    gap = "n/a" if report.get("gap_closed") is None else f"{report['gap_closed']:.3f}"
+    print(f"cross (runtime) mAP is {r['cross_runtime']['map'] / r['paragon']['map']:.3f} of the paragon's; gap closed {gap}")
     print(f"parity {report['backend']} vs PyTorch: cos min {report['parity']['cos_min']:.6f}, top-1 agreement {report['parity']['top1_agreement']:.4f} "
           f"(same image {report['parity']['top1_item_agreement']:.4f})")
-    print(f"compatible: {report['compatible']}")
+    print(f"compatible: {report['compatible']}; collapsed: {report.get('collapsed')}; status: {report.get('status', 'n/a')}")
     print(f"report: {bench_dir / 'report.md'}  ({seconds:.0f} s in all)")

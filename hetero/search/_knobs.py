@@ -18,6 +18,7 @@ KNOBS: dict[str, tuple[float, float, bool]] = {
     "contrastive": (0.0, 2.0, False),
     "contrastive_temperature": (0.02, 0.2, True),
     "focal": (0.0, 2.0, False),
+    "structure": (0.0, 2.0, False),  # the cloud's neighbourhoods (issue 14)
 }
 
 

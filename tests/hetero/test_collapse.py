@@ -67,3 +67,38 @@ def test_gap_closed_is_null_with_a_note_when_the_paragon_is_no_better():
         entry = gap_closed_entry(0.3, 0.5, paragon)
         assert entry["gap_closed"] is None
         assert "paragon" in entry["gap_closed_note"] and "homogeneous" in entry["gap_closed_note"]
+
+
+class _Fixed:
+    """A stand-in model whose embeddings of the test images are given."""
+
+    def __init__(self, embeddings):
+        self.embeddings = embeddings
+
+    def embed(self, images):
+        return self.embeddings
+
+
+def test_a_collapsed_edge_model_is_never_ok():
+    from hetero.data import Dataset
+    from hetero.pipeline import evaluate_compat
+
+    labels = np.repeat(np.arange(4), 6)
+    test = Dataset(np.zeros((24, 1, 2, 2), np.float32), labels, "x")
+    cloud = _Fixed(_clusters(4, 6, 16, noise=0.1))
+    same = np.tile(np.random.default_rng(3).normal(size=(1, 16)), (24, 1)).astype(np.float32)
+    summary = evaluate_compat(cloud, _Fixed(same), test).summary()
+    assert summary["collapsed"] and summary["status"] != "ok" and "collapsed embeddings" in summary["status"]
+    assert summary["collapse"]["reason"].startswith("the edge model's test embeddings are collapsed")
+    healthy = evaluate_compat(cloud, _Fixed(_clusters(4, 6, 16, noise=0.1, seed=1)), test).summary()
+    assert not healthy["collapsed"] and "collapsed" not in healthy["status"]
+    # A healthy model in its own space (homogeneous ~ paragon, cross at chance) is not compatible.
+    assert not healthy["compatible"] and "not compatible" in healthy["status"]
+
+
+def test_status_names_what_failed():
+    from hetero.metrics import result_status
+
+    assert result_status(True, False) == "ok" and result_status(True, False, []) == "ok"
+    assert result_status(False, True, ["cos_min 0.5 < 0.99"]) == (
+        "collapsed embeddings; not compatible (cross mAP <= homogeneous edge mAP); parity below thresholds (cos_min 0.5 < 0.99)")

@@ -9,6 +9,7 @@ from hetero.training import (
     contrastive_loss,
     focal_distillation_loss,
     influence_loss,
+    structure_loss,
 )
 
 
@@ -50,3 +51,34 @@ def test_focal_weights_more_where_teacher_right():
     focal = focal_distillation_loss(s, t, right, alpha=1, beta=5)
     assert focal > plain
     assert focal_distillation_loss(t, t, right) < 1e-6
+
+
+def test_structure_is_zero_when_the_edge_ranks_the_batch_as_the_cloud_does():
+    g = _unit(torch.randn(16, 8, generator=torch.Generator().manual_seed(0)))
+    assert float(structure_loss(g, g, 0.1)) == pytest.approx(0.0, abs=1e-6)
+    q = _unit(torch.randn(16, 8, generator=torch.Generator().manual_seed(1)))
+    assert float(structure_loss(q, g, 0.1)) > 0.1
+
+
+def test_structure_excludes_each_image_itself():
+    # With two images, each one's only neighbour is the other: a point mass on both sides, so
+    # the loss is 0 whatever q is. Were the image itself counted, q_i . g_i would weigh in.
+    g = _unit(torch.randn(2, 4, generator=torch.Generator().manual_seed(2)))
+    q = _unit(torch.randn(2, 4, generator=torch.Generator().manual_seed(3)))
+    assert float(structure_loss(q, g, 0.1)) == pytest.approx(0.0, abs=1e-6)
+    assert float(structure_loss(q[:1], g[:1], 0.1)) == 0.0
+
+
+def test_structure_pulls_the_edge_towards_the_clouds_neighbours_only():
+    g = _unit(torch.randn(12, 6, generator=torch.Generator().manual_seed(4))).requires_grad_()
+    q = _unit(torch.randn(12, 6, generator=torch.Generator().manual_seed(5))).requires_grad_()
+    loss = structure_loss(q, g, 0.1)
+    loss.backward()
+    loss = loss.detach()
+    assert g.grad is None and q.grad is not None and float(q.grad.abs().sum()) > 0  # the cloud is frozen
+    # A gradient step on q lowers the loss; the same batch in another order gives the same loss.
+    stepped = structure_loss(_unit(q.detach() - 0.01 * q.grad), g.detach(), 0.1)
+    assert float(stepped) < float(loss)
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(6))
+    assert float(structure_loss(q.detach()[perm], g.detach()[perm], 0.1)) == pytest.approx(float(loss), rel=1e-5)
+
