@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.accelerator)
     t0 = time.perf_counter()
     split = load_split(args.data, seed=args.seed)
-    print(f"[data] {split.line()}")
+    print(split.line())
     base = {"data": args.data, "seed": args.seed}
     cloud_arch = get_space("resnet").default_arch()
     cloud_cfg = replace(CLOUD_DEFAULTS, epochs=DEMO_CLOUD_EPOCHS)

@@ -96,9 +96,11 @@ def render(images: torch.Tensor, params: torch.Tensor, min_size: int = 0) -> tor
     """The views of ``images`` (``[B, C, H, W]`` in [0, 1]) that ``params`` (``[B, PARAMS]``) describe.
 
     Views are rendered at the images' own size, or at ``min_size`` per side where the images are
-    smaller (8 px digits for a 32 px model): resampling once there keeps the small moves sub-pixel
-    instead of blurring an 8 px image. Each model's :class:`Preprocess` then resizes the view as it
-    resizes a test image. Identity parameters at the images' own size return the images unchanged.
+    smaller (8 px digits for a 24 px model): resampling once, at the model's side, keeps the small
+    moves sub-pixel instead of blurring an 8 px image, and leaves the model's :class:`Preprocess`
+    nothing to resize. Larger images are rendered at their own size and the Preprocess downsizes
+    them as it does a test image (with antialiasing, which grid_sample lacks). Identity parameters
+    give the images unchanged (at their own size) or as the Preprocess's bilinear resize would.
     """
     x = images.float()
     b, c, h, w = x.shape

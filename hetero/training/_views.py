@@ -76,8 +76,6 @@ class TrainViews:
         self.preprocess = preprocess
         self.kind = kind
         self.cloud = cloud
-        # Views are rendered at the larger model's side where the images are smaller than it.
-        self.min_size = max(preprocess.size, cloud.preprocess.size if cloud is not None else 0)
         self.mode = self._choose_mode(clean, views, samples)
         self.clean = clean
         if cloud is not None and clean is None:
@@ -106,16 +104,22 @@ class TrainViews:
         self.params = torch.stack(params)
         embeddings = [self.clean]
         for view in self.params[1:]:
-            parts = [self._cloud_embed(render(self.images[i : i + _CHUNK], view[i : i + _CHUNK], self.min_size))
-                     for i in range(0, n, _CHUNK)]
+            parts = [self._cloud_embed(self.images[i : i + _CHUNK], view[i : i + _CHUNK]) for i in range(0, n, _CHUNK)]
             embeddings.append(torch.cat(parts))
         self.embeddings = torch.stack(embeddings)
 
     @torch.no_grad()
-    def _cloud_embed(self, views: torch.Tensor) -> torch.Tensor:
+    def _cloud_embed(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The cloud's embeddings of the views ``params`` of ``images``."""
         self.cloud.net.eval()
         device = next(self.cloud.net.parameters()).device
+        views = render(images, params, self.cloud.preprocess.size)
         return self.cloud.net(self.cloud.preprocess(views).to(device)).float().cpu()
+
+    def _edge_inputs(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        # Each model's view is rendered at its own input side (where the images are smaller than
+        # it): one resampling instead of two, and the same geometry as the cloud's view.
+        return self.preprocess(render(images, params, self.preprocess.size))
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> ViewBatch:
         """The views of images ``idx`` for one step (drawing from ``generator``, which a checkpoint saves)."""
@@ -123,11 +127,10 @@ class TrainViews:
             return ViewBatch(self._inputs[idx], self.clean[idx] if self.clean is not None else None)
         if self.mode == "cached":
             pick = torch.randint(0, len(self.params), (len(idx),), generator=generator)
-            views = render(self.images[idx], self.params[pick, idx], self.min_size)
-            return ViewBatch(self.preprocess(views), self.embeddings[pick, idx])
-        views = render(self.images[idx], draw_params(self.kind, len(idx), generator), self.min_size)
-        cloud = self._cloud_embed(views) if self.cloud is not None else None
-        return ViewBatch(self.preprocess(views), cloud)
+            return ViewBatch(self._edge_inputs(self.images[idx], self.params[pick, idx]), self.embeddings[pick, idx])
+        images, params = self.images[idx], draw_params(self.kind, len(idx), generator)
+        cloud = self._cloud_embed(images, params) if self.cloud is not None else None
+        return ViewBatch(self._edge_inputs(images, params), cloud)
 
     def clean_inputs(self, count: int) -> torch.Tensor:
         """The first ``count`` images, preprocessed as they are (e.g. to find the embedding size)."""
