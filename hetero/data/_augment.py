@@ -92,6 +92,24 @@ def draw_params(kind: str, n: int, generator: torch.Generator) -> torch.Tensor:
     raise UserError(f"augmentation kind {kind!r} is unknown: use glyph, photo or none")
 
 
+def _grid(theta: torch.Tensor, out_h: int, out_w: int, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid`` for ``align_corners=False``, clamped to the input's outer pixel centres.
+
+    The clamp is ``padding_mode="border"`` (edge pixels repeat where a move uncovers the outside:
+    Preprocess's bilinear resize does the same, so an identity view matches a test image's
+    preprocessing); done on the grid, grid_sample's cheap zero-padding path applies. Written as
+    elementwise ops: on CPU affine_grid's batched 3x2 matmuls took 60x longer (63 ms vs ~1 ms for
+    128 views of 24 px on this machine), and the border path of grid_sample 16x.
+    """
+    ys = (torch.arange(out_h, dtype=theta.dtype) * 2 + 1) / out_h - 1
+    xs = (torch.arange(out_w, dtype=theta.dtype) * 2 + 1) / out_w - 1
+    gy, gx = ys.view(1, -1, 1), xs.view(1, 1, -1)
+    t = [theta[:, i // 3, i % 3].view(-1, 1, 1) for i in range(6)]
+    sx = (t[0] * gx + t[1] * gy + t[2]).clamp(-1 + 1 / w, 1 - 1 / w)
+    sy = (t[3] * gx + t[4] * gy + t[5]).clamp(-1 + 1 / h, 1 - 1 / h)
+    return torch.stack([sx, sy], dim=-1)
+
+
 def render(images: torch.Tensor, params: torch.Tensor, min_size: int = 0) -> torch.Tensor:
     """The views of ``images`` (``[B, C, H, W]`` in [0, 1]) that ``params`` (``[B, PARAMS]``) describe.
 
@@ -107,10 +125,7 @@ def render(images: torch.Tensor, params: torch.Tensor, min_size: int = 0) -> tor
     out_h, out_w = max(h, min_size), max(w, min_size)
     theta = params[:, :6].view(b, 2, 3).to(x)
     if not (params[:, :6] == identity_params(1)[:, :6]).all() or (out_h, out_w) != (h, w):
-        # "border" repeats the edge pixels where a move uncovers the outside: the same rule as
-        # Preprocess's bilinear resize, so an identity view matches a test image's preprocessing.
-        grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        x = F.grid_sample(x, _grid(theta, out_h, out_w, h, w), mode="bilinear", padding_mode="zeros", align_corners=False)
     colour = params[:, 6:].to(x)
     if (colour != 1).any():
         brightness, contrast, saturation = (colour[:, i].view(b, 1, 1, 1) for i in range(3))
