@@ -1,0 +1,147 @@
+"""Compatible edge models on real data (issue 14): the defaults of 5409740 against the current ones.
+
+For each data set: one cloud model (trained here with `hetero cloud train`'s defaults, or given
+with --cloud), then the same edge architecture trained by each method. Prints and writes, per data
+set and method: paragon, homogeneous and cross mAP, cross/paragon, the MACs ratio, compatible,
+collapsed, status, optimizer steps and wall time.
+
+Data sets (--sets, comma-separated):
+  digits          scikit-learn's digits (closed-set, 1,258 training images)
+  omniglot-40x10  40 Omniglot characters x 10 images (closed-set, the small-data case)
+  tiny-40x10      40 tiny-imagenet-100 classes x 10 images, RGB 64 px (closed-set)
+  omniglot        full Omniglot (open-set; long: hours on 2 CPU cores)
+
+Methods (--methods):
+  5409740   10 epochs whatever the data size, no validation, no structure term, targets of the
+            unaugmented images (the roll augmentation of 5409740 is not reproduced: its targets
+            did not follow the view, so it trains here on the images as they are)
+  current   the `hetero train` defaults: a 600-step floor, validation hold-out and best epoch,
+            augmented views with the cloud's targets of the same view, structure term, batch-norm
+            recalibration
+
+    python benchmarks/real_data.py --sets digits --cloud-digits hetero-demo/cloud --out runs/real_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def _subset(spec: str, classes: int, per_class: int, out: Path, seed: int = 0) -> str:
+    """An ``npz:`` spec of ``classes`` x ``per_class`` images of ``spec`` (written once to ``out``)."""
+    from hetero.data import load_data
+
+    path = out / f"{spec.split(':')[0]}-{classes}x{per_class}.npz"
+    if not path.exists():
+        data = load_data(spec)
+        rng = np.random.default_rng(seed)
+        chosen = rng.permutation(np.unique(data.labels))[:classes]
+        idx = np.concatenate([rng.permutation(np.flatnonzero(data.labels == c))[:per_class] for c in chosen])
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(path, images=(data.images[idx] * 255).round().astype(np.uint8), labels=data.labels[idx])
+    return f"npz:{path}"
+
+
+def data_spec(name: str, work: Path) -> str:
+    """The data SPEC of a benchmark set (small subsets are written to ``work`` as .npz)."""
+    if name == "digits":
+        return "digits"
+    if name == "omniglot":
+        return f"omniglot:{SHARED / 'omniglot'}"
+    if name == "omniglot-40x10":
+        return _subset(f"omniglot:{SHARED / 'omniglot'}", 40, 10, work)
+    if name == "tiny-40x10":
+        return _subset(f"imagefolder:{SHARED / 'tiny-imagenet-100' / 'images'}", 40, 10, work)
+    raise SystemExit(f"unknown set {name!r}")
+
+
+def methods():
+    from hetero.training import EDGE_COMMAND_DEFAULTS
+
+    return {
+        "5409740": replace(EDGE_COMMAND_DEFAULTS, epochs=10, min_steps=0, val_fraction=0.0, structure=0.0, augment="none"),
+        "current": EDGE_COMMAND_DEFAULTS,
+    }
+
+
+def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int) -> list[dict]:
+    from search_spaces import get_space
+
+    from hetero.cost import count_macs
+    from hetero.data import load_split
+    from hetero.models import load_cloud, save_cloud
+    from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
+    from hetero.training import CLOUD_COMMAND_DEFAULTS
+
+    spec = data_spec(name, work)
+    cloud_arch = get_space("resnet").default_arch()
+    split = load_split(spec, seed=seed, size=get_space("resnet").resolution(cloud_arch))
+    print(split.line(), flush=True)
+    if cloud_dir is None:
+        cloud_dir = str(work / name / "cloud")
+        if not (Path(cloud_dir) / "cloud.pt").exists():
+            start = time.perf_counter()
+            model = train_cloud(split.train, cloud_arch, 128, CLOUD_COMMAND_DEFAULTS, seed=seed)
+            model.meta.update(split=split.describe(), paragon=evaluate_cloud(model, split.test))
+            save_cloud(model, cloud_dir)
+            print(f"{name}: cloud trained in {time.perf_counter() - start:.0f} s", flush=True)
+    cloud = load_cloud(cloud_dir)
+    arch = get_space("mobilenet_v3").smallest_arch()
+    rows = []
+    for method in chosen:
+        start = time.perf_counter()
+        edge = train_edge(cloud, split.train, arch, methods()[method], seed=seed, protocol=split.protocol)
+        seconds = time.perf_counter() - start
+        s = evaluate_compat(cloud, edge, split.test).summary()
+        macs = count_macs(cloud.net, cloud.input_shape) / max(count_macs(edge.net, edge.input_shape), 1)
+        rows.append({
+            "set": name, "method": method, "paragon": s["paragon"]["map"], "homogeneous": s["homogeneous_edge"]["map"],
+            "cross": s["cross_torch"]["map"], "cross_over_paragon": s["cross_torch"]["map"] / s["paragon"]["map"],
+            "macs_ratio": macs, "compatible": s["compatible"], "collapsed": s["collapsed"], "status": s["status"],
+            "steps": edge.meta["schedule"]["steps"], "edge_seconds": seconds,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| set | method | paragon | homogeneous | cross | cross/paragon | MACs ratio | compatible | collapsed | steps | edge s |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
+    for r in rows:
+        print(f"| {r['set']} | {r['method']} | {r['paragon']:.4f} | {r['homogeneous']:.4f} | {r['cross']:.4f} | "
+              f"{r['cross_over_paragon']:.3f} | {r['macs_ratio']:.1f}x | {r['compatible']} | {r['collapsed']} | "
+              f"{r['steps']} | {r['edge_seconds']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default="digits,omniglot-40x10,tiny-40x10")
+    parser.add_argument("--methods", default="5409740,current")
+    parser.add_argument("--cloud-digits", default=None, metavar="DIR", help="a digits cloud to reuse (e.g. the demo's)")
+    parser.add_argument("--out", default=str(REPO / "runs" / "real_data"), help="cache for subsets, clouds and results")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from hetero.runtime import seed_everything
+
+    seed_everything(args.seed)
+    work = Path(args.out)
+    rows = []
+    for name in args.sets.split(","):
+        rows += run_set(name, args.cloud_digits if name == "digits" else None, args.methods.split(","), work, args.seed)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "results.json").write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
