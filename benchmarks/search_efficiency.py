@@ -8,7 +8,9 @@ Three strategies get the same search budget (--minutes each) on the same cloud m
 Every strategy's pick (best validation cross mAP under --max-macs) is then trained the same way
 (--final-epochs; oneshot from its inherited weights), as is the space's hand-picked default
 architecture, and all are scored on the test classes. Prints, per strategy: architectures evaluated
-and per minute, the pick's MACs and its test cross mAP; and the default's.
+and per minute, the pick's MACs, its test cross mAP and how sure a paired bootstrap over the test
+queries is that it beats the default; the default's; and the Kendall tau between inherited-weight
+and fine-tuned scores of --tau-subnets random subnets of the oneshot supernet.
 
     python benchmarks/search_efficiency.py [--data omniglot:../shared/data/omniglot] [--minutes 3]
 
@@ -113,8 +115,13 @@ def _epoch_seconds(space, data, base, args, device) -> float:
     return (time.perf_counter() - start) / steps * max(1, len(data.fit.labels) // args.batch_size)
 
 
-def _final(arch, knobs, supernet, args, data, base, device):
-    """Train ``arch`` for ``--final-epochs`` (from the supernet's weights for oneshot) and test it."""
+def _final(arch, knobs, supernet, args, data, base, device) -> tuple[dict, np.ndarray]:
+    """Train ``arch`` for ``--final-epochs`` (from the supernet's weights for oneshot) and test it.
+
+    Returns:
+        The test summary and each test query's cross AP (for the paired bootstrap against the default).
+    """
+    from hetero.metrics import retrieval_metrics
     from hetero.pipeline import evaluate_compat
     from hetero.search import evaluate_subnet
     from hetero.search._standalone import train_scored
@@ -125,7 +132,39 @@ def _final(arch, knobs, supernet, args, data, base, device):
         net = supernet.extract(arch)
     config = replace(base, epochs=args.final_epochs, batch_size=args.batch_size, **knobs)
     edge, _ = train_scored(arch, config, data, device, args.seed, net=net)
-    return evaluate_compat(data.cloud, edge, data.split.test).summary()
+    test = data.split.test
+    labels = test.labels
+    ap = retrieval_metrics(edge.embed(test.images), data.cloud.embed(test.images), labels, labels, same_images=True).average_precision
+    return evaluate_compat(data.cloud, edge, test).summary(), ap
+
+
+def _ranking(supernet, args, space, data, costs, base, device) -> dict:
+    """Kendall tau between inherited-weight and fine-tuned validation cross mAP of random subnets under the budget.
+
+    ``--tau-subnets`` subnets are drawn (the same draw for a given seed), scored with inherited weights
+    after batch-norm recalibration, then each trained ``--tau-epochs`` from those weights with the
+    default knobs and scored again on the same validation images.
+    """
+    from hetero.search import evaluate_subnet, kendall_tau, knobs_of
+    from hetero.search._standalone import train_scored
+
+    rng = np.random.default_rng(args.seed + 7)
+    archs: list[dict] = []
+    for _ in range(200 * args.tau_subnets):
+        if len(archs) == args.tau_subnets:
+            break
+        arch = space.random_arch(rng)
+        if costs.measure(arch)["macs"] <= args.max_macs and arch not in archs:
+            archs.append(arch)
+    inherited, tuned = [], []
+    config = replace(base, epochs=args.tau_epochs, batch_size=args.batch_size, **knobs_of(base))
+    start = time.perf_counter()
+    for arch in archs:
+        inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
+        _, scores = train_scored(arch, config, data, device, args.seed, net=supernet.extract(arch))
+        tuned.append(scores["cross_map"])
+    return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, tuned), "inherited": inherited, "fine_tuned": tuned,
+            "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -144,6 +183,9 @@ def main() -> None:
     parser.add_argument("--sandwich-random", type=int, default=2, help="random subnets per supernet step (default 2)")
     parser.add_argument("--supernet-share", type=float, default=0.7, help="share of oneshot's budget spent training the supernet")
     parser.add_argument("--bn-images", type=int, default=None, help="images re-estimating a subnet's batch norm (default: hetero search's)")
+    parser.add_argument("--tau-subnets", type=int, default=10,
+                        help="random subnets under the budget whose inherited and fine-tuned ranks are compared (default 10; 0 skips)")
+    parser.add_argument("--tau-epochs", type=int, default=3, help="epochs fine-tuning each of those subnets (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.bn_images is None:
@@ -173,29 +215,35 @@ def main() -> None:
     costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels)
     print(f"search data: {data.describe()}; MACs budget {args.max_macs:,}; {args.minutes} min per strategy", flush=True)
 
+    from hetero.metrics import probability_better
+
     results = []
     for name in ("random", "standalone", "oneshot"):
         result = _run_strategy(name, args, space, data, costs, base, device)
         pick = result["pick"]
         if pick is not None:
             knobs = pick["knobs"] if name != "oneshot" else knobs_of(base)
-            result["test"] = _final(pick["arch"], knobs, result["supernet"], args, data, base, device)
+            result["test"], result["test_ap"] = _final(pick["arch"], knobs, result["supernet"], args, data, base, device)
         results.append(result)
         print(f"  {name}: {result['finished']} finished, {result['evaluated']} evaluated in {result['seconds']:.0f} s", flush=True)
     default = space.default_arch()
-    default_test = _final(default, knobs_of(base), None, args, data, base, device)
+    default_test, default_ap = _final(default, knobs_of(base), None, args, data, base, device)
     paragon = default_test["paragon"]["map"]
+    oneshot_supernet = next(r["supernet"] for r in results if r["name"] == "oneshot")
+    ranking = _ranking(oneshot_supernet, args, space, data, costs, base, device) if args.tau_subnets else None
 
-    print(f"\nOmniglot subset, open-set; each strategy {args.minutes} min of search; picks and default trained "
+    print(f"\n{args.data} subset, {split.protocol}-set; each strategy {args.minutes} min of search; picks and default trained "
           f"{args.final_epochs} epochs; MACs budget {args.max_macs:,}; paragon test mAP {paragon:.4f}")
-    header = f"{'strategy':<11} {'evaluated':>9} {'per min':>8} {'s/arch':>7} {'pick MACs':>10} {'val score':>9} {'test cross mAP':>14}"
+    header = (f"{'strategy':<11} {'evaluated':>9} {'per min':>8} {'s/arch':>7} {'pick MACs':>10} {'val score':>9} {'test cross mAP':>14}"
+              f" {'P(> default)':>12}")
     print(header + "\n" + "-" * len(header))
     for r in results:
         pick, test = r["pick"], r.get("test")
         per_min = 60.0 * r["evaluated"] / r["search_seconds"] if r["search_seconds"] else 0.0
         print(f"{r['name']:<11} {r['evaluated']:>9} {per_min:>8.2f} {r['per_arch'] or float('nan'):>7.2f} "
               f"{pick['macs'] if pick else 0:>10,} {pick['cross_map'] if pick else float('nan'):>9.4f} "
-              f"{test['cross_torch']['map'] if test else float('nan'):>14.4f}")
+              f"{test['cross_torch']['map'] if test else float('nan'):>14.4f} "
+              f"{probability_better(r['test_ap'], default_ap) if test else float('nan'):>12.3f}")
     print(f"{'default':<11} {'-':>9} {'-':>8} {'-':>7} {costs.measure(default)['macs']:>10,} {'-':>9} {default_test['cross_torch']['map']:>14.4f}")
     oneshot = next(r for r in results if r["name"] == "oneshot")
     standalone = [r["per_arch"] for r in results if r["name"] != "oneshot" and r["per_arch"]]
@@ -203,7 +251,13 @@ def main() -> None:
         print(f"oneshot evaluates an architecture in {oneshot['per_arch']:.2f} s; standalone trains one in "
               f"{np.mean(standalone):.1f} s ({args.trial_epochs} epochs): {np.mean(standalone) / oneshot['per_arch']:.0f}x")
     print("(val score: the strategy's own validation cross mAP - inherited weights for oneshot, "
-          f"{args.trial_epochs} epochs of training for the others - so compare the test column)")
+          f"{args.trial_epochs} epochs of training for the others - so compare the test column; P(> default): paired "
+          "bootstrap over the test queries' cross AP, 10,000 resamples)")
+    if ranking is not None:
+        tau = ranking["kendall_tau"]
+        print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs) validation cross mAP of "
+              f"{ranking['subnets']} random subnets under the budget: {'n/a' if tau is None else f'{tau:+.3f}'} "
+              f"({ranking['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

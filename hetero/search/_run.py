@@ -1,6 +1,9 @@
 """``run_search``: the whole search, from the cloud model and the data to ``RUN/best/edge.pt``.
 
 1. Hold out a validation part of the training split (search decisions never see the test split).
+   Time a supernet step, a trial and a training step, and set the lengths not given: from
+   ``--time-budget``, or optimizer steps scaled to the data (``hetero.search._budget``; kept in
+   ``plan.json``). One "whole search" progress line shows the ETA of all the phases.
 2. Open (or resume) the Optuna study; the space's default architecture is its first trial.
 3. Oneshot: load or train the supernet. Then run trials until the study holds N finished ones,
    sharing them with any other worker on the same storage.
