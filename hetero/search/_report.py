@@ -108,6 +108,11 @@ def _figures_table(summary: dict) -> list[list[str]]:
     return rows
 
 
+def _sentence(line: str) -> str:
+    """A CLI line as a report sentence: first letter upper-cased (only it: "mAP" stays), a full stop."""
+    return line[:1].upper() + line[1:] + "."
+
+
 def _validation_line(pick: dict, reference: dict | None) -> str:
     """How the pick compares with the default architecture on validation (what it was chosen on)."""
     val = pick.get("val", {})
@@ -131,7 +136,7 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
         ("img", "pareto"),
     ]
     if summary.get("validation"):
-        blocks.append(("p", describe_validation(summary["validation"]).capitalize() + "."))
+        blocks.append(("p", _sentence(describe_validation(summary["validation"]))))
     speed_lines = []
     if speed.get("oneshot_seconds_per_arch"):
         speed_lines.append(f"oneshot: {speed['oneshot_seconds_per_arch']:.3f} s per architecture evaluated "
@@ -157,7 +162,7 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
                    ("p", _validation_line(pick, summary.get("reference"))),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
         if pick.get("ranking"):
-            blocks.append(("p", describe_ranking(pick["ranking"], cfg["strategy"]).capitalize() + "."))
+            blocks.append(("p", _sentence(describe_ranking(pick["ranking"], cfg["strategy"]))))
     elif summary.get("no_pick"):
         blocks += [("h2", "Chosen architecture"), ("p", summary["no_pick"])]
     front = set(summary["pareto"])

@@ -290,6 +290,7 @@ def test_report_draws_the_front_and_tables(oneshot):
     assert "![Pareto front](pareto.png)" in md and "## Chosen architecture" in md and "optuna-dashboard" in md
     assert f"Chosen: final trial {summary['pick']['final_trial']} (search trial {summary['pick']['search_trial']})" in md
     assert len(re.findall(r"^\| \d+ \| COMPLETE", md, flags=re.M)) == len(summary["trials"])
+    assert f"the cloud's own validation mAP {summary['validation']['cloud_val_map']:.4f}" in md and "Ranking: " in md
     html = (out / "report.html").read_text()
     png = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html).group(1))
     assert png.startswith(b"\x89PNG") and png == (out / "pareto.png").read_bytes()
