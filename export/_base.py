@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,8 @@ class Backend(abc.ABC):
         tools: Distributions whose versions go into the manifest.
         int8_quantizations: The int8 schemes :meth:`convert` implements: ``static`` (with
             calibration images) and/or ``dynamic`` (called without them).
+        keeps_layers_float: Whether :meth:`convert` can leave chosen layers of an int8 model in
+            float (``keep_float``), which the accuracy-controlled fallback needs.
     """
 
     name: str = ""
@@ -63,6 +65,7 @@ class Backend(abc.ABC):
     extra: str = ""
     tools: tuple[str, ...] = ()
     int8_quantizations: tuple[str, ...] = ("static",)
+    keeps_layers_float: bool = False
 
     def available(self) -> tuple[bool, str]:
         """Whether this backend can convert here, and if not, why (one line)."""
@@ -79,12 +82,20 @@ class Backend(abc.ABC):
         """Facts about an artifact worth recording in the manifest (e.g. what was not built)."""
         return {}
 
+    def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        """The outputs of the artifact's compute layers (convolutions, linear layers) on
+        ``inputs`` as its runtime computes them, int8 values dequantized: ``{layer: (op,
+        [N, ...])}`` in graph order, for the per-layer drift report; ``{}`` where the backend
+        cannot say."""
+        return {}
+
     def load(self, artifact: str | Path, threads: int | None = None) -> Runner:
         """Load an artifact with this backend's runtime (see :mod:`devices.runtimes`)."""
         return get_runtime(self.runtime or self.name).load(artifact, threads=threads)
 
     def convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: str | Path,
-                precision: str = "fp32", calibration: np.ndarray | None = None) -> Path:
+                precision: str = "fp32", calibration: np.ndarray | None = None,
+                keep_float: Sequence[str] = ()) -> Path:
         """Export ``model`` to ``out_dir``; returns the artifact's path (written atomically).
 
         Args:
@@ -95,6 +106,8 @@ class Backend(abc.ABC):
             out_dir: Folder for the artifact; created if missing.
             precision: ``fp32``, ``fp16`` or ``int8``.
             calibration: Real preprocessed images ``[M, C, H, W]`` for int8 calibration.
+            keep_float: int8 only: layers (names as :meth:`layer_outputs` gives them) left in
+                float, the accuracy-controlled fallback; backends that cannot refuse it.
 
         Raises:
             ExportError: The backend cannot convert here, or the precision, example or
@@ -115,6 +128,8 @@ class Backend(abc.ABC):
                     f"calibration images have shape {list(calibration.shape)}; they must be "
                     f"[M, {', '.join(map(str, example.shape[1:]))}] like the example input"
                 )
+        if keep_float and (precision != "int8" or not self.keeps_layers_float):
+            raise ExportError(f"the {self.name} backend cannot keep chosen layers in float at {precision}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         # A copy on the CPU in eval mode: batch norm must use its running statistics, and the
@@ -122,19 +137,19 @@ class Backend(abc.ABC):
         model = copy.deepcopy(model).to("cpu", torch.float32).eval()
         example = example.detach().to("cpu", torch.float32)
         with torch.no_grad(), quiet():
-            return self._convert(model, example, out_dir, precision, calibration)
+            return self._convert(model, example, out_dir, precision, calibration, tuple(keep_float))
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
-                 precision: str, calibration: np.ndarray | None) -> Path:
+                 precision: str, calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> Path:
         """Write the artifact ``out_dir / artifact_name`` atomically; arguments are checked."""
         target = out_dir / self.artifact_name
         with atomic_output(target) as tmp:
-            self._write(model, example, tmp, precision, calibration)
+            self._write(model, example, tmp, precision, calibration, keep_float)
         return target
 
     @abc.abstractmethod
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
-               calibration: np.ndarray | None) -> None:
+               calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> None:
         """Convert ``model`` and write the artifact at ``path`` (a temporary name)."""
 
 

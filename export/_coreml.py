@@ -44,7 +44,7 @@ class CoremlBackend(Backend):
     int8_quantizations = ("dynamic",)  # int8 weights; activations stay float
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
-               calibration: np.ndarray | None) -> None:
+               calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> None:
         import coremltools as ct
 
         example = example[:1]

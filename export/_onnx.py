@@ -17,6 +17,7 @@ from devices._errors import one_line
 from export._base import Backend, register_backend
 from export._base import dynamic_batch as dynamic_batch_spec
 from export._errors import ExportError
+from export._onnx_layers import onnx_layer_outputs
 from export._onnx_precision import convert_to_fp16, quantization_notes, quantize_int8
 
 __all__ = ["OnnxBackend", "export_onnx"]
@@ -61,14 +62,18 @@ class OnnxBackend(Backend):
     requires = ("onnx", "onnxscript", "onnxruntime")
     extra = "onnx"
     tools = ("onnx", "onnxscript", "onnxruntime")
+    keeps_layers_float = True
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
-               calibration: np.ndarray | None) -> None:
+               calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> None:
         export_onnx(model, example, path)
         if precision == "fp16":
             convert_to_fp16(path)
         elif precision == "int8":
-            quantize_int8(path, calibration)
+            quantize_int8(path, calibration, keep_float=keep_float)
+
+    def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        return onnx_layer_outputs(Path(artifact), inputs)
 
     def notes(self, artifact: Path) -> dict[str, object]:
         return dict(quantization_notes(Path(artifact)))

@@ -16,6 +16,7 @@ import numpy as np
 
 from export._base import describe_ops
 from export._errors import ExportError
+from export._onnx_layers import layer_nodes
 
 __all__ = ["convert_to_fp16", "name_nodes", "quantization_notes", "quantize_int8", "u8s8_pair_bound"]
 
@@ -128,7 +129,8 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         calibration: Images ``[M, C, H, W]``.
         symmetric: int8 activations with zero point 0 and full 8-bit weights, as TensorRT
             requires (TensorRT runs on GPUs, which do not saturate); otherwise the CPU recipe above.
-        keep_float: names of nodes left in float (the accuracy-controlled fallback).
+        keep_float: layers left in float (the accuracy-controlled fallback), named by their
+            output tensors as :func:`export._onnx_layers.onnx_layer_outputs` names them.
 
     Raises:
         ExportError: No calibration images were given.
@@ -146,6 +148,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     # Copied now: quantize_static moves the model's initializers out to a temporary file.
     float_weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     keep = [model.graph.node[i].name for i in sorted(_downstream(model.graph, _FP32_FROM))]
+    keep += [node for layer, _, nodes in layer_nodes(model) if layer in keep_float for node in nodes]
     input_name = model.graph.input[0].name
 
     class _Reader(q.CalibrationDataReader):
@@ -161,7 +164,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     q.quantize_static(
         model, str(path), _Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
         activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8, nodes_to_exclude=keep + list(keep_float),
+        weight_type=q.QuantType.QInt8, nodes_to_exclude=keep,
         calibrate_method=q.CalibrationMethod.MinMax, reduce_range=not symmetric,
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
@@ -179,7 +182,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
                        "(AVX2, AVX-512), exact on VNNI, AMX and ARM"),
     }
     if keep_float:
-        recipe["kept_float"] = ", ".join(keep_float)
+        recipe["kept_float"] = f"{len(keep_float)} layers (the manifest's int8_fallback names them)"
     entry = quantized.metadata_props.add()
     entry.key, entry.value = _RECIPE_KEY, json.dumps(recipe)
     onnx.save(quantized, str(path))

@@ -70,7 +70,7 @@ class TensorrtBackend(Backend):
     tools = ("onnx", "onnxruntime", "polygraphy", "tensorrt")
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
-               calibration: np.ndarray | None) -> None:
+               calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> None:
         export_onnx(model, example, path)
         if precision == "int8":
             quantize_int8(path, calibration, symmetric=True)
@@ -91,8 +91,8 @@ class TensorrtBackend(Backend):
         return {**notes, **quantization_notes(Path(artifact))}
 
     def _convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: Path,
-                 precision: str, calibration: np.ndarray | None) -> Path:
-        onnx_target = super()._convert(model, example, out_dir, precision, calibration)
+                 precision: str, calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> Path:
+        onnx_target = super()._convert(model, example, out_dir, precision, calibration, keep_float)
         ok, _ = get_runtime("tensorrt").available()
         if not ok:
             return onnx_target

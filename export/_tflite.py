@@ -18,6 +18,7 @@ clips the rarer, stronger activations: on an Omniglot edge model that cost cos_m
 from __future__ import annotations
 
 import collections
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ __all__ = ["TfliteBackend"]
 # Ops left in float by int8: the L2 norm's and the output's.
 _FLOAT_OPS = {"ALL_SUPPORTED", "OUTPUT", "SUM", "SQRT", "RSQRT", "DIV", "MAXIMUM"}
 _CALIBRATION_BATCH = 32
+#: The ops a user recognises as layers: what the drift report lists and the fallback keeps float.
+_LAYER_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
 def _to_tflite(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -51,7 +54,8 @@ def _to_tflite(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Non
         litert_torch.config.show_progress = show
 
 
-def _quantize(path: Path, precision: str, calibration: np.ndarray | None) -> None:
+def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
+              keep_float: tuple[str, ...] = ()) -> None:
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -71,6 +75,12 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None) -> Non
                                     weight_num_bits=8)
             except ValueError:
                 pass  # the quantizer has no int8 kernel for this op: it stays float
+        groups = _layer_groups(path)
+        for tensor in (t for layer in keep_float for t in groups.get(layer, [layer])):
+            # An op's scope is its output tensor names, each followed by ";"; a later entry wins.
+            q.update_quantization_recipe(regex=f"^{re.escape(tensor)};",
+                                         operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
         calibration_result = _calibrate(q, path, calibration)
     try:
         result = q.quantize(calibration_result, enable_progress_report=False)
@@ -109,15 +119,75 @@ class TfliteBackend(Backend):
     extra = "tflite"
     tools = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
     int8_quantizations = ("static", "dynamic")
+    keeps_layers_float = True
 
     def _write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, precision: str,
-               calibration: np.ndarray | None) -> None:
+               calibration: np.ndarray | None, keep_float: tuple[str, ...] = ()) -> None:
         _to_tflite(model, example, path)
+        if keep_float and calibration is None:
+            raise ExportError("keeping layers in float needs static int8 (calibration images)")
         if precision != "fp32":
-            _quantize(path, precision, calibration)
+            _quantize(path, precision, calibration, keep_float)
+
+    def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        return _layer_outputs(Path(artifact), inputs)
 
     def notes(self, artifact: Path) -> dict[str, object]:
         return dict(_integer_notes(Path(artifact)))
+
+
+def _layer_groups(path: Path) -> dict[str, list[str]]:
+    """``{layer: [output tensor names of its ops]}``: a layer is a convolution or linear op with the
+    ops that follow it up to the next one (activation, squeeze-excite product, residual sum), kept
+    in float together by the fallback (keeping only the convolution would leave its activations
+    quantized around it); ops before the first layer join it."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    groups: dict[str, list[str]] = {}
+    current: list[str] = []
+    for op in graph.operators:
+        tensor = graph.tensors[op.outputs[0]].name
+        tensor = tensor.decode() if isinstance(tensor, bytes) else tensor
+        if fb.opcode_to_name(model, op.opcodeIndex) in _LAYER_OPS:
+            current = (current if not groups else []) + [tensor]
+            groups[tensor] = current
+        else:
+            current.append(tensor)
+    return groups
+
+
+def _layer_outputs(path: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    """Outputs of the convolutions and linear layers (named by their output tensors, which
+    ai-edge-quantizer keeps), int8 values dequantized with each tensor's own scale."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    from devices.runtimes._tflite import _dequantize, _quantize
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    layers = [(op.outputs[0], fb.opcode_to_name(model, op.opcodeIndex)) for op in graph.operators
+              if fb.opcode_to_name(model, op.opcodeIndex) in _LAYER_OPS]
+    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": that is the use
+        warnings.simplefilter("ignore")
+        interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    detail = interpreter.get_input_details()[0]
+    collected: dict[int, list[np.ndarray]] = {index: [] for index, _ in layers}
+    for start in range(0, len(inputs), _CALIBRATION_BATCH):
+        x = inputs[start:start + _CALIBRATION_BATCH]
+        interpreter.resize_tensor_input(detail["index"], list(x.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], _quantize(x, interpreter.get_input_details()[0]))
+        interpreter.invoke()
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+        for index, _ in layers:
+            collected[index].append(_dequantize(interpreter.get_tensor(index), tensors[index]))
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    return {names[index]: (op, np.concatenate(collected[index])) for index, op in layers}
 
 
 def _integer_notes(path: Path) -> dict[str, str]:
@@ -137,7 +207,9 @@ def _integer_notes(path: Path) -> dict[str, str]:
         (floats if types[op.outputs[0]] == "FLOAT32" else int8)[name] += 1
     weights = [graph.tensors[op.inputs[1]] for op in graph.operators if len(op.inputs) > 1
                and fb.opcode_to_name(model, op.opcodeIndex) in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
-    per_channel = all(w.quantization is not None and len(w.quantization.scale) > 1 for w in weights)
+    # Layers kept in float by the fallback have float weights without scales: judge the int8 ones.
+    weights = [w for w in weights if w.quantization is not None and w.quantization.scale is not None]
+    per_channel = all(len(w.quantization.scale) > 1 for w in weights)
     scheme = (f"full-integer: int8 activations per tensor (min/max over the calibration images), "
               f"{types[graph.inputs[0]].lower()} input" if int8 else "dynamic range: float32 activations")
     return {

@@ -8,6 +8,8 @@ The backends in ``export/`` only convert; this module decides whether the result
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 import datetime as _dt
 import os
 import shutil
@@ -20,7 +22,7 @@ from devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
 from hetero.cost import count_cost
 from hetero.data import Dataset, Preprocess
 from hetero.errors import UserError
-from hetero.metrics import parity, retrieval_metrics
+from hetero.metrics import embedding_collapse, parity, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel
 
 __all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "parity_thresholds", "artifact_preprocess", "top1_gaps"]
@@ -49,6 +51,7 @@ def export_edge(
     parity_data: Dataset,
     cloud: CloudModel | None = None,
     allow_drift: bool = False,
+    fallback_float: bool = True,
 ) -> dict:
     """Export ``edge`` for ``profile`` into ``out_dir`` and return the manifest written there.
 
@@ -60,6 +63,8 @@ def export_edge(
         parity_data: real images to compare runtime and PyTorch on (the test split).
         cloud: when given, cross mAP of the runtime's queries against its gallery is recorded.
         allow_drift: write an artifact that misses its parity thresholds (the manifest says so).
+        fallback_float: when an int8 artifact misses its thresholds, keep its most sensitive
+            layers in float until it passes (where the backend can), before refusing it.
 
     Raises:
         UserError: the artifact misses its thresholds and ``allow_drift`` is off.
@@ -83,18 +88,31 @@ def export_edge(
     inputs = preprocess(parity_data.images[parity_index]).numpy()
     labels = parity_data.labels[parity_index]
     example = torch.from_numpy(inputs[:1])
-    artifact = backend.convert(edge.net, example, staging, precision=profile.precision, calibration=calib)
+    convert = functools.partial(backend.convert, edge.net, example, precision=profile.precision, calibration=calib)
+    artifact = convert(staging)
 
     torch_emb = edge.embed_preprocessed(inputs)
-    figures, verified_reason = _measure_parity(backend, artifact, inputs, labels, torch_emb, cloud,
-                                               parity_data.images[parity_index])
+    measure = functools.partial(_measure_parity, backend, inputs=inputs, labels=labels, torch_emb=torch_emb,
+                                cloud=cloud, images=parity_data.images[parity_index])
+    figures, verified_reason = measure(artifact)
     thresholds = parity_thresholds(profile)
     failures = parity_failures(figures, thresholds) if figures else []
+    int8_report: dict = {}
+    if failures and profile.precision == "int8":
+        drift = _layer_drift(backend, edge, example, staging, artifact, inputs)
+        int8_report["drift"] = drift
+        # Static int8 only: a dynamic-range model's activations are float already.
+        can_fall_back = fallback_float and calib is not None and backend.keeps_layers_float
+        fallback = _fallback(backend, convert, measure, thresholds, drift, staging, artifact, inputs) if can_fall_back else None
+        int8_report["fallback_tried"] = can_fall_back
+        if fallback is not None:
+            int8_report["fallback"] = fallback.pop("summary")
+            artifact, figures, failures = fallback["artifact"], fallback["figures"], []
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
             f"{profile.backend} {profile.precision} artifact misses its parity thresholds ({'; '.join(failures)}"
-            f"{_tie_hint(figures)}); not written. Re-run with --allow-drift to keep it anyway"
+            f"{_tie_hint(figures)}{_drift_hint(int8_report)}); not written. Re-run with --allow-drift to keep it anyway"
         )
     final = out / artifact.name
     if final.exists():
@@ -104,6 +122,7 @@ def export_edge(
     shutil.rmtree(staging, ignore_errors=True)
 
     cost = count_cost(edge.net, (preprocess.channels, preprocess.size, preprocess.size))
+    collapse = embedding_collapse(torch_emb, name="the edge model's embeddings of the parity images")
     manifest = {
         "format": profile.backend,
         **artifact_entry(final),
@@ -124,7 +143,12 @@ def export_edge(
         "verified": figures != {},
         "not_verified_reason": verified_reason,
         "allow_drift": bool(allow_drift and failures),
-        "parity_data": {"spec": parity_data.spec, "images": int(len(inputs))},
+        "parity_data": {"spec": parity_data.spec, "images": int(len(inputs)),
+                        "classes": int(len(np.unique(labels)))},
+        **({"int8_drift": int8_report["drift"]} if "drift" in int8_report else {}),
+        **({"int8_fallback": int8_report["fallback"]} if "fallback" in int8_report else {}),
+        "collapse": collapse.to_dict(),
+        "status": _status(failures, figures, collapse),
         "cross_map_at_export": figures.get("cross_map"),
         "notes": backend.notes(final),
         "tool_versions": backend.versions(),
@@ -166,7 +190,7 @@ def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:
     return preprocess(images[_sample_index(len(images), k)]).numpy()
 
 
-def _measure_parity(backend, artifact: Path, inputs, labels, torch_emb, cloud, images) -> tuple[dict, str | None]:
+def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, cloud, images) -> tuple[dict, str | None]:
     """Run the artifact on ``inputs`` and compare with PyTorch; ``({}, reason)`` if it cannot run here."""
     from devices.runtimes import get_runtime
 
@@ -208,3 +232,107 @@ def _tie_hint(figures: dict[str, float]) -> str:
         return ""
     return (f"; the first-ranked items are of the same class for {figures['top1_agreement']:.4f} of the "
             f"queries, and the median gap between the first two similarities is {figures['top1_gap_median']:.5f}")
+
+
+#: Parity images the per-layer drift is measured on (every layer's activations are held at once).
+DRIFT_IMAGES = 128
+
+
+def _layer_drift(backend, edge: EdgeModel, example: torch.Tensor, staging: Path, artifact: Path,
+                 inputs: np.ndarray) -> dict:
+    """Per-layer cosine between the int8 artifact and a float artifact of the same model, both on
+    their runtime; ``{"layers": [...], "first_divergence": row or None}`` (``{}`` where the
+    backend cannot read its layers)."""
+    from export._drift import first_divergence, layer_drift
+
+    x = inputs[:DRIFT_IMAGES]
+    quantized = backend.layer_outputs(artifact, x)
+    if not quantized:
+        return {}
+    float_artifact = backend.convert(edge.net, example, staging / "float", precision="fp32")
+    rows = layer_drift(backend.layer_outputs(float_artifact, x), quantized)
+    for index, row in enumerate(rows):
+        row["index"], row["label"] = index, layer_label(row["layer"])
+    return {"images": int(len(x)), "layers": rows, "first_divergence": first_divergence(rows)}
+
+
+def layer_label(name: str) -> str:
+    """A layer's name as a person reads it: TFLite names carry the torch module path
+    (``pkg.mod.Class_attr/...;...``), shortened to its classes and attributes."""
+    first = name.split(";")[0]
+    parts = [part.rsplit(".", 1)[-1] for part in first.split("/")]
+    return "/".join(parts[1:] if len(parts) > 2 else parts)
+
+
+def _fallback(backend, convert, measure, thresholds: dict, drift: dict, staging: Path, artifact: Path,
+              inputs: np.ndarray) -> dict | None:
+    """Keep the layers that add the most drift in float, 1, 2, 4, ... of them, until parity passes
+    (NNCF's accuracy-control idea, ranked by the measured per-layer drift instead of one
+    re-quantization per layer, which would cost a calibration each). Returns the passing
+    artifact, its figures and a summary of what it cost, or ``None`` when even all layers in
+    float miss (or the backend cannot keep layers in float)."""
+    from devices.manifest import artifact_bytes
+    from export._drift import most_sensitive
+
+    if not backend.keeps_layers_float or not drift.get("layers"):
+        return None
+    order = most_sensitive(drift["layers"])
+    count, tried = 1, []
+    while True:
+        kept = order[:count]
+        candidate = convert(staging / f"fallback-{count}", keep_float=tuple(kept))
+        figures, _ = measure(candidate)
+        tried.append(count)
+        if not parity_failures(figures, thresholds):
+            labels = {row["layer"]: row["label"] for row in drift["layers"]}
+            summary = {
+                "kept_float": [labels[name] for name in kept],
+                "kept_float_layers": kept,
+                "layers": len(order),
+                "tried": tried,
+                "bytes": artifact_bytes(candidate),
+                "int8_bytes": artifact_bytes(artifact),
+                "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
+            }
+            return {"artifact": candidate, "figures": figures, "summary": summary}
+        if count >= len(order):
+            return None
+        count = min(2 * count, len(order))
+
+
+def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:
+    """Median over ``rounds`` of candidate/reference time for one batch of 32, measured in turn."""
+    batch = inputs[:32]
+    runners = [backend.load(candidate, threads=1), backend.load(reference, threads=1)]
+    for runner in runners:
+        runner.run(batch)
+    ratios = []
+    for _ in range(rounds):
+        times = []
+        for runner in runners:
+            start = time.perf_counter()
+            runner.run(batch)
+            times.append(time.perf_counter() - start)
+        ratios.append(times[0] / max(times[1], 1e-9))
+    return float(np.median(ratios))
+
+
+def _drift_hint(int8_report: dict) -> str:
+    first = (int8_report.get("drift") or {}).get("first_divergence")
+    if not first:
+        return ""
+    tried = ", and keeping layers in float did not recover parity" if int8_report.get("fallback_tried") else ""
+    return (f"; int8 first diverges from float at layer {first['index']} ({first['op']} {first['label']}, "
+            f"cos {first['cos_mean']:.4f}){tried}")
+
+
+def _status(failures: list[str], figures: dict, collapse) -> str:
+    """"ok", or what failed (DESIGN.md's report status, for the manifest)."""
+    problems = []
+    if collapse.collapsed:
+        problems.append("collapsed embeddings")
+    if failures:
+        problems.append("parity below thresholds")
+    if not figures:
+        problems.append("not verified")
+    return "; ".join(problems) or "ok"

@@ -35,12 +35,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_data_options(p, required=False, default_help="real images for int8 calibration (training split) and parity "
                      "(test split); default: the data the edge model was trained on")
     p.add_argument("--allow-drift", action="store_true", help="keep an artifact that misses its parity thresholds (the manifest says so)")
+    p.add_argument("--no-fallback", action="store_true", help="int8: refuse an artifact that misses its thresholds instead of "
+                   "keeping its most sensitive layers in float until it passes (the default; the manifest names them)")
     add_result_options(p)
     p.set_defaults(run=_run, command="export")
 
 
 def export_for_device(edge_path: Path, device: str, out: Path, data: str | None, protocol: str | None, seed: int,
-                      cloud=None, allow_drift: bool = False, split=None) -> dict:
+                      cloud=None, allow_drift: bool = False, split=None, fallback_float: bool = True) -> dict:
     """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest.
 
     ``split``: the data split already loaded (``data``, ``protocol`` and ``seed`` are then ignored).
@@ -56,7 +58,8 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
     split_info = edge.meta.get("split", {})
     spec = data or edge.meta.get("data") or "digits"
     split = split or load_split(spec, protocol=protocol or split_info.get("protocol"), seed=seed)
-    manifest = export_edge(edge, load_profile(device), out, split.train, split.test, cloud=cloud, allow_drift=allow_drift)
+    manifest = export_edge(edge, load_profile(device), out, split.train, split.test, cloud=cloud, allow_drift=allow_drift,
+                           fallback_float=fallback_float)
     src = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
     if src.resolve() != (out / "edge.pt").resolve():
         shutil.copyfile(src, out / ".edge.pt.tmp")
@@ -70,7 +73,8 @@ def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud
 
     cloud = load_cloud(args.cloud) if args.cloud else None
-    manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift)
+    manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift,
+                                 fallback_float=not args.no_fallback)
     print_manifest(manifest)
     # Kept with --allow-drift, an artifact below its thresholds fails the gate (an unverified one is not judged).
     failures = gate_failures({"parity_passed": manifest.get("parity_passed"),
@@ -91,7 +95,8 @@ def print_manifest(manifest: dict) -> None:
     if p:
         status = "PASSED" if manifest["parity_passed"] else "MISSED (kept with --allow-drift)"
         extra = f" (same image {p['top1_item_agreement']:.4f})" if "top1_item_agreement" in p else ""
-        extra += f", cross mAP {p['cross_map']:.4f}" if "cross_map" in p else ""
+        images = manifest.get("parity_data", {}).get("images")
+        extra += f", cross mAP {p['cross_map']:.4f} (on the {images} parity images)" if "cross_map" in p else ""
         print(
             f"{manifest['device']}: {manifest['artifact']} ({manifest['format']} {manifest['precision']}, {manifest['bytes']:,} bytes); "
             f"parity {status}: cos min {p['cos_min']:.6f}, top-1 agreement {p['top1_agreement']:.4f}{extra}"
@@ -100,3 +105,19 @@ def print_manifest(manifest: dict) -> None:
         print(f"{manifest['device']}: {manifest['artifact']} written, not verified here: {manifest['not_verified_reason']}")
     for key, note in (manifest.get("notes") or {}).items():
         print(f"  {key}: {note}")
+    print_int8_report(manifest)
+
+
+def print_int8_report(manifest: dict) -> None:
+    """The accuracy-controlled fallback and the per-layer drift, when int8 needed them."""
+    fallback = manifest.get("int8_fallback")
+    if fallback:
+        print(f"  int8 fallback: {len(fallback['kept_float'])} of {fallback['layers']} layers kept in float "
+              f"({', '.join(fallback['kept_float'])}); {fallback['bytes']:,} bytes against {fallback['int8_bytes']:,} "
+              f"all-int8, batch-32 latency x{fallback['latency_ratio_b32']:.2f} of all-int8")
+    first = (manifest.get("int8_drift") or {}).get("first_divergence")
+    if first:
+        print(f"  int8 drift: first diverges at layer {first['index']} ({first['op']} {first['label']}): "
+              f"cos mean {first['cos_mean']:.4f}, min {first['cos_min']:.4f} (manifest int8_drift has every layer)")
+    if manifest.get("collapse", {}).get("collapsed"):
+        print(f"  {manifest['collapse']['reason']}")

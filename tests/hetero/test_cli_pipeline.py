@@ -147,7 +147,7 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     """``[parity]`` in a profile adds to or replaces the precision's thresholds, and the manifest says so."""
     first = tmp_path / "defaults"
     assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "static"), "--out", str(first),
-                 "--allow-drift", "--quiet"]) == 0
+                 "--allow-drift", "--no-fallback", "--quiet"]) == 0
     measured = json.loads((first / "manifest.json").read_text())
     assert measured["parity_thresholds"] == {"cos_min": 0.99, "top1_agreement": 0.98}
     assert measured["parity_thresholds_from"] == "int8 defaults"
@@ -158,10 +158,11 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     assert p["top1_agreement"] >= same_image  # the same image is of the same class
     lenient, strict = round(same_image / 2, 6), round(min(same_image + 0.01, 1.0), 6)
     decision = round(p["top1_agreement"] / 2, 6)
+    cos_min = round(min(0.9, p["cos_min"] * 0.9), 6)
 
     def own(limit: float) -> str:
         path = tmp_path / f"own-{limit}.toml"
-        path.write_text(f'name = "board"\nbackend = "onnx"\nprecision = "int8"\n\n[parity]\ncos_min = 0.9\n'
+        path.write_text(f'name = "board"\nbackend = "onnx"\nprecision = "int8"\n\n[parity]\ncos_min = {cos_min}\n'
                         f'top1_agreement = {decision}\ntop1_item_agreement = {limit}\n')
         return str(path)
 
@@ -169,8 +170,16 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     assert main(["export", "--model", str(run / "edge"), "--device", own(lenient), "--out", str(passing), "--quiet"]) == 0
     manifest = json.loads((passing / "manifest.json").read_text())
     assert manifest["parity_passed"] and not manifest["allow_drift"]
-    assert manifest["parity_thresholds"] == {"cos_min": 0.9, "top1_agreement": decision, "top1_item_agreement": lenient}
+    assert manifest["parity_thresholds"] == {"cos_min": cos_min, "top1_agreement": decision, "top1_item_agreement": lenient}
     assert manifest["parity_thresholds_from"].startswith("device profile [parity] (cos_min, top1_agreement, top1_item_agreement)")
-    # A profile that needs the same first image refuses the artifact.
-    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", own(strict),
+    # A profile that needs the same first image refuses the all-int8 artifact ...
+    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", own(strict), "--no-fallback",
                           "--out", str(tmp_path / "strict")], capsys, "misses its parity thresholds (top1_item_agreement")
+    # ... and, by default, keeps its most sensitive layers in float until it passes, naming them.
+    assert main(["export", "--model", str(run / "edge"), "--device", own(strict), "--out", str(tmp_path / "fallback"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "fallback" / "manifest.json").read_text())
+    fallback, drift = manifest["int8_fallback"], manifest["int8_drift"]
+    assert manifest["parity_passed"] and manifest["status"] == "ok" and manifest["parity"]["top1_item_agreement"] >= strict
+    assert 1 <= len(fallback["kept_float"]) <= fallback["layers"] == len(drift["layers"])
+    assert fallback["bytes"] >= fallback["int8_bytes"] and fallback["latency_ratio_b32"] > 0
+    assert all(-1.0 <= row["cos_mean"] <= 1.0 + 1e-6 for row in drift["layers"])

@@ -1,0 +1,80 @@
+"""The per-layer drift between an int8 artifact and its float artifact, and keeping layers float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from devices import parity
+from export import get_backend
+from export._drift import first_divergence, layer_drift, most_sensitive
+from export.testing import TinyEmbedder, smooth_images
+
+
+def test_layer_drift_ranks_the_layer_that_adds_the_error() -> None:
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal((16, 8)) for _ in range(3))
+    reference = {"a": ("Conv", a), "b": ("Conv", b), "c": ("Gemm", c)}
+    quantized = {"a": ("Conv", a * 1.01), "b": ("Conv", b + 0.5 * rng.standard_normal(b.shape)),
+                 "c": ("Gemm", c + 0.5 * rng.standard_normal(c.shape))}
+    rows = layer_drift(reference, quantized)
+    assert [r["layer"] for r in rows] == ["a", "b", "c"]
+    assert rows[0]["cos_mean"] == pytest.approx(1.0) and rows[1]["cos_mean"] < 0.95
+    assert first_divergence(rows)["layer"] == "b"
+    assert most_sensitive(rows)[0] == "b"
+
+
+def test_dead_maps_agree() -> None:
+    zeros = np.zeros((4, 3))
+    assert layer_drift({"a": ("Conv", zeros)}, {"a": ("Conv", zeros)})[0]["cos_min"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = TinyEmbedder(in_channels=3, dim=32, width=16)
+    calibration = smooth_images(48, channels=3, size=16, seed=1)
+    queries = smooth_images(16, channels=3, size=16, seed=2)
+    return model, calibration, queries
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_int8_and_float_artifacts_name_their_layers_alike(tmp_path: Path, tiny, backend: str) -> None:
+    b = get_backend(backend)
+    if not b.available()[0]:
+        pytest.skip(reason=b.available()[1])
+    model, calibration, queries = tiny
+    example = torch.from_numpy(queries[:1])
+    ref = b.layer_outputs(b.convert(model, example, tmp_path / "f", "fp32"), queries)
+    got = b.layer_outputs(b.convert(model, example, tmp_path / "q", "int8", calibration), queries)
+    assert len(ref) >= 3 and list(ref) == list(got)
+    rows = layer_drift(ref, got)
+    assert len(rows) == len(ref) and all(0.9 < r["cos_mean"] <= 1.0 + 1e-6 for r in rows)
+    assert {op for op, _ in ref.values()} & {"Conv", "CONV_2D"}
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_layers_kept_float_leave_int8(tmp_path: Path, tiny, backend: str) -> None:
+    """Every layer kept float: no integer convolution is left and the artifact matches torch."""
+    b = get_backend(backend)
+    if not b.available()[0]:
+        pytest.skip(reason=b.available()[1])
+    model, calibration, queries = tiny
+    example = torch.from_numpy(queries[:1])
+    layers = list(b.layer_outputs(b.convert(model, example, tmp_path / "f", "fp32"), queries[:2]))
+    artifact = b.convert(model, example, tmp_path / "k", "int8", calibration, keep_float=layers)
+    notes = b.notes(artifact)
+    assert "Conv" not in notes.get("int8_ops", "") and "CONV" not in notes.get("int8_ops", "")
+    with torch.no_grad():
+        reference = model.eval()(torch.from_numpy(queries)).numpy()
+    assert parity(reference, b.load(artifact, threads=1).run(queries))["cos_min"] >= 0.999
+
+
+def test_keep_float_is_refused_where_it_cannot_apply(tmp_path: Path, tiny) -> None:
+    from export import ExportError
+
+    model, _, queries = tiny
+    with pytest.raises(ExportError, match="cannot keep chosen layers in float"):
+        get_backend("onnx").convert(model, torch.from_numpy(queries[:1]), tmp_path, "fp32", keep_float=["x"])
