@@ -173,7 +173,9 @@ def train_edge(
     finally:
         if moved:
             cloud.to(torch.device("cpu"))
-    if val_mask is None:  # (a validated model's kept epoch was recalibrated before it was scored)
+    # A validated model's kept epoch was recalibrated before it was scored; a caller that scores
+    # the epochs itself (the search's trials) gets the model it scored, its last epoch as trained.
+    if val_mask is None and on_epoch is None:
         _recalibrate(model.net, fit.images, preprocess)
     model.net.cpu().eval()
     schedule = _schedule(config, len(fit.labels), kind, views.mode)
