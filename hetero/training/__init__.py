@@ -28,9 +28,11 @@ from hetero.training._trainer import (
     run_epochs,
     train_embedding,
 )
+from hetero.training._qat import quantization_aware_finetune
 from hetero.training._views import TrainViews, ViewBatch
 
 __all__ = [
+    "quantization_aware_finetune",
     "TrainConfig",
     "CLOUD_DEFAULTS",
     "EDGE_DEFAULTS",
