@@ -19,6 +19,8 @@ __all__ = ["LAYER_OPS", "layer_nodes", "onnx_layer_outputs"]
 #: The ops a user recognises as layers: what the drift report lists and the fallback keeps float.
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 _BATCH = 64
+#: Activations onnxruntime's quantizer fuses into the convolution before it (ReLU, ReLU6 as Clip).
+_FUSED = ("Relu", "Clip")
 
 
 def layer_nodes(model: "object") -> list[tuple[str, str, list[str]]]:
@@ -39,7 +41,7 @@ def layer_nodes(model: "object") -> list[tuple[str, str, list[str]]]:
             (layers[-1][2] if layers else leading).append(node.name)
             continue
         following = consumers.get(node.output[0], [])
-        name = following[0].output[0] if len(following) == 1 and following[0].op_type == "Relu" else node.output[0]
+        name = following[0].output[0] if len(following) == 1 and following[0].op_type in _FUSED else node.output[0]
         layers.append((name, node.op_type, leading + [node.name]))
         leading = []
     return layers
