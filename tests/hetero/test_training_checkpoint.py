@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -117,7 +118,8 @@ def _kill_when_partial(command: list[str], partial, epochs_at_least: int) -> int
 
     ``partial``'s name may be a glob pattern (a checkpoint named by a digest).
     """
-    worker = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()  # what a worker that ended early said, for the assertion
+    worker = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 240
 
     def epochs() -> int:
@@ -128,7 +130,10 @@ def _kill_when_partial(command: list[str], partial, epochs_at_least: int) -> int
         if epochs() >= epochs_at_least:
             break
         time.sleep(0.05)
-    assert worker.poll() is None, "the training finished before it could be killed half-way"
+    if worker.poll() is not None:
+        log.seek(0)
+        said = log.read().decode(errors="replace").strip().splitlines()[-3:]
+        raise AssertionError(f"the training ended (exit {worker.returncode}) before it could be killed half-way: {said}")
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
     return epochs()
