@@ -270,15 +270,18 @@ def _fallback(backend, convert, measure, thresholds: dict, drift: dict, staging:
     (NNCF's accuracy-control idea, ranked by the measured per-layer drift instead of one
     re-quantization per layer, which would cost a calibration each). Returns the passing
     artifact, its figures and a summary of what it cost, or ``None`` when even all layers in
-    float miss (or the backend cannot keep layers in float)."""
+    float but one miss (or the backend cannot keep layers in float)."""
     from devices.manifest import artifact_bytes
     from export._drift import most_sensitive
 
     if not backend.keeps_layers_float or not drift.get("layers"):
         return None
     order = most_sensitive(drift["layers"])
+    # At least one layer stays int8: an artifact with every layer in float is not an int8 artifact,
+    # and passing it as one would hide that int8 does not work for this model.
+    most = len(order) - 1
     count, tried = 1, []
-    while True:
+    while count <= most:
         kept = order[:count]
         candidate = convert(staging / f"fallback-{count}", keep_float=tuple(kept))
         figures, _ = measure(candidate)
@@ -295,9 +298,10 @@ def _fallback(backend, convert, measure, thresholds: dict, drift: dict, staging:
                 "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
             }
             return {"artifact": candidate, "figures": figures, "summary": summary}
-        if count >= len(order):
+        if count >= most:
             return None
-        count = min(2 * count, len(order))
+        count = min(2 * count, most)
+    return None
 
 
 def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:
@@ -321,7 +325,8 @@ def _drift_hint(int8_report: dict) -> str:
     first = (int8_report.get("drift") or {}).get("first_divergence")
     if not first:
         return ""
-    tried = ", and keeping layers in float did not recover parity" if int8_report.get("fallback_tried") else ""
+    tried = (", and keeping all but one of its layers in float did not recover parity: int8 does not hold for this "
+             "model (try --qat, or a float profile)") if int8_report.get("fallback_tried") else ""
     return (f"; int8 first diverges from float at layer {first['index']} ({first['op']} {first['label']}, "
             f"cos {first['cos_mean']:.4f}){tried}")
 
