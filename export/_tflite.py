@@ -176,18 +176,18 @@ def _layer_outputs(path: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.nd
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
     detail = interpreter.get_input_details()[0]
+    # Names and quantization parameters do not change with the batch size: read them once.
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
     collected: dict[int, list[np.ndarray]] = {index: [] for index, _ in layers}
     for start in range(0, len(inputs), _CALIBRATION_BATCH):
         x = inputs[start:start + _CALIBRATION_BATCH]
         interpreter.resize_tensor_input(detail["index"], list(x.shape))
         interpreter.allocate_tensors()
-        interpreter.set_tensor(detail["index"], _quantize(x, interpreter.get_input_details()[0]))
+        interpreter.set_tensor(detail["index"], _quantize(x, detail))
         interpreter.invoke()
-        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
         for index, _ in layers:
             collected[index].append(_dequantize(interpreter.get_tensor(index), tensors[index]))
-    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    return {names[index]: (op, np.concatenate(collected[index])) for index, op in layers}
+    return {tensors[index]["name"]: (op, np.concatenate(collected[index])) for index, op in layers}
 
 
 def _integer_notes(path: Path) -> dict[str, str]:

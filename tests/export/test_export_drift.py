@@ -40,11 +40,16 @@ def tiny():
     return model, calibration, queries
 
 
-@pytest.mark.parametrize("backend", ["onnx", "tflite"])
-def test_int8_and_float_artifacts_name_their_layers_alike(tmp_path: Path, tiny, backend: str) -> None:
+def _available(backend: str):
     b = get_backend(backend)
     if not b.available()[0]:
         pytest.skip(reason=b.available()[1])
+    return b
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_int8_and_float_artifacts_name_their_layers_alike(tmp_path: Path, tiny, backend: str) -> None:
+    b = _available(backend)
     model, calibration, queries = tiny
     example = torch.from_numpy(queries[:1])
     ref = b.layer_outputs(b.convert(model, example, tmp_path / "f", "fp32"), queries)
@@ -58,9 +63,7 @@ def test_int8_and_float_artifacts_name_their_layers_alike(tmp_path: Path, tiny, 
 @pytest.mark.parametrize("backend", ["onnx", "tflite"])
 def test_layers_kept_float_leave_int8(tmp_path: Path, tiny, backend: str) -> None:
     """Every layer kept float: no integer convolution is left and the artifact matches torch."""
-    b = get_backend(backend)
-    if not b.available()[0]:
-        pytest.skip(reason=b.available()[1])
+    b = _available(backend)
     model, calibration, queries = tiny
     example = torch.from_numpy(queries[:1])
     layers = list(b.layer_outputs(b.convert(model, example, tmp_path / "f", "fp32"), queries[:2]))

@@ -235,7 +235,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing_outside_out(
     case: Case, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not case.as_root and os.geteuid() == 0:
-        pytest.skip("root may write to a read-only folder")
+        pytest.skip(reason="root may write to a read-only folder")
     cwd = tmp_path / "a" / "b" / "cwd"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)
