@@ -153,7 +153,7 @@ def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_
                 "--finalists", "1", "--final-epochs", "20", "--resolutions", "24", "--batch-size", "32", "--bn-images", "64",
                 "--quiet"]
 
-    killed, whole = root / "final-killed", root / "final-whole"
+    killed, whole = root / "fine-tune-killed", root / "fine-tune-whole"
     in_reference = _kill_when_partial(command(killed), killed / "reference" / "train.partial.pt", 2)
     in_final = _kill_when_partial(command(killed), killed / "final" / "partial" / "*.pt", 2)
     assert 2 <= in_reference < 20 and 2 <= in_final < 20
