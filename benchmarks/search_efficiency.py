@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+#: Share of the training classes held out to judge the search (and left out of the cloud's training).
+VAL_FRACTION = 0.2
 CLOUD_ARCH = {"space": "resnet", "resolution": 28, **{f"s{i}_depth": 1 for i in range(4)},
               **{f"s{i}_width": w for i, w in enumerate((32, 64, 128, 256))}}
 
@@ -45,14 +47,18 @@ def _subset(split, train_classes: int, test_classes: int, seed: int):
 
 
 def _cloud(args, split, work: Path):
+    """The cloud, trained (once, cached in --work) on the training classes less the search's validation part."""
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, train_cloud
+    from hetero.search import cloud_training_part
     from hetero.training import CLOUD_DEFAULTS
 
     if not (work / "cloud" / "cloud.pt").exists():
         start = time.perf_counter()
-        cloud = train_cloud(split.train, CLOUD_ARCH, 64, replace(CLOUD_DEFAULTS, epochs=args.cloud_epochs), seed=args.seed)
-        cloud.meta["paragon"] = evaluate_cloud(cloud, split.test)
+        train, holdout, note = cloud_training_part(split, VAL_FRACTION, args.seed)
+        print(note, flush=True)
+        cloud = train_cloud(train, CLOUD_ARCH, 64, replace(CLOUD_DEFAULTS, epochs=args.cloud_epochs), seed=args.seed)
+        cloud.meta.update(split=split.describe(), holdout=holdout, paragon=evaluate_cloud(cloud, split.test))
         save_cloud(cloud, work / "cloud")
         print(f"cloud trained in {time.perf_counter() - start:.0f} s", flush=True)
     return load_cloud(work / "cloud")
@@ -174,7 +180,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "runs" / "search_efficiency"), help="cache for the cloud model")
     parser.add_argument("--train-classes", type=int, default=100, help="training classes used (default 100 of 964)")
     parser.add_argument("--test-classes", type=int, default=100, help="test classes used (default 100 of 659)")
-    parser.add_argument("--max-macs", type=int, default=2_500_000, help="MACs budget of the pick (default 2.5 M)")
+    parser.add_argument("--max-macs", type=int, default=None, help="MACs budget of the pick (default: the default architecture's)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[24, 28])
     parser.add_argument("--cloud-epochs", type=int, default=15)
     parser.add_argument("--trial-epochs", type=int, default=2, help="epochs of a standalone trial (default 2)")
@@ -210,9 +216,14 @@ def main() -> None:
     print(f"data {args.data}: {split.describe()}", flush=True)
     cloud = _cloud(args, split, Path(args.work))
     base = EDGE_DEFAULTS
-    data = SearchData.prepare(cloud, split, 0.2, args.seed, base.prototype_temperature)
+    data = SearchData.prepare(cloud, split, VAL_FRACTION, args.seed, base.prototype_temperature)
     space = get_space("mobilenet_v3", resolutions=tuple(args.resolutions))
+    if args.max_macs is None:  # the target: a pick better than the default at no more than its MACs
+        args.max_macs = CostModel(space, load_profile("x86-server"), "macs", None, cloud.embed_dim, data.channels).measure(space.default_arch())["macs"]
     costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels)
+    from hetero.search import describe_validation
+
+    print(describe_validation(data.validation_check()), flush=True)
     print(f"search data: {data.describe()}; MACs budget {args.max_macs:,}; {args.minutes} min per strategy", flush=True)
 
     from hetero.metrics import probability_better

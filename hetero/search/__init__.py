@@ -17,7 +17,7 @@ Example:
 from hetero.search._choice import choose_pick, describe_choice
 from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from hetero.search._cost import BYTES_PER_PARAM, CostModel
-from hetero.search._data import SearchData, describe_validation
+from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet
 from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau
@@ -43,6 +43,7 @@ __all__ = [
     "SearchData",
     "best_feasible",
     "choose_pick",
+    "cloud_training_part",
     "describe_choice",
     "describe_ranking",
     "describe_validation",
@@ -59,6 +60,7 @@ __all__ = [
     "run_search",
     "run_trials",
     "sample_knobs",
+    "search_parts",
     "train_supernet",
     "trial_rows",
     "write_report",

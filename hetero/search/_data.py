@@ -22,15 +22,58 @@ import torch
 from torch import nn
 
 from hetero.data import Dataset, Split, split_dataset
+from hetero.errors import UserError
 from hetero.metrics import l2_normalize, retrieval_metrics
 from hetero.models import CloudModel
 from hetero.pipeline import default_preprocess
 from hetero.training import CloudTargets
 
-__all__ = ["SATURATED", "SearchData", "describe_validation"]
+__all__ = ["SATURATED", "SearchData", "cloud_training_part", "describe_validation", "holdout_record", "search_parts"]
+
+#: What identifies a split (the cloud's recorded split against the search's).
+_SPLIT_KEYS = ("spec", "protocol", "seed", "train_images", "train_classes", "test_images")
 
 #: A cloud validation mAP at or above this leaves no room to rank edge models on the validation part.
 SATURATED = 0.98
+
+
+def search_parts(split: Split, val_fraction: float, seed: int) -> Split:
+    """The training split cut into the part the search trains on and its validation part.
+
+    Made as the split itself was: closed-set data keeps images of every training class in both
+    parts; open-set data holds out whole classes, so the validation queries are classes the edge
+    never trains on, as the test queries are. ``hetero cloud train --val-fraction`` leaves out the
+    same validation part (same fraction and seed), so the cloud never trains on the images that
+    judge the edge models. (``hetero train``'s own hold-out, the same cut at its own fraction, is a
+    prefix of the same permutation: with a smaller fraction it lies inside this part.)
+    """
+    return split_dataset(split.train, protocol=split.protocol, seed=seed + 1, test_fraction=val_fraction)
+
+
+def holdout_record(val_fraction: float, seed: int) -> dict:
+    """What a cloud trained on ``search_parts(split, val_fraction, seed).train`` records in its
+    ``meta["holdout"]`` (beside ``meta["split"]``), for the search to recognise its validation part."""
+    return {"val_fraction": float(val_fraction), "seed": int(seed)}
+
+
+def cloud_training_part(split: Split, val_fraction: float, seed: int) -> tuple[Dataset, dict | None, str]:
+    """The images a cloud trained for this split learns from: the training split less the search's
+    validation part (``val_fraction`` 0: all of it).
+
+    Returns:
+        The images, the record for the cloud's ``meta["holdout"]`` (``None`` when nothing is held
+        out) and one line saying what was left out.
+    """
+    if val_fraction <= 0:
+        return split.train, None, ("the cloud trains on every training image: a search on this split judges "
+                                   "edges on images the cloud was trained on (--val-fraction 0)")
+    try:
+        parts = search_parts(split, val_fraction, seed)
+    except UserError as exc:
+        raise UserError(f"{exc}; or train the cloud with --val-fraction 0 (no validation part left out)") from None
+    return parts.train, holdout_record(val_fraction, seed), (
+        f"validation: {len(parts.test.labels)} training images of {parts.test.num_classes} classes left out of the "
+        f"cloud's training ({split.protocol}-set), the part `hetero search --val-fraction {val_fraction:g}` judges on")
 
 
 @dataclass
@@ -44,6 +87,7 @@ class SearchData:
         cloud: The frozen cloud model.
         targets: The cloud model's targets for ``fit`` (computed once for every trial).
         gallery: The cloud model's embeddings of ``val``: the gallery trials search.
+        holdout: How ``val`` was cut (:func:`holdout_record`), to tell whether the cloud saw it.
     """
 
     split: Split
@@ -52,6 +96,7 @@ class SearchData:
     cloud: CloudModel
     targets: CloudTargets
     gallery: np.ndarray
+    holdout: dict | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -61,9 +106,10 @@ class SearchData:
         Closed-set data keeps images of every training class in both parts; open-set data holds
         out whole classes, so the validation queries are unseen classes, as the test queries are.
         """
-        parts = split_dataset(split.train, protocol=split.protocol, seed=seed + 1, test_fraction=val_fraction)
+        parts = search_parts(split, val_fraction, seed)
         targets = CloudTargets.from_cloud(cloud, parts.train.images, parts.train.labels, prototype_temperature)
-        return cls(split, parts.train, parts.test, cloud, targets, cloud.embed(parts.test.images))
+        return cls(split, parts.train, parts.test, cloud, targets, cloud.embed(parts.test.images),
+                   holdout_record(val_fraction, seed))
 
     @property
     def channels(self) -> int:
@@ -137,7 +183,18 @@ class SearchData:
         shared = np.intersect1d(np.unique(self.fit.labels), np.unique(self.val.labels)).size
         ceiling = self.paragon()
         return {"protocol": self.split.protocol, "val_classes": self.val.num_classes, "shared_classes": int(shared),
-                "cloud_val_map": ceiling, "saturated": ceiling >= SATURATED}
+                "cloud_val_map": ceiling, "saturated": ceiling >= SATURATED, "cloud_saw_val": self.cloud_saw_val()}
+
+    def cloud_saw_val(self) -> bool | None:
+        """Whether the cloud trained on the validation images: ``False`` where ``hetero cloud train``
+        left out this very part, ``True`` where it trained on this split's training images with no
+        (or another) hold-out, ``None`` where unknown (an imported cloud, or another split)."""
+        if self.holdout is None:
+            return None
+        trained_on, ours = self.cloud.meta.get("split"), self.split.describe()
+        if not isinstance(trained_on, dict) or any(trained_on.get(k) != ours[k] for k in _SPLIT_KEYS):
+            return None
+        return self.cloud.meta.get("holdout") != self.holdout
 
 
 def describe_validation(check: dict) -> str:
@@ -145,6 +202,11 @@ def describe_validation(check: dict) -> str:
     classes = (f"{check['val_classes']} classes the edge does not train on" if not check["shared_classes"]
                else f"{check['val_classes']} classes, {check['shared_classes']} of them also trained on")
     line = f"validation: {classes} ({check['protocol']}-set); the cloud's own validation mAP {check['cloud_val_map']:.4f}"
+    if check.get("cloud_saw_val"):
+        line += ("; the cloud trained on these images: train it with `hetero cloud train --val-fraction "
+                 "<the search's --val-fraction>` to leave them out")
+    elif check.get("cloud_saw_val") is False:
+        line += "; the cloud never trained on them"
     if check["saturated"]:
         line += " (saturated: trials near it differ by a few queries and cannot be told apart)"
     return line
