@@ -40,11 +40,14 @@ class CostModel:
         embed_dim: Output size of the networks.
         channels: Input channels.
         calibration: Real preprocessed images at a resolution, for int8 export before timing.
+        build: Builds an architecture's network where the space's own build on the meta device
+            does not (``cloud_pruned`` prunes the real cloud network; see ``hetero.search._nets``).
     """
 
     def __init__(self, space, profile, objective: str, max_macs: int | None, embed_dim: int, channels: int,
-                 calibration: Callable[[int], np.ndarray] | None = None) -> None:
-        self.space, self.profile, self.objective = space, profile, objective
+                 calibration: Callable[[int], np.ndarray] | None = None,
+                 build: Callable[[Mapping[str, Any]], torch.nn.Module] | None = None) -> None:
+        self.space, self.profile, self.objective, self._build = space, profile, objective, build
         self.embed_dim, self.channels, self.calibration = embed_dim, channels, calibration
         b = profile.budgets
         limits = {"macs": max_macs or b.macs, "params": b.params, "artifact_bytes": b.artifact_bytes}
@@ -89,6 +92,8 @@ class CostModel:
             cost: dict[str, Any]
             if supernet is not None and supernet.active_arch == dict(arch):
                 cost = {"macs": count_macs(supernet, shape_in), "params": int(supernet.active_params)}
+            elif self._build is not None:
+                cost = count_cost(self._build(arch), shape_in)
             else:
                 # MACs and parameters depend on shapes only: on the meta device the network is
                 # built without allocating or initialising weights. Latency needs the real network.
@@ -96,7 +101,8 @@ class CostModel:
                     cost = count_cost(self.space.build(arch, self.embed_dim, self.channels), shape_in)
             cost["artifact_bytes"] = cost["params"] * BYTES_PER_PARAM[self.profile.precision]
             if self.objective == "latency":
-                cost.update(self._latency(self.space.build(arch, self.embed_dim, self.channels), resolution))
+                net = self._build(arch) if self._build is not None else self.space.build(arch, self.embed_dim, self.channels)
+                cost.update(self._latency(net, resolution))
             self._cache[key] = cost
         return dict(self._cache[key])
 

@@ -14,6 +14,7 @@ import torch
 from hetero.search._budget import PhaseCosts, steps_per_epoch
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
+from hetero.search._nets import fresh_net
 
 __all__ = ["measure_costs"]
 
@@ -35,18 +36,34 @@ def _train_step(net: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> None:
 
 
 def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sandwich_random: int, bn_images: int,
-                  device: torch.device) -> PhaseCosts:
+                  device: torch.device, oneshot: bool = True) -> PhaseCosts:
     """Time one sandwich step, one oneshot trial, one training step of the default architecture and a validation pass.
 
     A trial is timed as the objective runs it: its cost counted on the active subnet, then its
-    scores with inherited weights.
+    scores with inherited weights. ``oneshot`` False (a standalone search, which has no supernet)
+    times the training step and the validation pass only.
     """
-    from hetero.search._oneshot import evaluate_subnet
-
-    rng = np.random.default_rng(0)
     n = min(batch_size, len(data.fit.labels))
     idx = torch.arange(n)
     g = data.targets.embeddings[idx].to(device)
+    supernet_step = trial = 0.0
+    if oneshot:
+        supernet_step, trial = _time_oneshot(space, data, costs, idx, g, sandwich_random, bn_images, device)
+    default = space.default_arch()
+    _, net = fresh_net(default, data.cloud, data.channels)
+    net = net.to(device).train()
+    x = data.inputs("fit", int(default["resolution"]))[idx].to(device)
+    train_step = _timed(lambda: _train_step(net, x, g))
+    val_pass = _timed(lambda: data.score(data.embed_val(net, int(default["resolution"]))))
+    return PhaseCosts(supernet_step, trial, train_step, val_pass, steps_per_epoch(len(data.fit.labels), batch_size))
+
+
+def _time_oneshot(space, data: SearchData, costs: CostModel, idx: torch.Tensor, g: torch.Tensor, sandwich_random: int,
+                  bn_images: int, device: torch.device) -> tuple[float, float]:
+    """Seconds of one sandwich step and of one oneshot trial."""
+    from hetero.search._oneshot import evaluate_subnet
+
+    rng = np.random.default_rng(0)
     supernet = space.supernet(data.cloud.embed_dim, data.channels).to(device)
     archs = [space.largest_arch(), space.smallest_arch()] + [space.random_arch(rng) for _ in range(sandwich_random)]
 
@@ -65,10 +82,4 @@ def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sa
         costs.measure(probe, supernet)
         evaluate_subnet(supernet, probe, data, bn_images)
 
-    trial = _timed(trial_work)
-    default = space.default_arch()
-    net = space.build(default, data.cloud.embed_dim, data.channels).to(device).train()
-    x = data.inputs("fit", int(default["resolution"]))[idx].to(device)
-    train_step = _timed(lambda: _train_step(net, x, g))
-    val_pass = _timed(lambda: data.score(data.embed_val(net, int(default["resolution"]))))
-    return PhaseCosts(supernet_step, trial, train_step, val_pass, steps_per_epoch(len(data.fit.labels), batch_size))
+    return supernet_step, _timed(trial_work)

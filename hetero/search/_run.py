@@ -36,6 +36,7 @@ from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._final import run_final_phase, train_reference
 from hetero.search._knobs import knobs_of
+from hetero.search._nets import net_builder, search_space
 from hetero.search._progress import SearchProgress
 from hetero.search._results import pareto_front, rates, trial_rows
 from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials
@@ -68,16 +69,14 @@ class SearchRun:
     supernet_info: dict = field(default_factory=dict)
 
 
-def _space(config: SearchConfig, profile):
-    from search_spaces import get_space
-
+def _space(config: SearchConfig, profile, cloud: CloudModel):
     resolutions = config.resolutions
     fixed = profile.input_resolution
     if fixed is not None:
         if resolutions and set(resolutions) != {fixed}:
             raise UserError(f"device {profile.name} takes {fixed} px inputs; drop --resolutions or pass --resolutions {fixed}")
         resolutions = (fixed,)
-    return get_space(config.space, **({"resolutions": resolutions} if resolutions else {}))
+    return search_space(config.space, cloud, config.strategy, resolutions)
 
 
 def _sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -151,13 +150,13 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
         The summary written to ``run_dir/search.json``.
     """
     started = time.perf_counter()
+    space = _space(config, profile, cloud)  # an impossible space or strategy is refused before --out is written
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = device or torch.device("cpu")
-    space = _space(config, profile)
     data = SearchData.prepare(cloud, split, config.val_fraction, config.seed, base.prototype_temperature)
     costs = CostModel(space, profile, config.objective, config.max_macs, cloud.embed_dim, data.channels,
-                      calibration=lambda r: data.inputs("fit", r)[:256].numpy())
+                      calibration=lambda r: data.inputs("fit", r)[:256].numpy(), build=net_builder(space, cloud, data.channels))
     config, plan = _lengths(config, space, data, costs, run_dir, device, time.perf_counter() - started)
     storage, label = open_storage(storage_url, run_dir)
     # Workers sharing a study must not draw the same trials: the process id enters the seed.
@@ -292,7 +291,8 @@ def _lengths(config: SearchConfig, space, data: SearchData, costs: CostModel, ru
         if saved is not None and saved.get("key") == key:
             return replace(config, **saved["plan"]["lengths"]), saved["plan"]
         start = time.perf_counter()
-        measured = measure_costs(space, data, costs, config.batch_size, config.sandwich_random, config.bn_images, device)
+        measured = measure_costs(space, data, costs, config.batch_size, config.sandwich_random, config.bn_images, device,
+                                 oneshot=config.strategy == "oneshot")
         flags = {}
         if config.time_budget:
             left = config.time_budget - spent - (time.perf_counter() - start)

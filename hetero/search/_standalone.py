@@ -20,6 +20,7 @@ from hetero.search._config import SearchConfig
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._knobs import sample_knobs
+from hetero.search._nets import fresh_net
 from hetero.training import EpochCheckpoint, TrainConfig
 
 __all__ = ["standalone_objective", "train_scored"]
@@ -36,7 +37,8 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
         data: The search data.
         device: Where to train.
         seed: Fixes initialisation and batch order.
-        net: Initial weights (a subnet extracted from a supernet); a fresh network by default.
+        net: Initial weights (a subnet extracted from a supernet); a fresh network by default (in
+            ``cloud_pruned``, the cloud pruned to ``arch``: see :func:`hetero.search._nets.fresh_net`).
         on_score: Called with the epoch and its validation scores; may raise ``TrialPruned``.
         checkpoint: Saves the training after every epoch; a killed training resumes from it
             (``on_score`` is then called for the epochs trained after the resume only).
@@ -46,10 +48,7 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
         ``"val"`` in its ``meta["history"]``) and the validation scores of the model returned.
     """
     if net is None:
-        from search_spaces import get_space
-
-        torch.manual_seed(seed)
-        net = get_space(arch["space"]).build(arch, data.cloud.embed_dim, data.channels)
+        arch, net = fresh_net(arch, data.cloud, data.channels, seed)
 
     def on_epoch(epoch: int, record: dict) -> None:
         record["val"] = data.score(data.embed_val(net, int(arch["resolution"])))
