@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "hetero.cli._train",
     "hetero.cli._export",
     "hetero.cli._bench",
+    "hetero.cli._index",
     "hetero.cli._report",
     "hetero.cli._devices",
     "hetero.cli._update",
