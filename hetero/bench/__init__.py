@@ -13,7 +13,7 @@ from hetero.bench._core import (
     merge_sections,
     runtime_label,
 )
-from hetero.bench._gallery import FAISS_MIN_ITEMS, Gallery, build_gallery, load_gallery, top_k
+from hetero.bench._gallery import FAISS_MIN_ITEMS, Gallery, bench_on_index, build_gallery, load_gallery, top_k
 from hetero.bench._html import comparison_html
 from hetero.bench._inputs import export_inputs, load_device_embeddings, query_inputs
 from hetero.bench._latency import TorchRunner, latency_sections, measure_batches, read_latency
@@ -34,6 +34,7 @@ __all__ = [
     "Gallery",
     "FAISS_MIN_ITEMS",
     "build_gallery",
+    "bench_on_index",
     "load_gallery",
     "top_k",
     "query_inputs",

@@ -9,6 +9,9 @@ Layout of a cache folder::
     gallery.npy   float32 [N, D] cloud embeddings (L2-normalised)
     labels.npy    int64 [N] class of each item
     index.json    cloud fingerprint and cost, data spec, seed, protocol, size, search method
+
+A gallery *index* written by ``hetero index`` (or a user's own embeddings) is another thing: any
+gallery, of any size, searched by :func:`bench_on_index` in bounded memory.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from hetero.errors import UserError
 from hetero.metrics import check_embeddings, l2_normalize, retrieval_metrics
 from hetero.metrics._retrieval import GalleryRows, rank_gallery
 
-__all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k", "search_method"]
+__all__ = ["Gallery", "GALLERY_FORMAT", "FAISS_MIN_ITEMS", "load_gallery", "build_gallery", "top_k", "search_method",
+           "bench_on_index"]
 
 GALLERY_FORMAT = "hetero.gallery/1"
 #: From this many gallery items on, top-k search goes through faiss (IndexFlatIP: exact, SIMD,
@@ -264,3 +268,45 @@ def _top_k_faiss(q: np.ndarray, g: np.ndarray, k: int, own: np.ndarray | None,
         sub_labels = None if labels is None else (labels[0][torch.from_numpy(rows)], labels[1])
         out[rows] = _top_k_blocks(q[rows], g, k, None if own is None else own[rows], sub_labels)
     return out
+
+
+def bench_on_index(inputs, test, gallery_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                   threads: int | None = None, runtime_queries: np.ndarray | None = None, k: int = 10) -> dict:
+    """The artifact's queries (the test images) searched in a gallery index (``hetero index`` or a user's own).
+
+    The gallery is not the test split here: it is whatever the index holds, and a query's own
+    image is left out where the index holds it (same pixel hash). Exact metrics come from a
+    blockwise, memory-mapped search; faiss's top-k is reported beside them with its recall.
+
+    Args:
+        inputs: the verified artifact (:class:`hetero.bench.BenchInputs`).
+        test: the query images (the test split of ``--data``).
+        gallery_dir: the index folder; refused if built with another cloud model.
+        out_dir: where ``report.json``, ``report.md`` and ``neighbours_index.npy`` go.
+        threads: runtime threads.
+        runtime_queries: embeddings made on the device (``--embeddings``); else the runtime runs here.
+        k: neighbours searched.
+    """
+    from hetero.bench._inputs import query_inputs
+    from hetero.index import bench_index, image_ids, load_index
+
+    # Refuse another cloud's gallery before embedding anything.
+    load_index(gallery_dir, verify=False).check_fingerprint(inputs.manifest["cloud_fingerprint"], "the artifact")
+    if runtime_queries is None:
+        from devices import RuntimeUnavailableError
+        from devices.runtimes import get_runtime
+
+        try:
+            runner = get_runtime(inputs.runtime).load(inputs.artifact, threads=threads)
+        except RuntimeUnavailableError as exc:
+            raise UserError(f"{exc}; run it on the device instead: --export-inputs DIR, `python -m devices.run`, "
+                            "then --embeddings") from None
+        runtime_queries = runner.run(query_inputs(inputs.preprocess, test.images))
+    elif len(runtime_queries) != len(test.labels):
+        raise UserError(f"--embeddings holds {len(runtime_queries)} rows but the test split has {len(test.labels)} queries; "
+                        "embed the inputs written by --export-inputs with the same --data and --seed")
+    extra = {"device": inputs.manifest["device"], "backend": inputs.manifest["format"],
+             "precision": inputs.manifest["precision"], "data": {"spec": test.spec, "queries": int(len(test.labels))},
+             "cloud": {"fingerprint": inputs.manifest["cloud_fingerprint"]}}
+    return bench_index(gallery_dir, runtime_queries, np.asarray(test.labels), image_ids(test.images),
+                       inputs.manifest["cloud_fingerprint"], out_dir, extra=extra, k=k)

@@ -36,8 +36,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud", metavar="DIR", help="the cloud model the gallery is indexed with (optional with a cached --gallery)")
     add_data_options(p)
     p.add_argument("--out", metavar="DIR", help="where the report(s) go")
-    p.add_argument("--gallery", metavar="DIR", help="gallery index cache: reused if built with the same cloud model and data, "
-                   "else built there (default with --device: OUT/gallery)")
+    p.add_argument("--gallery", metavar="DIR", help="a gallery index written by hetero index (or your own embeddings.npy + "
+                   "ids.npy + manifest.json with cloud_fingerprint): the queries search it, exact metrics in bounded memory "
+                   "beside faiss's top-k and its recall; otherwise a cache of the test split's cloud embeddings, reused if "
+                   "built with the same cloud model and data, else built there (default with --device: OUT/gallery)")
     p.add_argument("--export-inputs", metavar="DIR", help="with --artifact: write the preprocessed queries (queries.npy, "
                    "labels.npy, inputs.json, README.md) for `python -m devices.run` on a device, and stop")
     p.add_argument("--embeddings", metavar="FILE", help="with --artifact: query embeddings made on the device by devices.run")
@@ -67,6 +69,11 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     if args.device is not None:
+        from hetero.index import is_index_dir
+
+        if args.gallery and is_index_dir(args.gallery):
+            raise UserError(f"--gallery {args.gallery} is a gallery index (hetero index): bench one artifact against it "
+                            "with --artifact DIR")
         stray = [f for f in ("export_inputs", "embeddings", "latency") if getattr(args, f)]
         if stray:
             raise UserError(f"--{stray[0].replace('_', '-')} works with --artifact, not --device")
@@ -103,6 +110,10 @@ def _run(args: argparse.Namespace) -> Outcome:
         print(f"wrote {record['data']['queries']} queries {record['shape']} to {args.export_inputs}/queries.npy; "
               f"on the device run:\n  {record['run_on_device']}\nthen here:\n  {record['then_here']}")
         return Outcome({**record, "folder": args.export_inputs})
+    from hetero.index import is_index_dir
+
+    if args.gallery and is_index_dir(args.gallery):
+        return _run_index(args, inputs, split, threads)
     gallery = None
     if args.gallery:
         gallery = load_gallery(args.gallery, split.test, split.protocol, split.seed, inputs.manifest["cloud_fingerprint"], cloud)
@@ -125,6 +136,22 @@ def _run(args: argparse.Namespace) -> Outcome:
     failures = gate_failures(report)
     print(f"status: {'ok' if not failures else '; '.join(failures)}")
     return Outcome({**report, "report": str(Path(args.out) / "report.json")}, failures)
+
+
+def _run_index(args: argparse.Namespace, inputs, split, threads) -> Outcome:
+    """The queries against a gallery index (hetero index): exact metrics beside faiss and its recall."""
+    from hetero.bench import bench_on_index, load_device_embeddings
+
+    runtime_queries = load_device_embeddings(args.embeddings, len(split.test.labels)) if args.embeddings else None
+    report = bench_on_index(inputs, split.test, args.gallery, args.out, threads=threads, runtime_queries=runtime_queries)
+    g = report["gallery_index"]
+    e, a = g["exact"], g["approximate"]
+    figures = f"top-1 {e['top1']:.4f}, mAP {e['map']:.4f}; " if g["labelled"] else "no gallery labels, no mAP; "
+    print(f"{g['queries']} queries in {g['items']} items ({g['own_images_left_out']} own images left out): exact {figures}"
+          f"{e['queries_per_s']:.1f} queries/s; faiss {a['index']} {a['queries_per_s']:.1f} queries/s "
+          f"({g['speedup']:.1f}x), recall@1 {g['recall_at_1']:.4f}, recall@{g['k']} {g['recall_at_' + str(g['k'])]:.4f}; "
+          f"peak {g['peak_rss_mib']:.0f} MiB; report in {args.out}/report.md")
+    return Outcome({**report, "report": str(Path(args.out) / "report.json")})
 
 
 def _parity_line(report: dict) -> str:
