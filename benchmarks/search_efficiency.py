@@ -169,6 +169,9 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
         inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
         _, scores = train_scored(arch, config, data, device, args.seed, net=supernet.extract(arch))
         tuned.append(scores["cross_map"])
+        so_far = kendall_tau(inherited, tuned) if len(tuned) > 1 else None
+        print(f"  subnet {len(tuned)}/{len(archs)} ({costs.measure(arch)['macs']:,} MACs): inherited {inherited[-1]:.4f}, "
+              f"fine-tuned {tuned[-1]:.4f}; Kendall tau so far {'n/a' if so_far is None else f'{so_far:+.3f}'}", flush=True)
     return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, tuned), "inherited": inherited, "fine_tuned": tuned,
             "seconds": time.perf_counter() - start}
 
@@ -236,12 +239,12 @@ def main() -> None:
             knobs = pick["knobs"] if name != "oneshot" else knobs_of(base)
             result["test"], result["test_ap"] = _final(pick["arch"], knobs, result["supernet"], args, data, base, device)
         results.append(result)
-        print(f"  {name}: {result['finished']} finished, {result['evaluated']} evaluated in {result['seconds']:.0f} s", flush=True)
+        test = f"; pick {pick['macs']:,} MACs, test cross mAP {result['test']['cross_torch']['map']:.4f}" if pick else ""
+        print(f"  {name}: {result['finished']} finished, {result['evaluated']} evaluated in {result['seconds']:.0f} s{test}", flush=True)
     default = space.default_arch()
     default_test, default_ap = _final(default, knobs_of(base), None, args, data, base, device)
+    print(f"  default: test cross mAP {default_test['cross_torch']['map']:.4f}", flush=True)
     paragon = default_test["paragon"]["map"]
-    oneshot_supernet = next(r["supernet"] for r in results if r["name"] == "oneshot")
-    ranking = _ranking(oneshot_supernet, args, space, data, costs, base, device) if args.tau_subnets else None
 
     print(f"\n{args.data} subset, {split.protocol}-set; each strategy {args.minutes} min of search; picks and default trained "
           f"{args.final_epochs} epochs; MACs budget {args.max_macs:,}; paragon test mAP {paragon:.4f}")
@@ -264,6 +267,9 @@ def main() -> None:
     print("(val score: the strategy's own validation cross mAP - inherited weights for oneshot, "
           f"{args.trial_epochs} epochs of training for the others - so compare the test column; P(> default): paired "
           "bootstrap over the test queries' cross AP, 10,000 resamples)")
+    # Last, and printed subnet by subnet: a run stopped in it keeps the table above.
+    oneshot_supernet = next(r["supernet"] for r in results if r["name"] == "oneshot")
+    ranking = _ranking(oneshot_supernet, args, space, data, costs, base, device) if args.tau_subnets else None
     if ranking is not None:
         tau = ranking["kendall_tau"]
         print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs) validation cross mAP of "
