@@ -40,10 +40,10 @@ def default_kind(items: int) -> str:
 
 
 def default_params(kind: str, items: int) -> dict:
-    """Build and search settings: IVF with about sqrt(N) lists, 1/32 of them probed; HNSW M=32."""
+    """Build and search settings: IVF with about sqrt(N) lists, 1/16 of them probed; HNSW M=32."""
     if kind == "ivf":
         nlist = int(min(65_536, max(1, 2 ** round(math.log2(max(math.sqrt(items), 1))))))
-        return {"nlist": nlist, "nprobe": max(1, nlist // 32), "train_items": int(min(items, 64 * nlist))}
+        return {"nlist": nlist, "nprobe": max(1, nlist // 16), "train_items": int(min(items, 64 * nlist))}
     if kind == "hnsw":
         return {"M": 32, "ef_construction": 80, "ef_search": 128}
     if kind == "flat":

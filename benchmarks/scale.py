@@ -1,0 +1,173 @@
+"""Galleries at scale: exact blockwise search vs faiss flat, IVF and HNSW at 10k, 100k and 1M items.
+
+The gallery is a stated synthetic clustered set, not real images (a 1M-image gallery cannot be
+embedded on the 2 shared cores this ran on): ``N / 100`` classes, their centres uniform on the
+128-d sphere, each item ``centre + 1.75 * noise / sqrt(D)`` normalised (same-class cosine
+~0.25, other-class ~0 +- 0.09). The queries are fresh draws from the same classes. Each method runs in its own
+subprocess so its peak memory (``resource.getrusage``) is its own; the ratios (throughput against
+the exact search, recall against its top-k) come from the same run.
+
+    HETERO_THREADS=1 .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000 --work /tmp/scale
+
+Targets (issue 19): 100k queries x 100k gallery exact mAP in <= 4 GiB peak; at 1M, faiss
+recall@1 >= 0.95 at >= 10x the exact search's query throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 128
+PER_CLASS = 100
+NOISE = 1.75
+K = 10
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_set(work: Path, n: int, queries: int, seed: int = 0) -> Path:
+    """Write the gallery (a memory-mappable .npy, in chunks), its labels, and the queries."""
+    folder = work / f"g{n}"
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    classes = max(2, n // PER_CLASS)
+    centres = _unit(rng.normal(size=(classes, DIM)))
+    labels = np.arange(n) % classes
+    out = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
+    for s in range(0, n, 65536):
+        e = min(n, s + 65536)
+        out[s:e] = _unit(centres[labels[s:e]] + NOISE * rng.normal(size=(e - s, DIM)) / np.sqrt(DIM))
+    out.flush()
+    del out
+    np.save(folder / "labels.npy", labels.astype(np.int64))
+    ql = rng.integers(0, classes, size=queries)
+    np.save(folder / "queries.npy", _unit(centres[ql] + NOISE * rng.normal(size=(queries, DIM)) / np.sqrt(DIM)))
+    np.save(folder / "query_labels.npy", ql.astype(np.int64))
+    (folder / "done").write_text("ok")
+    return folder
+
+
+class _Tick:
+    """Appends progress (pairs scored, seconds, peak memory) to a file at most once a minute."""
+
+    def __init__(self, path: str | None, total: int) -> None:
+        self.path, self.total, self.done = path, total, 0
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, pairs: int) -> None:
+        self.done += pairs
+        now = time.perf_counter()
+        if self.path and now - self.last > 60:
+            self.last = now
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"pairs": self.done, "of": self.total, "seconds": now - self.start, "peak_rss_mib": peak}) + "\n")
+
+
+def worker(method: str, folder: Path, queries: int, metrics: bool, progress_file: str | None = None) -> dict:
+    """One method in this process: build, search, peak memory; exact writes the reference top-k."""
+    from hetero.index import build_faiss, exact_search, recall_at_k, search_faiss
+
+    gallery = np.load(folder / "embeddings.npy", mmap_mode="r")
+    q = np.load(folder / "queries.npy")[:queries]
+    ql = np.load(folder / "query_labels.npy")[:queries]
+    row: dict = {"method": method, "items": len(gallery), "queries": len(q)}
+    if method == "exact":
+        labels = np.load(folder / "labels.npy") if metrics else None
+        t = time.perf_counter()
+        result = exact_search(q, gallery, ql if metrics else None, labels, k=K,
+                              progress=_Tick(progress_file, len(q) * len(gallery)))
+        row["search_s"] = time.perf_counter() - t
+        row["build_s"] = 0.0
+        row.update(result.summary())
+        np.save(folder / f"exact_top{K}_{len(q)}.npy", result.top_k)
+    else:
+        params = {"ivf": {}, "hnsw": {}, "flat": {}}[method]
+        t = time.perf_counter()
+        index, used = build_faiss(gallery, method, params)
+        row["build_s"] = time.perf_counter() - t
+        row["params"] = used
+        t = time.perf_counter()
+        _, found = search_faiss(index, q, K)
+        row["search_s"] = time.perf_counter() - t
+        exact = np.load(folder / f"exact_top{K}_{len(q)}.npy")
+        row["recall_at_1"] = recall_at_k(found, exact, 1)
+        row["recall_at_10"] = recall_at_k(found, exact, K)
+    row["queries_per_s"] = len(q) / max(row["search_s"], 1e-9)
+    row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def _run_worker(method: str, folder: Path, queries: int, metrics: bool, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, "--folder", str(folder), "--queries", str(queries)]
+    if not metrics:
+        cmd.append("--no-metrics")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+    except subprocess.TimeoutExpired:
+        return {"method": method, "error": f"over {timeout:.0f} s"}
+    except subprocess.CalledProcessError as exc:
+        return {"method": method, "error": exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--queries", default="10000,10000,2000", help="queries per size (comma list)")
+    p.add_argument("--methods", default="exact,flat,ivf,hnsw")
+    p.add_argument("--work", default="/tmp/hetero-scale")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", default=None, help="append each row as a JSON line here")
+    p.add_argument("--worker", default=None)
+    p.add_argument("--folder", default=None)
+    p.add_argument("--no-metrics", action="store_true", help="exact: top-k only (no labels, no mAP)")
+    p.add_argument("--progress-file", default=None, help="with --worker exact: progress and peak memory, once a minute")
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, Path(args.folder), int(args.queries), not args.no_metrics, args.progress_file)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    counts = [int(s) for s in args.queries.split(",")]
+    methods = args.methods.split(",")
+    print(f"threads {os.environ.get('HETERO_THREADS', '1')}; dim {DIM}; {PER_CLASS} items a class; work {args.work}")
+    header = f"{'items':>8} {'queries':>7} {'method':>6} {'build s':>8} {'search s':>9} {'q/s':>9} {'x exact':>8} " \
+             f"{'R@1':>6} {'R@10':>6} {'mAP':>6} {'peak MiB':>9}"
+    print(header)
+    for n, nq in zip(sizes, counts):
+        folder = make_set(Path(args.work), n, max(counts))
+        exact_qps = None
+        for method in methods:
+            row = _run_worker(method, folder, nq, True, args.timeout)
+            row.update(items=n, queries=nq)
+            if method == "exact" and "queries_per_s" in row:
+                exact_qps = row["queries_per_s"]
+            if exact_qps and "queries_per_s" in row:
+                row["x_exact"] = row["queries_per_s"] / exact_qps
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if "error" in row:
+                print(f"{n:>8} {nq:>7} {method:>6} {row['error']}", flush=True)
+                continue
+            f = lambda key, fmt: format(row[key], fmt) if row.get(key) is not None else "-"  # noqa: E731
+            print(f"{n:>8} {nq:>7} {method:>6} {f('build_s', '8.1f')} {f('search_s', '9.2f')} {f('queries_per_s', '9.1f')} "
+                  f"{f('x_exact', '8.1f')} {f('recall_at_1', '6.3f')} {f('recall_at_10', '6.3f')} {f('map', '6.3f')} "
+                  f"{f('peak_rss_mib', '9.0f')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
