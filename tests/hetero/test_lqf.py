@@ -1,0 +1,130 @@
+"""LQF: the plain-layer linear model equals forward-mode AD, K-FAC's inverse, training, files, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hetero.data import Dataset
+from hetero.lqf import KFAC, LinearizedNet, LQFConfig, leaky_copy, lqf_finetune, split_norm, tangent_forward
+from hetero.models import CloudModel, build_edge, load_edge, save_edge
+from hetero.pipeline import default_preprocess
+
+
+def _edge(seed: int = 0, embed_dim: int = 16):
+    from search_spaces import get_space
+
+    torch.manual_seed(seed)
+    arch = get_space("mobilenet_v3").smallest_arch()
+    return build_edge(arch, embed_dim, default_preprocess(24, 1), "sha256:test")
+
+
+def _random_deltas(net: LinearizedNet, scale: float = 1e-2) -> None:
+    g = torch.Generator().manual_seed(1)
+    for d in net.deltas().values():
+        d.data.copy_(torch.randn(d.shape, generator=g) * scale)
+
+
+def test_plain_layers_equal_forward_mode_ad_and_zero_delta_is_the_base():
+    edge = _edge()
+    edge.net.eval()
+    base = leaky_copy(edge.net, 0.1)
+    net = LinearizedNet(split_norm(leaky_copy(edge.net, 0.1)))
+    x = torch.randn(6, 1, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(net(x), base(x), atol=1e-6)  # delta 0: the (leaky) base network
+    _random_deltas(net)
+    primal, tangent = net.dual(x)
+    p_ad, t_ad = tangent_forward(net.body, net.deltas(), x)
+    assert torch.allclose(primal, p_ad, atol=1e-6)
+    assert tangent.abs().max() > 1e-3
+    assert torch.allclose(tangent, t_ad, atol=1e-5 * float(t_ad.abs().max()))
+    # The linear model is linear in delta: doubling delta doubles the tangent.
+    for d in net.deltas().values():
+        d.data.mul_(2)
+    assert torch.allclose(net.dual(x)[1], 2 * tangent, atol=1e-5 * float(tangent.abs().max()))
+
+
+def test_leaky_copy_leaves_the_original_relus():
+    edge = _edge()
+    copy = leaky_copy(edge.net, 0.2)
+    assert any(isinstance(m, nn.ReLU) for m in edge.net.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in copy.modules())
+    assert all(m.negative_slope == 0.2 for m in copy.modules() if isinstance(m, nn.LeakyReLU))
+
+
+def test_kfac_is_exact_for_one_linear_layer():
+    # y = W a + b: the Gauss-Newton matrix of a squared loss is E[a a^T] (x) I exactly, and the
+    # sampled G factor tends to I; K-FAC's damped inverse must then match the exact solve.
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 3)
+    a = torch.randn(20000, 5) @ torch.randn(5, 5)
+    kfac = KFAC(layer, damping=1e-3).fit(a.split(2000))
+    grad_w, grad_b = torch.randn(3, 5), torch.randn(3)
+    pre = kfac.precondition({"weight": grad_w, "bias": grad_b})
+    aug = torch.cat([a, torch.ones(len(a), 1)], 1).double()
+    curvature = torch.kron(torch.eye(3, dtype=torch.float64), aug.T @ aug / len(a))
+    curvature += kfac.damping * torch.eye(18, dtype=torch.float64)
+    exact = torch.linalg.solve(curvature, torch.cat([grad_w, grad_b[:, None]], 1).double().reshape(-1)).reshape(3, 6)
+    got = torch.cat([pre["weight"], pre["bias"][:, None]], 1).double()
+    assert torch.allclose(got, exact, rtol=0.05, atol=0.05 * float(exact.abs().max()))
+
+
+def _cloud_and_data(embed_dim: int = 16):
+    from search_spaces import get_space
+
+    torch.manual_seed(3)
+    arch = {**get_space("resnet").default_arch(), "resolution": 24, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s3_depth": 1}
+    source = {"type": "space", "arch": arch, "in_channels": 1}
+    from hetero.models import build_net
+
+    cloud = CloudModel(build_net(source, embed_dim).eval().requires_grad_(False), default_preprocess(24, 1), embed_dim,
+                       source=source)
+    cloud.refresh_fingerprint()
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 10)
+    images = (rng.random((40, 1, 24, 24)) * 0.3 + labels[:, None, None, None] / 4).astype(np.float32)
+    return cloud, Dataset(images, labels, "synthetic")
+
+
+def test_lqf_fits_the_cloud_and_its_file_and_exported_graph_give_the_same_embeddings(tmp_path):
+    import hetero.lqf  # noqa: F401  (registers the lqf space that load_edge rebuilds)
+
+    cloud, data = _cloud_and_data()
+    init = _edge()
+    model = lqf_finetune(init, cloud, data, LQFConfig(epochs=3, batch_size=40, kfac_images=40), progress=False)
+    history = model.meta["history"]
+    assert history[-1]["compat"] < 0.7 * history[0]["compat"]
+    target = cloud.embed(data.images)
+    before = float(np.mean((init.embed(data.images) * target).sum(1)))
+    after = float(np.mean((model.embed(data.images) * target).sum(1)))
+    assert after > before + 0.05, (before, after)
+    assert model.arch["space"] == "lqf" and model.arch["base"] == init.arch
+
+    loaded = load_edge(save_edge(model, tmp_path / "m"))
+    assert np.allclose(loaded.embed(data.images), model.embed(data.images), atol=1e-6)
+
+    # What every backend converts from: torch.export's graph of plain aten ops (no dual tensors,
+    # no jvp), giving the same embeddings. (ONNX parity through the backend is in benchmarks/lqf.py:
+    # its dynamo export of this graph takes ~100 s on the shared CPU.)
+    inputs = torch.cat(list(model.preprocess.batches(data.images[:8], 8)))
+    program = torch.export.export(loaded.net.eval(), (inputs,))
+    ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not [op for op in ops if "dual" in op or "jvp" in op], ops
+    assert any("conv2d" in op for op in ops) and any("where" in op for op in ops)
+    with torch.no_grad():
+        out = program.module()(inputs).numpy()
+    assert np.allclose(out, model.embed(data.images[:8]), atol=1e-5)
+
+
+def test_lqf_refuses_a_model_it_cannot_linearise():
+    from hetero.errors import UserError
+
+    cloud, data = _cloud_and_data()
+    init = _edge(embed_dim=8)
+    with pytest.raises(UserError, match="embedding dim"):
+        lqf_finetune(init, cloud, data, LQFConfig(epochs=1), progress=False)
+    with pytest.raises(UserError, match="slope"):
+        LQFConfig(slope=1.5)
