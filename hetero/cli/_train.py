@@ -28,6 +28,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")
+    p.add_argument("--method", choices=("compat", "lqf"), default="compat",
+                   help=("compat: train with the compatibility losses (default); lqf: fine-tune --init as its "
+                         "linearisation (LQF: leaky ReLU, squared losses to the cloud's embeddings and one-hot classes, "
+                         "K-FAC; --epochs applies, the other training flags do not)"))
+    p.add_argument("--init", metavar="DIR", help="with --method lqf: the trained edge (edge.pt) or cloud (cloud.pt) model to fine-tune")
     add_data_options(p)
     p.add_argument("--arch", metavar="ARCH.json", help="architecture file (default: mobilenet_v3's default architecture)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for edge.pt and metrics.json")
@@ -54,6 +59,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> Outcome:
+    if args.method == "lqf":
+        from hetero.cli._train_lqf import run_lqf
+
+        return run_lqf(args)
+    if args.init:
+        raise UserError("--init applies to --method lqf only")
     from search_spaces import get_space, load_arch
 
     from hetero._io import write_json
