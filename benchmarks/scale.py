@@ -30,6 +30,8 @@ DIM = 128
 PER_CLASS = 100
 NOISE = 1.75
 K = 10
+#: Search settings tried on the one built index, the default (from hetero.index.default_params) first.
+SWEEP = {"ivf": ("nprobe", (None, 128, 256, 512)), "hnsw": ("ef_search", (None, 256, 512))}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -77,9 +79,13 @@ class _Tick:
                 f.write(json.dumps({"pairs": self.done, "of": self.total, "seconds": now - self.start, "peak_rss_mib": peak}) + "\n")
 
 
-def worker(method: str, folder: Path, queries: int, metrics: bool, progress_file: str | None = None) -> dict:
-    """One method in this process: build, search, peak memory; exact writes the reference top-k."""
+def worker(method: str, folder: Path, queries: int, metrics: bool, progress_file: str | None = None) -> dict | list[dict]:
+    """One method in this process: build, search, peak memory; exact writes the reference top-k.
+
+    An approximate index is built once and searched with each of its ``SWEEP`` settings (one row each).
+    """
     from hetero.index import build_faiss, exact_search, recall_at_k, search_faiss
+    from hetero.index._faiss import set_search_params
 
     gallery = np.load(folder / "embeddings.npy", mmap_mode="r")
     q = np.load(folder / "queries.npy")[:queries]
@@ -95,33 +101,44 @@ def worker(method: str, folder: Path, queries: int, metrics: bool, progress_file
         row.update(result.summary())
         np.save(folder / f"exact_top{K}_{len(q)}.npy", result.top_k)
     else:
-        params = {"ivf": {}, "hnsw": {}, "flat": {}}[method]
         t = time.perf_counter()
-        index, used = build_faiss(gallery, method, params)
-        row["build_s"] = time.perf_counter() - t
-        row["params"] = used
-        t = time.perf_counter()
-        _, found = search_faiss(index, q, K)
-        row["search_s"] = time.perf_counter() - t
+        index, used = build_faiss(gallery, method, {})
+        build_s = time.perf_counter() - t
         exact = np.load(folder / f"exact_top{K}_{len(q)}.npy")
-        row["recall_at_1"] = recall_at_k(found, exact, 1)
-        row["recall_at_10"] = recall_at_k(found, exact, K)
+        rows = []
+        name, values = SWEEP.get(method, (None, (None,)))
+        for value in values:
+            params = dict(used)
+            if value is not None:
+                if method == "ivf" and value > used["nlist"]:
+                    continue
+                params[name] = value
+            set_search_params(index, method, params)
+            t = time.perf_counter()
+            _, found = search_faiss(index, q, K)
+            search_s = time.perf_counter() - t
+            rows.append({**row, "build_s": build_s, "params": params, "search_s": search_s,
+                         "queries_per_s": len(q) / max(search_s, 1e-9), "recall_at_1": recall_at_k(found, exact, 1),
+                         "recall_at_10": recall_at_k(found, exact, K),
+                         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        return rows
     row["queries_per_s"] = len(q) / max(row["search_s"], 1e-9)
     row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
 
-def _run_worker(method: str, folder: Path, queries: int, metrics: bool, timeout: float) -> dict:
+def _run_worker(method: str, folder: Path, queries: int, metrics: bool, timeout: float) -> list[dict]:
     cmd = [sys.executable, __file__, "--worker", method, "--folder", str(folder), "--queries", str(queries)]
     if not metrics:
         cmd.append("--no-metrics")
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
     except subprocess.TimeoutExpired:
-        return {"method": method, "error": f"over {timeout:.0f} s"}
+        return [{"method": method, "error": f"over {timeout:.0f} s"}]
     except subprocess.CalledProcessError as exc:
-        return {"method": method, "error": exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "failed"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return [{"method": method, "error": exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "failed"}]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    return rows if isinstance(rows, list) else [rows]
 
 
 def main() -> None:
@@ -144,14 +161,13 @@ def main() -> None:
     counts = [int(s) for s in args.queries.split(",")]
     methods = args.methods.split(",")
     print(f"threads {os.environ.get('HETERO_THREADS', '1')}; dim {DIM}; {PER_CLASS} items a class; work {args.work}")
-    header = f"{'items':>8} {'queries':>7} {'method':>6} {'build s':>8} {'search s':>9} {'q/s':>9} {'x exact':>8} " \
+    header = f"{'items':>8} {'queries':>7} {'method':>6} {'setting':>14} {'build s':>8} {'search s':>9} {'q/s':>9} {'x exact':>8} " \
              f"{'R@1':>6} {'R@10':>6} {'mAP':>6} {'peak MiB':>9}"
     print(header)
     for n, nq in zip(sizes, counts):
         folder = make_set(Path(args.work), n, max(counts))
         exact_qps = None
-        for method in methods:
-            row = _run_worker(method, folder, nq, True, args.timeout)
+        for method, row in ((m, r) for m in methods for r in _run_worker(m, folder, nq, True, args.timeout)):
             row.update(items=n, queries=nq)
             if method == "exact" and "queries_per_s" in row:
                 exact_qps = row["queries_per_s"]
@@ -164,7 +180,8 @@ def main() -> None:
                 print(f"{n:>8} {nq:>7} {method:>6} {row['error']}", flush=True)
                 continue
             f = lambda key, fmt: format(row[key], fmt) if row.get(key) is not None else "-"  # noqa: E731
-            print(f"{n:>8} {nq:>7} {method:>6} {f('build_s', '8.1f')} {f('search_s', '9.2f')} {f('queries_per_s', '9.1f')} "
+            setting = ",".join(f"{k}={v}" for k, v in (row.get("params") or {}).items() if k in ("nprobe", "ef_search"))
+            print(f"{n:>8} {nq:>7} {method:>6} {setting or '-':>14} {f('build_s', '8.1f')} {f('search_s', '9.2f')} {f('queries_per_s', '9.1f')} "
                   f"{f('x_exact', '8.1f')} {f('recall_at_1', '6.3f')} {f('recall_at_10', '6.3f')} {f('map', '6.3f')} "
                   f"{f('peak_rss_mib', '9.0f')}", flush=True)
 

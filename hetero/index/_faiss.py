@@ -45,7 +45,7 @@ def default_params(kind: str, items: int) -> dict:
         nlist = int(min(65_536, max(1, 2 ** round(math.log2(max(math.sqrt(items), 1))))))
         return {"nlist": nlist, "nprobe": max(1, nlist // 16), "train_items": int(min(items, 64 * nlist))}
     if kind == "hnsw":
-        return {"M": 32, "ef_construction": 80, "ef_search": 128}
+        return {"M": 32, "ef_construction": 40, "ef_search": 128}
     if kind == "flat":
         return {}
     raise UserError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
