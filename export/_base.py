@@ -89,6 +89,32 @@ class Backend(abc.ABC):
         cannot say."""
         return {}
 
+    def quantize_float_artifact(self, float_artifact: str | Path, out_dir: str | Path, calibration: np.ndarray,
+                                keep_float: Sequence[str] = ()) -> Path:
+        """Static int8 from an fp32 artifact this backend converted, without converting again.
+
+        Quantizing is seconds where converting from torch is tens of seconds, so the
+        accuracy-controlled fallback re-quantizes one float artifact many times (once per layer to
+        rank them, once per candidate). The result equals :meth:`convert` at int8 with the same
+        calibration and ``keep_float``.
+
+        Raises:
+            ExportError: The backend cannot keep layers in float (it has no float intermediate).
+        """
+        if not self.keeps_layers_float:
+            raise ExportError(f"the {self.name} backend cannot quantize a float artifact of its own")
+        target = Path(out_dir) / self.artifact_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+        with atomic_output(target) as tmp, quiet():
+            shutil.copyfile(float_artifact, tmp)
+            self._quantize_static(tmp, calibration, tuple(keep_float))
+        return target
+
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
+        """Quantize the float artifact at ``path`` in place (backends with ``keeps_layers_float``)."""
+        raise NotImplementedError
+
     def load(self, artifact: str | Path, threads: int | None = None) -> Runner:
         """Load an artifact with this backend's runtime (see :mod:`devices.runtimes`)."""
         return get_runtime(self.runtime or self.name).load(artifact, threads=threads)

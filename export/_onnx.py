@@ -72,6 +72,9 @@ class OnnxBackend(Backend):
         elif precision == "int8":
             quantize_int8(path, calibration, keep_float=keep_float)
 
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
+        quantize_int8(path, calibration, keep_float=keep_float)
+
     def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
         return onnx_layer_outputs(Path(artifact), inputs)
 

@@ -67,27 +67,54 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
     elif calibration is None:
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     else:
-        for op in qtyping.TFLOperationName:
-            if op.name in _FLOAT_OPS:
-                continue
-            try:
-                q.add_static_config(regex=".*", operation_name=op, activation_num_bits=8,
-                                    weight_num_bits=8)
-            except ValueError:
-                pass  # the quantizer has no int8 kernel for this op: it stays float
+        _static_recipe(q)
         groups = _layer_groups(path)
         for tensor in (t for layer in keep_float for t in groups.get(layer, [layer])):
             # An op's scope is its output tensor names, each followed by ";"; a later entry wins.
             q.update_quantization_recipe(regex=f"^{re.escape(tensor)};",
                                          operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                          algorithm_key=AlgorithmName.NO_QUANTIZE)
-        calibration_result = _calibrate(q, path, calibration)
+        calibration_result = _float_ranges(path, calibration)
     try:
         result = q.quantize(calibration_result, enable_progress_report=False)
     except Exception as exc:
         raise ExportError(f"ai-edge-quantizer could not quantize the model to {precision} "
                           f"({one_line(exc)})") from None
     atomic_write_bytes(path, bytes(result.quantized_model))
+
+
+def _static_recipe(q: "object") -> None:
+    """Static int8 (weights and activations) for every op the quantizer has an int8 kernel for."""
+    from ai_edge_quantizer import qtyping
+
+    for op in qtyping.TFLOperationName:
+        if op.name in _FLOAT_OPS:
+            continue
+        try:
+            q.add_static_config(regex=".*", operation_name=op, activation_num_bits=8, weight_num_bits=8)
+        except ValueError:
+            pass  # the quantizer has no int8 kernel for this op: it stays float
+
+
+#: The last float model's calibrated ranges: the fallback quantizes one float model tens of times
+#: (once per layer to rank them), and its ranges do not depend on which layers stay float.
+_RANGES_CACHE: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+
+
+def _float_ranges(path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Every tensor's min/max on ``images`` under the all-int8 recipe, cached per model and images."""
+    import hashlib
+
+    from ai_edge_quantizer import quantizer
+
+    model = path.read_bytes()
+    key = hashlib.sha256(model).hexdigest() + hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    if key not in _RANGES_CACHE:
+        q = quantizer.Quantizer(model)
+        _static_recipe(q)
+        _RANGES_CACHE.clear()
+        _RANGES_CACHE[key] = _calibrate(q, path, images)
+    return {tensor: dict(qsv) for tensor, qsv in _RANGES_CACHE[key].items()}  # the quantizer may add keys
 
 
 def _calibrate(q: "object", path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
@@ -128,6 +155,9 @@ class TfliteBackend(Backend):
             raise ExportError("keeping layers in float needs static int8 (calibration images)")
         if precision != "fp32":
             _quantize(path, precision, calibration, keep_float)
+
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
+        _quantize(path, "int8", calibration, keep_float)
 
     def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
         return _layer_outputs(Path(artifact), inputs)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
 from devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
 
 from hetero.cost import count_cost
@@ -99,13 +101,19 @@ def export_edge(
     failures = parity_failures(figures, thresholds) if figures else []
     int8_report: dict = {}
     if failures and profile.precision == "int8":
-        drift = _layer_drift(backend, edge, example, staging, artifact, inputs)
+        float_artifact = backend.convert(edge.net, example, staging / "float", precision="fp32")
+        drift = _layer_drift(backend, float_artifact, artifact, inputs)
         int8_report["drift"] = drift
         # Static int8 only: a dynamic-range model's activations are float already.
         can_fall_back = fallback_float and calib is not None and backend.keeps_layers_float
-        fallback = _fallback(backend, convert, measure, thresholds, drift, staging, artifact, inputs) if can_fall_back else None
+        fallback = None
+        if can_fall_back:
+            fallback = _fallback(backend, float_artifact, calib, measure, thresholds, drift, staging, artifact, inputs,
+                                 torch_emb)
         int8_report["fallback_tried"] = can_fall_back
-        if fallback is not None:
+        if fallback is not None and "artifact" not in fallback:
+            int8_report["fallback_failed"] = fallback["tried"]
+        elif fallback is not None:
             int8_report["fallback"] = fallback.pop("summary")
             artifact, figures, failures = fallback["artifact"], fallback["figures"], []
     if failures and not allow_drift:
@@ -147,6 +155,7 @@ def export_edge(
                         "classes": int(len(np.unique(labels)))},
         **({"int8_drift": int8_report["drift"]} if "drift" in int8_report else {}),
         **({"int8_fallback": int8_report["fallback"]} if "fallback" in int8_report else {}),
+        **({"int8_fallback_failed": int8_report["fallback_failed"]} if "fallback_failed" in int8_report else {}),
         "collapse": collapse.to_dict(),
         "status": _status(failures, figures, collapse),
         "cross_map_at_export": figures.get("cross_map"),
@@ -238,8 +247,7 @@ def _tie_hint(figures: dict[str, float]) -> str:
 DRIFT_IMAGES = 128
 
 
-def _layer_drift(backend, edge: EdgeModel, example: torch.Tensor, staging: Path, artifact: Path,
-                 inputs: np.ndarray) -> dict:
+def _layer_drift(backend, float_artifact: Path, artifact: Path, inputs: np.ndarray) -> dict:
     """Per-layer cosine between the int8 artifact and a float artifact of the same model, both on
     their runtime; ``{"layers": [...], "first_divergence": row or None}`` (``{}`` where the
     backend cannot read its layers)."""
@@ -249,7 +257,6 @@ def _layer_drift(backend, edge: EdgeModel, example: torch.Tensor, staging: Path,
     quantized = backend.layer_outputs(artifact, x)
     if not quantized:
         return {}
-    float_artifact = backend.convert(edge.net, example, staging / "float", precision="fp32")
     rows = layer_drift(backend.layer_outputs(float_artifact, x), quantized)
     for index, row in enumerate(rows):
         row["index"], row["label"] = index, layer_label(row["layer"])
@@ -264,44 +271,57 @@ def layer_label(name: str) -> str:
     return "/".join(parts[1:] if len(parts) > 2 else parts)
 
 
-def _fallback(backend, convert, measure, thresholds: dict, drift: dict, staging: Path, artifact: Path,
-              inputs: np.ndarray) -> dict | None:
-    """Keep the layers that add the most drift in float, 1, 2, 4, ... of them, until parity passes
-    (NNCF's accuracy-control idea, ranked by the measured per-layer drift instead of one
-    re-quantization per layer, which would cost a calibration each). Returns the passing
-    artifact, its figures and a summary of what it cost, or ``None`` when even all layers in
-    float but one miss (or the backend cannot keep layers in float)."""
+def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, thresholds: dict, drift: dict,
+              staging: Path, artifact: Path, inputs: np.ndarray, reference: np.ndarray) -> dict | None:
+    """Keep the most sensitive layers in float, 1, 2, 4, ... of them, until parity passes (NNCF's
+    accuracy control). Layers are ranked by what each costs quantized alone
+    (:mod:`export._sensitivity`, one re-quantization of the float artifact per layer). Returns
+    the passing artifact, its figures and a summary of what it cost; ``{"tried": [...]}`` (the
+    figures of each candidate) when even all layers in float but one miss; ``None`` when the
+    backend cannot keep layers in float."""
     from devices.manifest import artifact_bytes
-    from export._drift import most_sensitive
+    from export._sensitivity import layer_sensitivity, most_sensitive_alone
 
     if not backend.keeps_layers_float or not drift.get("layers"):
         return None
-    order = most_sensitive(drift["layers"])
+    labels = {row["layer"]: row["label"] for row in drift["layers"]}
+    requantize = functools.partial(backend.quantize_float_artifact, float_artifact, calibration=calibration)
+    with tqdm(total=len(labels), desc="int8 fallback: each layer quantized alone", unit="layer", leave=False,
+              disable=None) as bar:
+        sensitivity = layer_sensitivity(backend, float_artifact, list(labels), calibration,
+                                        inputs[:DRIFT_IMAGES], reference[:DRIFT_IMAGES], staging / "sensitivity",
+                                        progress=lambda done, total: bar.update(1))
+    order = most_sensitive_alone(sensitivity)
     # At least one layer stays int8: an artifact with every layer in float is not an int8 artifact,
     # and passing it as one would hide that int8 does not work for this model.
     most = len(order) - 1
     count, tried = 1, []
     while count <= most:
         kept = order[:count]
-        candidate = convert(staging / f"fallback-{count}", keep_float=tuple(kept))
+        candidate = requantize(staging / f"fallback-{count}", keep_float=tuple(kept))
         figures, _ = measure(candidate)
-        tried.append(count)
+        tried.append({"kept_float": count, **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
+                                              if figures.get(k) is not None}})
         if not parity_failures(figures, thresholds):
-            labels = {row["layer"]: row["label"] for row in drift["layers"]}
+            by_layer = {row["layer"]: row for row in sensitivity}
             summary = {
                 "kept_float": [labels[name] for name in kept],
                 "kept_float_layers": kept,
                 "layers": len(order),
                 "tried": tried,
+                "ranked_by": (f"each layer quantized alone (the others float), cos of the embeddings to PyTorch's "
+                              f"on {min(len(inputs), DRIFT_IMAGES)} parity images, worst image first"),
+                "sensitivity": [{"label": labels[name], "cos_min": by_layer[name]["cos_min"],
+                                 "cos_mean": by_layer[name]["cos_mean"]} for name in order[:count]],
                 "bytes": artifact_bytes(candidate),
                 "int8_bytes": artifact_bytes(artifact),
                 "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
             }
             return {"artifact": candidate, "figures": figures, "summary": summary}
         if count >= most:
-            return None
+            break
         count = min(2 * count, most)
-    return None
+    return {"tried": tried}
 
 
 def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:
@@ -325,8 +345,12 @@ def _drift_hint(int8_report: dict) -> str:
     first = (int8_report.get("drift") or {}).get("first_divergence")
     if not first:
         return ""
-    tried = (", and keeping all but one of its layers in float did not recover parity: int8 does not hold for this "
-             "model (try --qat, or a float profile)") if int8_report.get("fallback_tried") else ""
+    tried = ""
+    if int8_report.get("fallback_failed"):
+        last = int8_report["fallback_failed"][-1]
+        tried = (f", and keeping up to {last['kept_float']} of its {len(int8_report['drift']['layers'])} layers in float "
+                 f"(the most sensitive first) did not recover parity (cos_min {last['cos_min']}, top1_agreement "
+                 f"{last['top1_agreement']}): int8 does not hold for this model (try --qat, or a float profile)")
     return (f"; int8 first diverges from float at layer {first['index']} ({first['op']} {first['label']}, "
             f"cos {first['cos_mean']:.4f}){tried}")
 

@@ -81,3 +81,36 @@ def test_keep_float_is_refused_where_it_cannot_apply(tmp_path: Path, tiny) -> No
     model, _, queries = tiny
     with pytest.raises(ExportError, match="cannot keep chosen layers in float"):
         get_backend("onnx").convert(model, torch.from_numpy(queries[:1]), tmp_path, "fp32", keep_float=["x"])
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_quantizing_the_float_artifact_equals_converting_to_int8(tmp_path: Path, tiny, backend: str) -> None:
+    b = _available(backend)
+    model, calibration, queries = tiny
+    example = torch.from_numpy(queries[:1])
+    float_artifact = b.convert(model, example, tmp_path / "f", "fp32")
+    layers = list(b.layer_outputs(float_artifact, queries[:2]))
+    for keep in ((), tuple(layers[:1])):
+        converted = b.convert(model, example, tmp_path / "c", "int8", calibration, keep_float=keep)
+        requantized = b.quantize_float_artifact(float_artifact, tmp_path / "r", calibration, keep_float=keep)
+        assert np.array_equal(b.load(converted, threads=1).run(queries), b.load(requantized, threads=1).run(queries))
+    assert b.layer_outputs(float_artifact, queries[:2]).keys() == set(layers)  # the float artifact is untouched
+
+
+def test_each_layer_quantized_alone_ranks_the_one_that_costs_most(tmp_path: Path, tiny) -> None:
+    """One row per layer, in graph order; the ranking starts with the layer whose worst image lost most."""
+    from export._sensitivity import layer_sensitivity, most_sensitive_alone
+
+    b = _available("onnx")
+    model, calibration, queries = tiny
+    model = model.eval()
+    example = torch.from_numpy(queries[:1])
+    float_artifact = b.convert(model, example, tmp_path / "f", "fp32")
+    layers = list(b.layer_outputs(float_artifact, queries[:2]))
+    with torch.no_grad():
+        reference = model(torch.from_numpy(queries)).numpy()
+    rows = layer_sensitivity(b, float_artifact, layers, calibration, queries, reference, tmp_path / "s")
+    assert [r["layer"] for r in rows] == layers and all(-1 <= r["cos_min"] <= r["cos_mean"] <= 1 + 1e-6 for r in rows)
+    order = most_sensitive_alone(rows)
+    assert sorted(order) == sorted(layers)
+    assert rows[layers.index(order[0])]["cos_min"] == min(r["cos_min"] for r in rows)
