@@ -135,13 +135,14 @@ class KFAC:
         self.diagonal: dict[str, torch.Tensor] = {}
 
     @torch.enable_grad()
-    def fit(self, batches: Iterable[torch.Tensor], scale: Iterable[torch.Tensor] | None = None,
+    def fit(self, batches: Iterable[torch.Tensor], per_unit_norm: bool = False,
             sample: Callable[[torch.Size, torch.Generator], torch.Tensor] | None = None, seed: int = 0) -> "KFAC":
         """Accumulate the factors over ``batches`` of inputs.
 
         Args:
             batches: preprocessed input batches.
-            scale: per batch, ``[N]`` divisors of the outputs (the loss compares ``f(x) / scale``).
+            per_unit_norm: the loss compares ``f(x) / |f(x; w0)|`` (each output divided by its norm at
+                ``w0``, a constant): scale the outputs so.
             sample: draws output vectors ``v`` with ``E[v v^T]`` equal to the loss's Hessian in the
                 (scaled) output; default ``N(0, I)`` (a plain squared error).
             seed: the output samples' generator seed.
@@ -157,12 +158,11 @@ class KFAC:
             handles.append(block.module.register_full_backward_hook(
                 lambda m, gi, go, b=block: b.accumulate(go[0].detach(), go[0].shape[0])))
         count = 0
-        scales = iter(scale) if scale is not None else None
         try:
             for x in batches:
                 out = self.body(x)
-                if scales is not None:
-                    out = out / next(scales)[:, None]
+                if per_unit_norm:
+                    out = out / out.detach().norm(dim=1, keepdim=True).clamp_min(1e-12)
                 v = torch.randn(out.shape, generator=gen) if sample is None else sample(out.shape, gen)
                 with warnings.catch_warnings():  # the first layer's input needs no gradient: expected
                     warnings.filterwarnings("ignore", message="Full backward hook is firing")

@@ -85,7 +85,7 @@ def _cloud_and_data(embed_dim: int = 16):
     cloud.refresh_fingerprint()
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 10)
-    images = (rng.random((40, 1, 24, 24)) * 0.3 + labels[:, None, None, None] / 4).astype(np.float32)
+    images = (rng.random((40, 1, 24, 24)) * 0.3 + labels[:, None, None, None] / 5).astype(np.float32)
     return cloud, Dataset(images, labels, "synthetic")
 
 
@@ -94,7 +94,7 @@ def test_lqf_fits_the_cloud_and_its_file_and_exported_graph_give_the_same_embedd
 
     cloud, data = _cloud_and_data()
     init = _edge()
-    model = lqf_finetune(init, cloud, data, LQFConfig(epochs=3, batch_size=40, kfac_images=40), progress=False)
+    model = lqf_finetune(init, cloud, data, LQFConfig(epochs=3, batch_size=40, kfac_images=40, augment="none"), progress=False)
     history = model.meta["history"]
     assert history[-1]["compat"] < 0.7 * history[0]["compat"]
     target = cloud.embed(data.images)
@@ -128,3 +128,29 @@ def test_lqf_refuses_a_model_it_cannot_linearise():
         lqf_finetune(init, cloud, data, LQFConfig(epochs=1), progress=False)
     with pytest.raises(UserError, match="slope"):
         LQFConfig(slope=1.5)
+
+
+def test_cli_train_method_lqf(tmp_path, capsys):
+    import json
+
+    from hetero.cli import main
+    from hetero.models import save_cloud
+
+    cloud, data = _cloud_and_data()
+    save_cloud(cloud, tmp_path / "cloud")
+    init = _edge()
+    init.cloud_fingerprint = cloud.fingerprint
+    save_edge(init, tmp_path / "edge")
+    np.savez(tmp_path / "d.npz", images=data.images, labels=data.labels)
+    common = ["train", "--cloud", str(tmp_path / "cloud"), "--data", f"npz:{tmp_path / 'd.npz'}", "--quiet"]
+    assert main([*common, "--method", "lqf", "--out", str(tmp_path / "x")]) == 2
+    assert "--init" in capsys.readouterr().err
+    assert main([*common, "--init", str(tmp_path / "edge"), "--out", str(tmp_path / "y")]) == 2
+    assert main([*common, "--method", "lqf", "--init", str(tmp_path), "--out", str(tmp_path / "z")]) == 2
+    assert "no edge.pt or cloud.pt" in capsys.readouterr().err
+    assert main([*common, "--method", "lqf", "--init", str(tmp_path / "edge"), "--epochs", "1",
+                 "--out", str(tmp_path / "lqf")]) == 0
+    assert "NFR of the cross top-1 decisions" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "lqf" / "metrics.json").read_text())
+    assert 0 <= metrics["nfr_vs_init"] <= 1 and metrics["lqf"]["epochs"] == 1
+    assert load_edge(tmp_path / "lqf").arch["space"] == "lqf"
