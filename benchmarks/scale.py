@@ -38,9 +38,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def make_set(work: Path, n: int, queries: int, seed: int = 0) -> Path:
+def make_set(work: Path, n: int, queries: int, seed: int = 0, noise: float = NOISE) -> Path:
     """Write the gallery (a memory-mappable .npy, in chunks), its labels, and the queries."""
-    folder = work / f"g{n}"
+    folder = work / (f"g{n}" if noise == NOISE else f"g{n}-noise{noise}")
     if (folder / "done").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,12 +51,12 @@ def make_set(work: Path, n: int, queries: int, seed: int = 0) -> Path:
     out = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
     for s in range(0, n, 65536):
         e = min(n, s + 65536)
-        out[s:e] = _unit(centres[labels[s:e]] + NOISE * rng.normal(size=(e - s, DIM)) / np.sqrt(DIM))
+        out[s:e] = _unit(centres[labels[s:e]] + noise * rng.normal(size=(e - s, DIM)) / np.sqrt(DIM))
     out.flush()
     del out
     np.save(folder / "labels.npy", labels.astype(np.int64))
     ql = rng.integers(0, classes, size=queries)
-    np.save(folder / "queries.npy", _unit(centres[ql] + NOISE * rng.normal(size=(queries, DIM)) / np.sqrt(DIM)))
+    np.save(folder / "queries.npy", _unit(centres[ql] + noise * rng.normal(size=(queries, DIM)) / np.sqrt(DIM)))
     np.save(folder / "query_labels.npy", ql.astype(np.int64))
     (folder / "done").write_text("ok")
     return folder
@@ -148,6 +148,7 @@ def main() -> None:
     p.add_argument("--methods", default="exact,flat,ivf,hnsw")
     p.add_argument("--work", default="/tmp/hetero-scale")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--noise", type=float, default=NOISE, help=f"spread of a class around its centre (default {NOISE})")
     p.add_argument("--out", default=None, help="append each row as a JSON line here")
     p.add_argument("--worker", default=None)
     p.add_argument("--folder", default=None)
@@ -160,12 +161,13 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(s) for s in args.queries.split(",")]
     methods = args.methods.split(",")
-    print(f"threads {os.environ.get('HETERO_THREADS', '1')}; dim {DIM}; {PER_CLASS} items a class; work {args.work}")
+    print(f"threads {os.environ.get('HETERO_THREADS', '1')}; dim {DIM}; {PER_CLASS} items a class; noise {args.noise}; "
+          f"work {args.work}")
     header = f"{'items':>8} {'queries':>7} {'method':>6} {'setting':>14} {'build s':>8} {'search s':>9} {'q/s':>9} {'x exact':>8} " \
              f"{'R@1':>6} {'R@10':>6} {'mAP':>6} {'peak MiB':>9}"
     print(header)
     for n, nq in zip(sizes, counts):
-        folder = make_set(Path(args.work), n, max(counts))
+        folder = make_set(Path(args.work), n, max(counts), noise=args.noise)
         exact_qps = None
         for method, row in ((m, r) for m in methods for r in _run_worker(m, folder, nq, True, args.timeout)):
             row.update(items=n, queries=nq)
