@@ -19,6 +19,9 @@ Methods (--methods):
   current   the `hetero train` defaults: a 600-step floor, validation hold-out and best epoch,
             augmented views with the cloud's targets of the same view, structure term, batch-norm
             recalibration
+  unlabeled `current` plus --unlabeled: --unlabeled-count images of the subset's source that are
+            not in the subset (for Omniglot, other characters), used by the label-free terms
+            (small sets only: the images a user has without labels)
 
 Clouds trained here are small and fast (--cloud-arch small: a ResNet of one block per stage at
 28 px, --cloud-steps optimizer steps): what is measured is the edge model's compatibility with the
@@ -42,33 +45,49 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def _subset(spec: str, classes: int, per_class: int, out: Path, seed: int = 0) -> str:
-    """An ``npz:`` spec of ``classes`` x ``per_class`` images of ``spec`` (written once to ``out``)."""
+def _subset(spec: str, classes: int, per_class: int, out: Path, seed: int = 0, unlabeled: int = 0) -> str:
+    """An ``npz:`` spec of ``classes`` x ``per_class`` images of ``spec`` (written once to ``out``).
+
+    With ``unlabeled``: instead, the spec of that many other images of ``spec`` (none of the subset's).
+    """
     from hetero.data import load_data
 
     path = out / f"{spec.split(':')[0]}-{classes}x{per_class}.npz"
-    if not path.exists():
+    other = out / f"{spec.split(':')[0]}-{classes}x{per_class}-unlabeled-{unlabeled}.npz"
+    if not path.exists() or unlabeled and not other.exists():
         data = load_data(spec)
         rng = np.random.default_rng(seed)
         chosen = rng.permutation(np.unique(data.labels))[:classes]
         idx = np.concatenate([rng.permutation(np.flatnonzero(data.labels == c))[:per_class] for c in chosen])
         out.mkdir(parents=True, exist_ok=True)
         np.savez(path, images=(data.images[idx] * 255).round().astype(np.uint8), labels=data.labels[idx])
-    return f"npz:{path}"
+        if unlabeled:
+            rest = np.setdiff1d(np.arange(len(data.labels)), idx)
+            pick = np.random.default_rng(seed + 1).permutation(rest)[:unlabeled]
+            np.savez(other, images=(data.images[pick] * 255).round().astype(np.uint8), labels=data.labels[pick])
+    return f"npz:{other if unlabeled else path}"
 
 
-def data_spec(name: str, work: Path) -> str:
-    """The data SPEC of a benchmark set (small subsets are written to ``work`` as .npz)."""
+SUBSETS = {
+    "fashion-10x60": ("fashion-mnist", 10, 60),
+    "omniglot-40x10": (f"omniglot:{SHARED / 'omniglot'}", 40, 10),
+    "tiny-40x10": (f"imagefolder:{SHARED / 'tiny-imagenet-100' / 'images'}", 40, 10),
+}
+
+
+def data_spec(name: str, work: Path, unlabeled: int = 0) -> str | None:
+    """The data SPEC of a benchmark set (small subsets are written to ``work`` as .npz).
+
+    With ``unlabeled``: the spec of that many unlabeled images for a small set (``None`` for others).
+    """
+    if name in SUBSETS:
+        return _subset(*SUBSETS[name], work, unlabeled=unlabeled)
+    if unlabeled:
+        return None
     if name == "digits":
         return "digits"
-    if name == "fashion-10x60":
-        return _subset("fashion-mnist", 10, 60, work)
     if name == "omniglot":
         return f"omniglot:{SHARED / 'omniglot'}"
-    if name == "omniglot-40x10":
-        return _subset(f"omniglot:{SHARED / 'omniglot'}", 40, 10, work)
-    if name == "tiny-40x10":
-        return _subset(f"imagefolder:{SHARED / 'tiny-imagenet-100' / 'images'}", 40, 10, work)
     raise SystemExit(f"unknown set {name!r}")
 
 
@@ -78,6 +97,7 @@ def methods():
     return {
         "5409740": replace(EDGE_COMMAND_DEFAULTS, epochs=10, min_steps=0, val_fraction=0.0, structure=0.0, augment="none"),
         "current": EDGE_COMMAND_DEFAULTS,
+        "unlabeled": EDGE_COMMAND_DEFAULTS,
     }
 
 
@@ -95,11 +115,12 @@ def cloud_arch(kind: str) -> dict:
 
 
 def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int,
-            cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None) -> list[dict]:
+            cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None,
+            unlabeled_count: int = 2000) -> list[dict]:
     from search_spaces import get_space
 
     from hetero.cost import count_macs
-    from hetero.data import load_split
+    from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
     from hetero.training import CLOUD_COMMAND_DEFAULTS
@@ -121,8 +142,14 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
     arch = edge_arch or get_space("mobilenet_v3").smallest_arch()
     rows = []
     for method in chosen:
+        unlabeled = None
+        if method == "unlabeled":
+            unlabeled_spec = data_spec(name, work, unlabeled_count)
+            if unlabeled_spec is None:
+                continue
+            unlabeled = load_data(unlabeled_spec, get_space("resnet").resolution(trained_arch))
         start = time.perf_counter()
-        edge = train_edge(cloud, split.train, arch, methods()[method], seed=seed, protocol=split.protocol)
+        edge = train_edge(cloud, split.train, arch, methods()[method], seed=seed, protocol=split.protocol, unlabeled=unlabeled)
         seconds = time.perf_counter() - start
         s = evaluate_compat(cloud, edge, split.test).summary()
         macs = count_macs(cloud.net, cloud.input_shape) / max(count_macs(edge.net, edge.input_shape), 1)
@@ -155,6 +182,7 @@ def main() -> None:
                         help="the clouds trained here: small (fast) or hetero cloud train's default")
     parser.add_argument("--cloud-steps", type=int, default=300, help="optimizer steps of the clouds trained here")
     parser.add_argument("--edge-arch", default=None, metavar="ARCH.json", help="default: mobilenet_v3's smallest")
+    parser.add_argument("--unlabeled-count", type=int, default=2000, help="unlabeled images of the method 'unlabeled'")
     parser.add_argument("--out", default=str(REPO / "runs" / "real_data"), help="cache for subsets, clouds and results")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -168,7 +196,7 @@ def main() -> None:
     rows = []
     for name in args.sets.split(","):
         rows += run_set(name, clouds.get(name), args.methods.split(","), work, args.seed,
-                        args.cloud_arch, args.cloud_steps, edge_arch)
+                        args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count)
         work.mkdir(parents=True, exist_ok=True)
         # After every set: a long run stopped later keeps what it measured.
         (work / "results.json").write_text(json.dumps(rows, indent=1))
