@@ -27,7 +27,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="the index folder")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="embedding storage (default float32)")
     p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default=None,
-                   help="faiss index (default: flat below 100,000 items, ivf from there)")
+                   help="faiss index (default: flat, exact, below 1,000,000 items; ivf from there)")
     p.add_argument("--chunk", type=int, default=4096, help="images per resumable part (default 4096)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     add_result_options(p, strict=False)
