@@ -30,8 +30,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud", required=True, metavar="DIR", help="folder with cloud.pt")
     p.add_argument("--method", choices=("compat", "lqf"), default="compat",
                    help=("compat: train with the compatibility losses (default); lqf: fine-tune --init as its "
-                         "linearisation (LQF: leaky ReLU, squared losses to the cloud's embeddings and one-hot classes, "
-                         "K-FAC; --epochs applies, the other training flags do not)"))
+                         "linearisation (LQF: squared losses to the cloud's embeddings and one-hot classes, K-FAC; "
+                         "ReLU kept by default, see hetero.lqf.LQFConfig.slope; --epochs applies, the other training flags do not)"))
     p.add_argument("--init", metavar="DIR", help="with --method lqf: the trained edge (edge.pt) or cloud (cloud.pt) model to fine-tune")
     add_data_options(p)
     p.add_argument("--arch", metavar="ARCH.json", help="architecture file (default: mobilenet_v3's default architecture)")
