@@ -273,8 +273,8 @@ def layer_label(name: str) -> str:
 
 def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, thresholds: dict, drift: dict,
               staging: Path, artifact: Path, inputs: np.ndarray, reference: np.ndarray) -> dict | None:
-    """Keep the most sensitive layers in float, 1, 2, 4, ... of them, until parity passes (NNCF's
-    accuracy control). Layers are ranked by what each costs quantized alone
+    """Keep the fewest of the most sensitive layers in float that make parity pass (NNCF's accuracy
+    control): 1, 2, 4, ... of them, then bisection. Layers are ranked by what each costs quantized alone
     (:mod:`export._sensitivity`, one re-quantization of the float artifact per layer). Returns
     the passing artifact, its figures and a summary of what it cost; ``{"tried": [...]}`` (the
     figures of each candidate) when even all layers in float but one miss; ``None`` when the
@@ -295,33 +295,48 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
     # At least one layer stays int8: an artifact with every layer in float is not an int8 artifact,
     # and passing it as one would hide that int8 does not work for this model.
     most = len(order) - 1
-    count, tried = 1, []
-    while count <= most:
-        kept = order[:count]
-        candidate = requantize(staging / f"fallback-{count}", keep_float=tuple(kept))
+    tried: list[dict] = []
+
+    def attempt(count: int) -> tuple[Path, dict] | None:
+        candidate = requantize(staging / f"fallback-{count}", keep_float=tuple(order[:count]))
         figures, _ = measure(candidate)
         tried.append({"kept_float": count, **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
                                               if figures.get(k) is not None}})
-        if not parity_failures(figures, thresholds):
-            by_layer = {row["layer"]: row for row in sensitivity}
-            summary = {
-                "kept_float": [labels[name] for name in kept],
-                "kept_float_layers": kept,
-                "layers": len(order),
-                "tried": tried,
-                "ranked_by": (f"each layer quantized alone (the others float), cos of the embeddings to PyTorch's "
-                              f"on {min(len(inputs), DRIFT_IMAGES)} parity images, worst image first"),
-                "sensitivity": [{"label": labels[name], "cos_min": by_layer[name]["cos_min"],
-                                 "cos_mean": by_layer[name]["cos_mean"]} for name in order[:count]],
-                "bytes": artifact_bytes(candidate),
-                "int8_bytes": artifact_bytes(artifact),
-                "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
-            }
-            return {"artifact": candidate, "figures": figures, "summary": summary}
-        if count >= most:
-            break
-        count = min(2 * count, most)
-    return {"tried": tried}
+        return None if parity_failures(figures, thresholds) else (candidate, figures)
+
+    # Doubling finds a passing count, then bisection the fewest that pass (between the last miss
+    # and the first pass): 32 layers may miss where 40 pass, and 52 would throw most of int8 away.
+    failed, count, passed = 0, 1, None
+    while passed is None:
+        passed = attempt(count)
+        if passed is None:
+            if count >= most:
+                return {"tried": tried}
+            failed, count = count, min(2 * count, most)
+    while count - failed > 1:
+        middle = (failed + count) // 2
+        found = attempt(middle)
+        if found is None:
+            failed = middle
+        else:
+            count, passed = middle, found
+    candidate, figures = passed
+    kept = order[:count]
+    by_layer = {row["layer"]: row for row in sensitivity}
+    summary = {
+        "kept_float": [labels[name] for name in kept],
+        "kept_float_layers": kept,
+        "layers": len(order),
+        "tried": tried,
+        "ranked_by": (f"each layer quantized alone (the others float), cos of the embeddings to PyTorch's "
+                      f"on {min(len(inputs), DRIFT_IMAGES)} parity images, worst image first"),
+        "sensitivity": [{"label": labels[name], "cos_min": by_layer[name]["cos_min"],
+                         "cos_mean": by_layer[name]["cos_mean"]} for name in kept],
+        "bytes": artifact_bytes(candidate),
+        "int8_bytes": artifact_bytes(artifact),
+        "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
+    }
+    return {"artifact": candidate, "figures": figures, "summary": summary}
 
 
 def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:
