@@ -48,6 +48,8 @@ def build_edge(arch: dict, embed_dim: int, preprocess: Preprocess, cloud_fingerp
     if arch.get("space") == CLOUD_PRUNED:  # rebuilt from the cloud network the architecture records
         net = build_pruned_net(arch, embed_dim, preprocess.channels)
     else:
+        if arch.get("space") == "lqf":
+            import hetero.lqf  # noqa: F401  (registers the "lqf" space; imported here, as it imports this module)
         net = build_net(source, embed_dim)
     return EdgeModel(net, preprocess, embed_dim, arch=arch, cloud_fingerprint=cloud_fingerprint)
 

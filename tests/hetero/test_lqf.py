@@ -154,3 +154,11 @@ def test_cli_train_method_lqf(tmp_path, capsys):
     metrics = json.loads((tmp_path / "lqf" / "metrics.json").read_text())
     assert 0 <= metrics["nfr_vs_init"] <= 1 and metrics["lqf"]["epochs"] == 1
     assert load_edge(tmp_path / "lqf").arch["space"] == "lqf"
+    # A fresh process that never imported hetero.lqf exports the saved model (its space is found by name).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hetero", "export", "--model", str(tmp_path / "lqf"), "--device", "x86-server",
+                           "--out", str(tmp_path / "onnx"), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert json.loads((tmp_path / "onnx" / "manifest.json").read_text())["parity_passed"]
