@@ -1,0 +1,28 @@
+"""The README's Python API example runs as written (it is the first code a library user copies)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_readme_python_example_runs(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the example exports for the x86-server profile (ONNX Runtime)")
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) == 1, "the README has one Python example"
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0])
+    env = {**os.environ, "HETERO_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert "'paragon'" in lines[0] and "'cross_torch'" in lines[0]
+    assert lines[1].startswith("ok ")
+    assert (tmp_path / "runs" / "api-onnx" / "manifest.json").exists()  # written where the example says
