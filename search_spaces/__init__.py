@@ -8,27 +8,16 @@ Example:
     >>> model = space.build(arch, embed_dim=64, in_channels=1)   # [N, 1, R, R] -> [N, 64]
 """
 
-from search_spaces._arch_io import load_arch
-from search_spaces._arch_io import save_arch
+from search_spaces._arch_io import load_arch, save_arch
 from search_spaces._cloud_pruned import CloudPrunedSpace
 from search_spaces._errors import ArchError
-from search_spaces._layers import ConvBNAct
-from search_spaces._layers import GlobalAvgPool
-from search_spaces._layers import HardSigmoid
-from search_spaces._layers import HardSwish
-from search_spaces._layers import L2Norm
-from search_spaces._layers import SqueezeExcite
-from search_spaces._layers import Stage
+from search_spaces._layers import ConvBNAct, GlobalAvgPool, HardSigmoid, HardSwish, L2Norm, SqueezeExcite, Stage
 from search_spaces._mobilenet_v3 import MobileNetV3Space
 from search_spaces._network import EmbeddingNet
-from search_spaces._registry import get_space
-from search_spaces._registry import list_spaces
-from search_spaces._registry import register_space
+from search_spaces._registry import get_space, list_spaces, register_space
 from search_spaces._resnet import ResNetSpace
-from search_spaces._space import Arch
-from search_spaces._space import SearchSpace
-from search_spaces._supernet import Supernet
-from search_spaces._supernet import recalibrate_bn
+from search_spaces._space import Arch, SearchSpace
+from search_spaces._supernet import Supernet, recalibrate_bn
 
 __all__ = [
     "Arch",

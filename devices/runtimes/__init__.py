@@ -5,17 +5,13 @@ runtime lazily, so importing this package never fails for a missing runtime; ask
 :meth:`Runtime.available` instead.
 """
 
-from devices.runtimes._base import Runner
-from devices.runtimes._base import Runtime
-from devices.runtimes._base import get_runtime
-from devices.runtimes._base import list_runtimes
-from devices.runtimes._base import load_error
-from devices.runtimes._base import measure_latency
-from devices.runtimes._base import register_runtime
-from devices.runtimes import _onnx  # noqa: F401  (registers "onnx")
-from devices.runtimes import _tflite  # noqa: F401  (registers "tflite")
-from devices.runtimes import _coreml  # noqa: F401  (registers "coreml")
-from devices.runtimes import _tensorrt  # noqa: F401  (registers "tensorrt")
+from devices.runtimes import (
+    _coreml,  # noqa: F401  (registers "coreml")
+    _onnx,  # noqa: F401  (registers "onnx")
+    _tensorrt,  # noqa: F401  (registers "tensorrt")
+    _tflite,  # noqa: F401  (registers "tflite")
+)
+from devices.runtimes._base import Runner, Runtime, get_runtime, list_runtimes, load_error, measure_latency, register_runtime
 
 __all__ = [
     "Runner",

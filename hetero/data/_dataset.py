@@ -53,7 +53,7 @@ class Dataset:
     def num_classes(self) -> int:
         return int(np.unique(self.labels).size)
 
-    def subset(self, mask_or_index: np.ndarray) -> "Dataset":
+    def subset(self, mask_or_index: np.ndarray) -> Dataset:
         return Dataset(self.images[mask_or_index], self.labels[mask_or_index], self.spec,
                        class_names=self.class_names, source=self.source)
 

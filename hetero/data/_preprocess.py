@@ -45,7 +45,7 @@ class Preprocess:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
+    def from_dict(cls, d: dict) -> Preprocess:
         return cls(int(d["size"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:

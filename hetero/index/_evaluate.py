@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from hetero._io import save_npy, write_json, write_text
-from hetero.errors import UserError
 from hetero.index._exact import OwnItems, exact_search, recall_at_k
 from hetero.index._faiss import search_faiss
 from hetero.index._store import GalleryIndex, load_index

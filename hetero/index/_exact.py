@@ -49,7 +49,7 @@ class OwnItems:
     item: np.ndarray
 
     @classmethod
-    def none(cls) -> "OwnItems":
+    def none(cls) -> OwnItems:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def __len__(self) -> int:

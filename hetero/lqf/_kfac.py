@@ -136,7 +136,7 @@ class KFAC:
 
     @torch.enable_grad()
     def fit(self, batches: Iterable[torch.Tensor], per_unit_norm: bool = False,
-            sample: Callable[[torch.Size, torch.Generator], torch.Tensor] | None = None, seed: int = 0) -> "KFAC":
+            sample: Callable[[torch.Size, torch.Generator], torch.Tensor] | None = None, seed: int = 0) -> KFAC:
         """Accumulate the factors over ``batches`` of inputs.
 
         Args:

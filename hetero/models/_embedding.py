@@ -39,7 +39,7 @@ class EmbeddingModel:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.preprocess.channels, self.preprocess.size, self.preprocess.size)
 
-    def to(self, device: torch.device) -> "EmbeddingModel":
+    def to(self, device: torch.device) -> EmbeddingModel:
         self.net.to(device)
         return self
 

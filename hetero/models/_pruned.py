@@ -71,9 +71,8 @@ def start_from_cloud(cloud, arch: dict) -> tuple[dict, nn.Module]:
     Raises:
         UserError: If the cloud's network cannot be pruned (the message says why).
     """
-    from search_spaces import ArchError, get_space
-
     from hetero.pipeline import default_preprocess  # hetero.pipeline imports this package
+    from search_spaces import ArchError, get_space
 
     arch = {**arch, "cloud": cloud.source}
     channels = cloud.preprocess.channels
@@ -93,9 +92,8 @@ def build_pruned_net(arch: dict, embed_dim: int, in_channels: int) -> nn.Module:
         UserError: If the architecture does not say which cloud network it prunes, or that network
             cannot be built or pruned here.
     """
-    from search_spaces import ArchError, get_space
-
     from hetero.models._cloud import build_net
+    from search_spaces import ArchError, get_space
 
     source = arch.get("cloud")
     if not isinstance(source, dict):

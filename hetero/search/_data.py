@@ -100,7 +100,7 @@ class SearchData:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def prepare(cls, cloud: CloudModel, split: Split, val_fraction: float, seed: int, prototype_temperature: float) -> "SearchData":
+    def prepare(cls, cloud: CloudModel, split: Split, val_fraction: float, seed: int, prototype_temperature: float) -> SearchData:
         """Hold out ``val_fraction`` of the training split the way the split itself was made.
 
         Closed-set data keeps images of every training class in both parts; open-set data holds

@@ -19,6 +19,7 @@ from hetero.training._losses import (
     influence_loss,
     structure_loss,
 )
+from hetero.training._qat import quantization_aware_finetune
 from hetero.training._trainer import (
     CloudTargets,
     dense_labels,
@@ -28,7 +29,6 @@ from hetero.training._trainer import (
     run_epochs,
     train_embedding,
 )
-from hetero.training._qat import quantization_aware_finetune
 from hetero.training._views import TrainViews, ViewBatch
 
 __all__ = [

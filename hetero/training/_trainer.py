@@ -62,12 +62,12 @@ class CloudTargets:
     columns: torch.Tensor | None = None
 
     @classmethod
-    def from_cloud(cls, cloud, images: np.ndarray, labels: np.ndarray, prototype_temperature: float) -> "CloudTargets":
+    def from_cloud(cls, cloud, images: np.ndarray, labels: np.ndarray, prototype_temperature: float) -> CloudTargets:
         """Embed ``images`` with ``cloud`` and choose its classifier (head or prototypes)."""
         return cls.from_embeddings(cloud, torch.from_numpy(cloud.embed(images)), labels, prototype_temperature)
 
     @classmethod
-    def from_embeddings(cls, cloud, g: torch.Tensor, labels: np.ndarray, prototype_temperature: float) -> "CloudTargets":
+    def from_embeddings(cls, cloud, g: torch.Tensor, labels: np.ndarray, prototype_temperature: float) -> CloudTargets:
         """The targets of images whose cloud embeddings ``g`` are already computed."""
         covered = cloud.classifier is not None and cloud.classes is not None and set(np.unique(labels)) <= set(cloud.classes)
         if covered:
@@ -83,7 +83,7 @@ class CloudTargets:
         teacher_correct = (g @ w.T).argmax(1) == rows
         return cls(g, classifier, rows, float(scale), teacher_correct, columns)
 
-    def subset(self, mask_or_index: np.ndarray) -> "CloudTargets":
+    def subset(self, mask_or_index: np.ndarray) -> CloudTargets:
         """The targets of some of the images (the classifier is kept as it is)."""
         pick = torch.as_tensor(np.flatnonzero(mask_or_index) if np.asarray(mask_or_index).dtype == bool else mask_or_index)
         return replace(self, embeddings=self.embeddings[pick], rows=self.rows[pick], teacher_correct=self.teacher_correct[pick])

@@ -41,7 +41,7 @@ def _program(body, shape=X.shape):
     return mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)(body)
 
 
-def _t(a: np.ndarray) -> "torch.Tensor":
+def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
 

@@ -11,9 +11,8 @@ from hetero.cli import main
 @pytest.fixture(scope="session")
 def search_setup(tmp_path_factory):
     """A tiny cloud model and a 300-image digits subset (as ``npz:FILE``)."""
-    from search_spaces import get_space, save_arch
-
     from hetero.data import load_data
+    from search_spaces import get_space, save_arch
 
     root = tmp_path_factory.mktemp("search")
     digits = load_data("digits")

@@ -178,10 +178,9 @@ CASES = [
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two imported cloud models, an untrained edge model and artifact folders around placeholders."""
     from devices.manifest import artifact_entry, record_source_model, write_manifest
-    from search_spaces import get_space
-
     from hetero.data import Preprocess, load_split
     from hetero.models import build_edge, load_cloud, save_edge
+    from search_spaces import get_space
 
     root = tmp_path_factory.mktemp("bad-inputs")
     for name, seed in (("cloud", 0), ("cloud2", 1)):

@@ -10,8 +10,16 @@ import pytest
 from hetero.cli import main
 from hetero.errors import UserError
 from hetero.search import SearchConfig
-from hetero.search._budget import (DEFAULT_STEPS, MIN_TRIALS, PhaseCosts, adapted_final_epochs, adapted_trials, parse_duration,
-                                   plan_budget, resolve_lengths)
+from hetero.search._budget import (
+    DEFAULT_STEPS,
+    MIN_TRIALS,
+    PhaseCosts,
+    adapted_final_epochs,
+    adapted_trials,
+    parse_duration,
+    plan_budget,
+    resolve_lengths,
+)
 
 COSTS = PhaseCosts(supernet_step=0.5, trial=0.2, train_step=0.05, val_pass=0.1, steps_per_epoch=20)
 

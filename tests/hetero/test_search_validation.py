@@ -34,10 +34,9 @@ def test_cloud_training_part_is_the_search_fit_part_and_open_set_leaves_whole_cl
 
 
 def test_cloud_train_leaves_out_the_search_validation_part(search_setup, tmp_path, capsys):
+    from hetero.data import load_split
     from hetero.models import load_cloud
     from hetero.search import SearchData, describe_validation
-
-    from hetero.data import load_split
 
     root, data = search_setup  # its cloud: `cloud train` with the default --val-fraction (the search's 0.2)
     split = load_split(data, seed=0)

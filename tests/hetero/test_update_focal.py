@@ -56,10 +56,9 @@ def test_focal_flags_of_hetero_train():
 
 
 def test_training_with_focal_records_the_term():
-    from search_spaces import get_space
-
     from hetero.data import load_split
     from hetero.pipeline import train_cloud, train_edge
+    from search_spaces import get_space
 
     split = load_split("digits")
     train = split.train.subset(np.arange(300))

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import search_spaces as ss
-from search_spaces import _registry
-from search_spaces import ArchError
+from search_spaces import ArchError, _registry
 
 SPACES = ["mobilenet_v3", "resnet"]
 
