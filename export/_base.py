@@ -14,8 +14,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ __all__ = [
     "tool_versions",
 ]
 
-_BACKENDS: Registry["Backend"] = Registry("export backend", ExportError)
+_BACKENDS: Registry[Backend] = Registry("export backend", ExportError)
 
 
 class Backend(abc.ABC):
@@ -239,7 +239,7 @@ def dynamic_batch(example: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, 
     return wide, ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
 
 
-def describe_ops(counts: "collections.Counter[str]") -> str:
+def describe_ops(counts: collections.Counter[str]) -> str:
     """``"Conv x44, Gemm"``: op types by count, for the manifest notes (``"none"`` if empty)."""
     return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.most_common()) or "none"
 

@@ -47,6 +47,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     except Exception as exc:  # the exporter raises many types; all mean "this model won't export"
         raise ExportError(f"torch.onnx could not export the model ({one_line(exc, 300)}); use layers from "
                           "search_spaces, which export cleanly") from None
+    assert program is not None  # with dynamo=True the exporter returns the program (None: TorchScript path)
     # The exporter's per-node debugging metadata (stack traces, FX node names, scopes) is about 40%
     # of a small model's file and records paths of the exporting machine: drop it before saving.
     for node in program.model.graph.all_nodes():

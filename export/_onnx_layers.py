@@ -11,8 +11,12 @@ from the model cut just after that layer, every layer before it fused as deploye
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # onnx is an optional extra: imported where it is used
+    import onnx
 
 __all__ = ["LAYER_OPS", "layer_nodes", "onnx_layer_outputs"]
 
@@ -23,7 +27,7 @@ _BATCH = 64
 _FUSED = ("Relu", "Clip")
 
 
-def layer_nodes(model: "object") -> list[tuple[str, str, list[str]]]:
+def layer_nodes(model: onnx.ModelProto) -> list[tuple[str, str, list[str]]]:
     """``[(layer name, op, [node names])]`` in graph order.
 
     A layer is a compute node (convolution, linear) with the elementwise nodes that follow it up
@@ -47,8 +51,8 @@ def layer_nodes(model: "object") -> list[tuple[str, str, list[str]]]:
     return layers
 
 
-def _consumers(model: "object") -> dict[str, list]:
-    consumers: dict[str, list] = {}
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -92,7 +96,7 @@ def _requantized(name: str, consumers: dict[str, list]) -> str:
     return name
 
 
-def _run(model: "object", inputs: np.ndarray) -> list[np.ndarray]:
+def _run(model: onnx.ModelProto, inputs: np.ndarray) -> list[np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()

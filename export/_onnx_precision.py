@@ -11,12 +11,17 @@ from __future__ import annotations
 import collections
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from export._base import describe_ops
 from export._errors import ExportError
 from export._onnx_layers import layer_nodes
+
+if TYPE_CHECKING:  # onnx is an optional extra: imported where it is used
+    import onnx
 
 __all__ = ["convert_to_fp16", "name_nodes", "quantization_notes", "quantize_int8", "u8s8_pair_bound"]
 
@@ -85,7 +90,7 @@ def convert_to_fp16(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _downstream(graph: "object", op_types: set[str]) -> set[int]:
+def _downstream(graph: onnx.GraphProto, op_types: set[str]) -> set[int]:
     """Indices of the nodes of ``op_types`` and of every node that consumes their results."""
     tainted: set[str] = set()
     result: set[int] = set()
@@ -96,7 +101,7 @@ def _downstream(graph: "object", op_types: set[str]) -> set[int]:
     return result
 
 
-def _node_to_fp16(node: "object", numpy_helper: "object") -> None:
+def _node_to_fp16(node: onnx.NodeProto, numpy_helper: ModuleType) -> None:
     from onnx import TensorProto
 
     for attr in node.attribute:
@@ -141,6 +146,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     if calibration is None or len(calibration) == 0:
         raise ExportError("int8 ONNX export needs calibration images: pass real images, "
                           "preprocessed like the queries (a few hundred are plenty)")
+    images: np.ndarray = calibration  # named again: the reader below closes over the checked array
     model = onnx.load(str(path))
     name_nodes(model)
     from onnx import numpy_helper
@@ -153,13 +159,13 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
 
     class _Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter(range(0, len(calibration), _CALIBRATION_BATCH))
+            self._batches = iter(range(0, len(images), _CALIBRATION_BATCH))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             start = next(self._batches, None)
             if start is None:
                 return None
-            return {input_name: calibration[start:start + _CALIBRATION_BATCH]}
+            return {input_name: images[start:start + _CALIBRATION_BATCH]}
 
     q.quantize_static(
         model, str(path), _Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
@@ -188,18 +194,18 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     onnx.save(quantized, str(path))
 
 
-def name_nodes(model: "object") -> None:
+def name_nodes(model: onnx.ModelProto) -> None:
     """Give every node a name (exclusion and drift reports go by name, and names may be empty)."""
     for index, node in enumerate(model.graph.node):
         node.name = node.name or f"{node.op_type}_{index}"
 
 
-def _is_depthwise(node: "object", weight_shape: tuple[int, ...]) -> bool:
+def _is_depthwise(node: onnx.NodeProto, weight_shape: tuple[int, ...]) -> bool:
     group = next((a.i for a in node.attribute if a.name == "group"), 1)
     return node.op_type == "Conv" and group > 1 and len(weight_shape) == 4 and weight_shape[1] == 1
 
 
-def _full_range_depthwise(model: "object", float_weights: dict[str, np.ndarray]) -> int:
+def _full_range_depthwise(model: onnx.ModelProto, float_weights: dict[str, np.ndarray]) -> int:
     """Requantize the weights (and int32 biases) of depthwise convolutions to the full int8 range
     [-127, 127] from the float weights; returns how many were widened."""
     from onnx import numpy_helper

@@ -44,11 +44,11 @@ def _polygraphy_check(path: Path, example: torch.Tensor, reference: np.ndarray,
             output = runner.infer({INPUT_NAME: example.numpy()})[OUTPUT_NAME]
     except Exception as exc:  # polygraphy wraps onnxruntime errors in its own types
         raise ExportError(f"polygraphy could not run the TensorRT-ready ONNX ({one_line(exc)})") from None
-    check = {"tool": "polygraphy+onnxruntime", **parity(reference, output)}
-    if check["cos_min"] < _CHECK_COS_MIN[precision]:
+    figures = parity(reference, output)
+    if figures["cos_min"] < _CHECK_COS_MIN[precision]:
         raise ExportError(f"the TensorRT-ready ONNX disagrees with the torch model (cos_min "
-                          f"{check['cos_min']:.5f}); report this model as a bug")
-    return check
+                          f"{figures['cos_min']:.5f}); report this model as a bug")
+    return {"tool": "polygraphy+onnxruntime", **figures}
 
 
 def _record_check(path: Path, check: dict[str, object]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
     atomic_write_bytes(path, bytes(result.quantized_model))
 
 
-def _static_recipe(q: "object") -> None:
+def _static_recipe(q: Any) -> None:  # an ai_edge_quantizer.Quantizer (the package has no types)
     """Static int8 (weights and activations) for every op the quantizer has an int8 kernel for."""
     from ai_edge_quantizer import qtyping
 
@@ -117,7 +118,7 @@ def _float_ranges(path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndar
     return {tensor: dict(qsv) for tensor, qsv in _RANGES_CACHE[key].items()}  # the quantizer may add keys
 
 
-def _calibrate(q: "object", path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def _calibrate(q: Any, path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     """Each tensor's min/max over all ``images``, calibrated a batch at a time (bounded memory).
 
     Every batch is a calibration run of its own, merged by min/max: within one run the quantizer

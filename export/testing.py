@@ -71,6 +71,8 @@ class TinyEmbedder(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 n = module.num_features
+                # Buffers exist: these layers keep running statistics (the default).
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
                 module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
                 module.weight.data.copy_(4 * torch.rand(n, generator=gen) + 1.0)

@@ -77,7 +77,7 @@ def load_arch(path: str | os.PathLike[str], space: SearchSpace | None = None) ->
     try:
         arch = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArchError(f"architecture file {p} is not valid JSON ({exc}): fix or regenerate it")
+        raise ArchError(f"architecture file {p} is not valid JSON ({exc}): fix or regenerate it") from None
     try:
         _space_of(arch, space).validate(arch)
     except ArchError as exc:

@@ -235,12 +235,17 @@ def _group_ratios(tp: Any, net: nn.Module, example: torch.Tensor, stages: dict[n
 
 
 def _out_width(layer: nn.Module) -> int:
-    return int(layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features)
+    if isinstance(layer, nn.Conv2d):
+        return layer.out_channels
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    raise TypeError(f"cannot read the width of {type(layer).__name__}")
 
 
 def _is_ratio(value: object) -> bool:
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    return is_number and math.isfinite(value) and 0.0 < value <= 1.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0.0 < value <= 1.0
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,6 @@ names at the largest size, and runs:
 from __future__ import annotations
 
 import abc
-
 from typing import Any
 
 import torch
@@ -54,14 +53,17 @@ def sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     :func:`search_spaces.recalibrate_bn` relies on.
     """
     c = x.shape[1]
+    mean, var, batches = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    if mean is None or var is None or batches is None:
+        raise ValueError("sliced_batch_norm needs a BatchNorm2d that tracks running statistics")
     factor = 0.0
     if bn.training:
-        bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        batches.add_(1)
+        factor = 1.0 / float(batches) if bn.momentum is None else bn.momentum
     return F.batch_norm(
         x,
-        bn.running_mean[:c],
-        bn.running_var[:c],
+        mean[:c],
+        var[:c],
         bn.weight[:c],
         bn.bias[:c],
         bn.training,
@@ -115,8 +117,9 @@ class ElasticSqueezeExcite(Elastic, SqueezeExcite):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, r = x.shape[1], self.active_reduced
         s = x.mean((2, 3), keepdim=True)
-        s = self.act(F.conv2d(s, self.reduce.weight[:r, :c], self.reduce.bias[:r]))
-        s = F.conv2d(s, self.expand.weight[:c, :r], self.expand.bias[:c])
+        reduce_bias, expand_bias = self.reduce.bias, self.expand.bias
+        s = self.act(F.conv2d(s, self.reduce.weight[:r, :c], None if reduce_bias is None else reduce_bias[:r]))
+        s = F.conv2d(s, self.expand.weight[:c, :r], None if expand_bias is None else expand_bias[:c])
         return x * self.gate(s)
 
 

@@ -9,7 +9,7 @@ because converters lower them differently, or not at all with a dynamic batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -166,7 +166,7 @@ class Stage(nn.Module):
         blocks: The blocks, run in order.
     """
 
-    def __init__(self, blocks: list[nn.Module]) -> None:
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
 

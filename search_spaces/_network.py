@@ -8,9 +8,8 @@ reorder channels by importance for any space without changing what the network c
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -98,8 +97,8 @@ class EmbeddingNet(nn.Module):
         """Return every group of channels that can be permuted without changing the output."""
         groups: list[ChannelGroup] = []
         stream = ChannelGroup(producers=[self.stem])
-        for stage in self.stages:
-            for block in stage.blocks:
+        for stage in cast("list[Stage]", self.stages):  # nn.ModuleList is typed as holding nn.Module
+            for block in cast("list[Block]", stage.blocks):
                 stream.consumers += block.inputs()
                 if block.residual:
                     stream.producers += block.outputs()
@@ -116,7 +115,7 @@ class EmbeddingNet(nn.Module):
         return groups
 
 
-def _layer_tensors(layer: nn.Module) -> tuple[list[torch.Tensor], nn.Module]:
+def _layer_tensors(layer: nn.Module) -> tuple[list[torch.Tensor], nn.Conv2d | nn.Linear]:
     """The per-output-channel tensors of ``layer`` and the module holding its weight."""
     if isinstance(layer, ConvBNAct):
         bn = layer.bn
@@ -140,8 +139,8 @@ def sort_channel_groups(groups: list[ChannelGroup]) -> None:
     """
     for group in groups:
         importance = sum(
-            _layer_tensors(c)[1].weight.abs().transpose(0, 1).flatten(1).sum(1)
-            for c in group.consumers
+            (_layer_tensors(c)[1].weight.abs().transpose(0, 1).flatten(1).sum(1) for c in group.consumers),
+            torch.zeros(()),
         )
         perm = torch.argsort(importance, descending=True, stable=True)
         for layer in group.producers:

@@ -11,7 +11,7 @@ from torch import nn
 from search_spaces._elastic import ELASTIC_KIT, Elastic
 from search_spaces._errors import ArchError
 from search_spaces._layers import STATIC_KIT
-from search_spaces._network import sort_channel_groups
+from search_spaces._network import EmbeddingNet, sort_channel_groups
 
 if TYPE_CHECKING:
     from search_spaces._space import Arch, SearchSpace
@@ -43,7 +43,10 @@ class Supernet(nn.Module):
         self.space = space
         self.embed_dim = embed_dim
         self.in_channels = in_channels
-        self.net = space._network(space.largest_arch(), embed_dim, in_channels, ELASTIC_KIT)
+        net = space._network(space.largest_arch(), embed_dim, in_channels, ELASTIC_KIT)
+        if not isinstance(net, EmbeddingNet):  # channel sorting needs the shared skeleton's groups
+            raise TypeError(f"space {space.name!r} does not build an EmbeddingNet and has no supernet")
+        self.net: EmbeddingNet = net
         self.active_arch: Arch = space.largest_arch()
         self.active_params = sum(p.numel() for p in self.net.parameters())
 

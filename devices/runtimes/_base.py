@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,10 +19,19 @@ __all__ = [
     "list_runtimes",
     "load_error",
     "measure_latency",
+    "nchw",
     "register_runtime",
 ]
 
-_RUNTIMES: Registry["Runtime"] = Registry("runtime", ArtifactError)
+Dim = int | None
+
+
+def nchw(dims: list[Dim] | tuple[Dim, ...]) -> tuple[Dim, tuple[Dim, Dim, Dim]]:
+    """Split an input shape into its batch and ``(C, H, W)``, ``None`` where missing or unknown."""
+    n, c, h, w = (list(dims) + [None] * 4)[:4]
+    return n, (c, h, w)
+
+_RUNTIMES: Registry[Runtime] = Registry("runtime", ArtifactError)
 
 
 class Runner(abc.ABC):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from devices._errors import ArtifactError
-from devices.runtimes._base import Runner, Runtime, load_error, register_runtime
+from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 from devices.runtimes._mil import MilProgram, load_spec, main_block
 from devices.runtimes._mil_values import tensor_shape
 
@@ -27,11 +27,6 @@ def _predict_available() -> bool:
     return True
 
 
-def _shape(dims: list[int | None]) -> tuple[int | None, tuple[int | None, ...]]:
-    dims = list(dims) + [None] * (4 - len(dims))
-    return dims[0], tuple(dims[1:4])
-
-
 class InterpreterRunner(Runner):
     """Runs an ML Program with :class:`MilProgram` (numpy)."""
 
@@ -39,7 +34,7 @@ class InterpreterRunner(Runner):
 
     def __init__(self, program: MilProgram) -> None:
         self.program = program
-        self.batch_size, self.input_shape = _shape(program.input_shape)
+        self.batch_size, self.input_shape = nchw(program.input_shape)
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         return self.program.run(x)
@@ -54,7 +49,7 @@ class PredictRunner(Runner):
         self.model = model
         _, inp, self._output = main_block(spec)
         self._input = inp.name
-        self.batch_size, self.input_shape = _shape(tensor_shape(inp.type.tensorType))
+        self.batch_size, self.input_shape = nchw(tensor_shape(inp.type.tensorType))
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict({self._input: x})[self._output]

@@ -7,7 +7,8 @@ storage between ops (the dominant fp16 error) while computing in fp32.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -25,14 +26,15 @@ def _op(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorator
 
 
-_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide,
+# Annotated as plain callables: numpy ufuncs and lambdas share the loops below.
+_BINARY: dict[str, Callable[..., Any]] = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide,
            "floor_div": np.floor_divide, "pow": np.power, "maximum": np.maximum,
            "minimum": np.minimum}
-_UNARY = {"identity": lambda x: x, "relu": lambda x: np.maximum(x, 0),
+_UNARY: dict[str, Callable[..., Any]] = {"identity": lambda x: x, "relu": lambda x: np.maximum(x, 0),
           "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
           "silu": lambda x: x / (1 + np.exp(-x)), "tanh": np.tanh, "sqrt": np.sqrt,
           "square": np.square, "abs": np.abs, "exp": np.exp}
-_REDUCE = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max,
+_REDUCE: dict[str, Callable[..., Any]] = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max,
            "reduce_min": np.min}
 for _name, _fn in _BINARY.items():
     OPS[_name] = lambda x, y, _fn=_fn: _fn(x, y)
@@ -156,7 +158,8 @@ def _avg_pool(x: np.ndarray, kernel_sizes: Any, strides: Any = None, pad_type: s
               ceil_mode: bool = False) -> np.ndarray:
     if ceil_mode:
         raise ValueError("avg_pool with ceil_mode is not supported")
-    kernel = tuple(int(k) for k in np.ravel(kernel_sizes))
+    kh, kw = (int(k) for k in np.ravel(kernel_sizes))
+    kernel = (kh, kw)
     sums = _windows(x, kernel, strides, None, pad_type, pad).sum(axis=(-1, -2))
     if not exclude_padding_from_average:
         return sums / (kernel[0] * kernel[1])

@@ -88,7 +88,8 @@ def decode_value(mil: Any, value: Any, blobs: BlobFiles) -> Any:
         raise ArtifactError(f"Core ML value of type {kind} is not supported by hetero's interpreter")
     dtype = numpy_dtype(mil, value.type.tensorType.dataType)
     shape = tensor_shape(value.type.tensorType)
-    if None in shape:
+    dims = [d for d in shape if d is not None]
+    if len(dims) != len(shape):
         raise ArtifactError("Core ML constant with an unknown dimension; re-export the model")
     if source == "blobFileValue":
         flat = blobs.read(value.blobFileValue.fileName, value.blobFileValue.offset)
@@ -96,12 +97,12 @@ def decode_value(mil: Any, value: Any, blobs: BlobFiles) -> Any:
         flat = _immediate(value.immediateValue.tensor, dtype)
     if flat.dtype != dtype:
         flat = flat.astype(dtype)
-    count = int(np.prod(shape)) if shape else 1
+    count = int(np.prod(dims)) if dims else 1
     if flat.size != count:
         raise ArtifactError(f"Core ML constant has {flat.size} values for shape {shape}; "
                             "re-export the model")
-    array = flat.reshape(shape)
-    if not shape:
+    array = flat.reshape(dims)
+    if not dims:
         return array.item() if dtype == np.object_ else array[()]
     return array
 

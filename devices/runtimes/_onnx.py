@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from devices.runtimes._base import Runner, Runtime, load_error, register_runtime
+from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 
 __all__ = ["OnnxRunner", "OnnxRuntime"]
 
@@ -20,13 +21,11 @@ def _dim(value: object) -> int | None:
 class OnnxRunner(Runner):
     """An ``onnxruntime.InferenceSession`` over one image input and one embedding output."""
 
-    def __init__(self, session: "object") -> None:
+    def __init__(self, session: Any) -> None:
         self.session = session
         (inp,) = session.get_inputs()[:1]
         self._input = inp.name
-        shape = list(inp.shape) + [None] * (4 - len(inp.shape))
-        self.batch_size = _dim(shape[0])
-        self.input_shape = tuple(_dim(d) for d in shape[1:4])
+        self.batch_size, self.input_shape = nchw([_dim(d) for d in inp.shape])
         self.providers = session.get_providers()
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:

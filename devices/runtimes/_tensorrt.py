@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from devices._errors import ArtifactError, one_line
-from devices.runtimes._base import Runner, Runtime, load_error, register_runtime
+from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 
 __all__ = ["TensorrtRunner", "TensorrtRuntime", "build_engine"]
 
@@ -98,7 +98,7 @@ class TensorrtRunner(Runner):
         self._in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input)))
         self._out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output)))
         shape = tuple(engine.get_tensor_shape(self._input))
-        self.input_shape = tuple(d if d >= 0 else None for d in shape[1:4])
+        _, self.input_shape = nchw([int(d) if d >= 0 else None for d in shape])
         if shape[0] >= 0:
             self.batch_size = shape[0]
         else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.runtimes._base import Runner, Runtime, load_error, register_runtime
+from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 
 __all__ = ["TfliteRunner", "TfliteRuntime"]
 
@@ -54,8 +54,7 @@ class TfliteRunner(Runner):
         self._input = interpreter.get_input_details()[0]
         self._output_index = interpreter.get_output_details()[0]["index"]
         signature = list(self._input.get("shape_signature", self._input["shape"]))
-        self.batch_size = None if signature[0] == -1 else int(signature[0])
-        self.input_shape = tuple(None if d == -1 else int(d) for d in signature[1:4])
+        self.batch_size, self.input_shape = nchw([None if d == -1 else int(d) for d in signature])
         self._allocated = int(self._input["shape"][0])
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ def leaky_copy(net: nn.Module, slope: float) -> nn.Module:
     them, at a small change of the base function.
     """
     out = copy.deepcopy(net)
-    for name, module in list(out.named_modules()):
+    for module in list(out.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.ReLU):
                 setattr(module, child_name, nn.LeakyReLU(slope))
@@ -125,7 +125,7 @@ class LinearizedNet(nn.Module):
         """Parameter name of ``body`` -> its delta."""
         return {name: getattr(self.delta, delta_name(name)) for name, _ in self.body.named_parameters()}
 
-    def train(self, mode: bool = True) -> "LinearizedNet":
+    def train(self, mode: bool = True) -> LinearizedNet:
         # The linear model is defined at w0's batch-norm statistics: the body never leaves eval mode.
         super().train(mode)
         self.body.eval()

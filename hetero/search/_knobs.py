@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import optuna
 
@@ -24,7 +25,7 @@ KNOBS: dict[str, tuple[float, float, bool]] = {
 
 def sample_knobs(trial: optuna.trial.BaseTrial, base: TrainConfig) -> TrainConfig:
     """``base`` with every knob suggested by ``trial`` (parameters named after the fields)."""
-    values = {name: trial.suggest_float(name, low, high, log=log) for name, (low, high, log) in KNOBS.items()}
+    values: dict[str, Any] = {name: trial.suggest_float(name, low, high, log=log) for name, (low, high, log) in KNOBS.items()}
     return replace(base, **values)
 
 

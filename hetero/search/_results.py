@@ -59,7 +59,8 @@ def best_feasible(rows: list[dict], k: int, cost_key: str = "macs") -> list[dict
     allows instead of crowding at one size. A repeated architecture counts once.
     """
     left = [r for r in _scored(rows, cost_key) if r.get("feasible")]
-    picked, seen = [], set()
+    picked: list[dict] = []
+    seen: set[str] = set()
     while left and len(picked) < k:
         front = pareto_front(left, cost_key)
         for r in sorted(front, key=lambda r: (-r["cross_map"], r[cost_key], r["number"])):
@@ -92,7 +93,7 @@ def rates(rows: list[dict]) -> dict:
     """
     complete = [r["seconds"] for r in rows if r["state"] == "COMPLETE" and r.get("seconds")]
     finished = [r["seconds"] for r in rows if r["state"] in ("COMPLETE", "PRUNED") and r.get("seconds")]
-    out = {"complete": len(complete), "finished": len(finished)}
+    out: dict[str, float] = {"complete": len(complete), "finished": len(finished)}
     if complete:
         out["seconds_per_complete"] = statistics.fmean(complete)
     if finished:
