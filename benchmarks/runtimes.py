@@ -29,12 +29,12 @@ RUNTIMES = [(backend, precision) for backend in ("onnx", "tflite") for precision
 def _models(args, split, work: Path) -> tuple[Path, Path]:
     """The cloud folder and the edge folder: given, or trained (and cached) here."""
     import torch
-    from search_spaces import get_space
 
-    from hetero.cli._demo import _stage  # the demo's reuse-if-unchanged stages
     from hetero.models import load_cloud, save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
+    from hetero.stages import run_stage
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
+    from search_spaces import get_space
 
     if args.cloud and args.model:
         return Path(args.cloud), Path(args.model)
@@ -43,7 +43,7 @@ def _models(args, split, work: Path) -> tuple[Path, Path]:
     cloud_arch, cloud_cfg = get_space("resnet").smallest_arch(), replace(CLOUD_DEFAULTS, epochs=args.cloud_epochs)
     cloud_dir = Path(args.cloud) if args.cloud else work / "cloud"
     if not args.cloud:
-        _stage(cloud_dir, {**base, "arch": cloud_arch, "train": cloud_cfg.to_dict()}, "cloud.pt", False,
+        run_stage(cloud_dir, {**base, "arch": cloud_arch, "train": cloud_cfg.to_dict()}, "cloud.pt", False,
                lambda: save_cloud(train_cloud(split.train, cloud_arch, 128, cloud_cfg, cpu, args.seed), cloud_dir), "cloud train")
     cloud = load_cloud(cloud_dir)
     edge_arch = get_space("mobilenet_v3").smallest_arch()
@@ -55,7 +55,7 @@ def _models(args, split, work: Path) -> tuple[Path, Path]:
         edge.meta["split"] = split.describe()
         save_edge(edge, edge_dir)
 
-    _stage(edge_dir, {**base, "cloud": cloud.fingerprint, "arch": edge_arch, "train": edge_cfg.to_dict()}, "edge.pt", False,
+    run_stage(edge_dir, {**base, "cloud": cloud.fingerprint, "arch": edge_arch, "train": edge_cfg.to_dict()}, "edge.pt", False,
            build_edge, "edge train")
     return cloud_dir, edge_dir
 
@@ -107,8 +107,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from devices.runtimes import get_runtime
 
+    from devices.runtimes import get_runtime
     from hetero.bench import TorchRunner, bench_devices, load_artifact, query_inputs
     from hetero.data import load_split
     from hetero.models import load_cloud, load_edge

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from hetero._io import read_json, write_json
-from hetero.cli._common import print_table
+from hetero._table import print_table
 from hetero.data import Dataset, load_split
 from hetero.flips import analyse_flips, load_flip_source, write_flips
 from hetero.models import CloudModel, load_cloud, save_cloud

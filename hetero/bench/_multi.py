@@ -124,8 +124,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
     from devices import load_profile
     from devices.runtimes import get_runtime
     from export import get_backend
-
-    from hetero.cli._export import export_for_device
+    from hetero.stages import export_for_device
 
     profile = load_profile(name)
     backend = get_backend(profile.backend)

@@ -71,13 +71,10 @@ def _train_defaults():
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from search_spaces import get_space, load_arch
-
-    from hetero.models import save_cloud
-    from hetero.pipeline import evaluate_cloud, train_cloud
     from hetero.runtime import resolve_device
     from hetero.search import cloud_training_part
-    from hetero.training import EpochCheckpoint
+    from hetero.stages import train_cloud_stage
+    from search_spaces import get_space, load_arch
 
     arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
     split = split_from_args(args, get_space(arch["space"]).resolution(arch))
@@ -85,18 +82,14 @@ def _run_train(args: argparse.Namespace) -> int:
     train, holdout, note = cloud_training_part(split, config.val_fraction, args.seed)
     print(note)
     # A killed run started again continues after its last finished epoch.
-    checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "cloud train", "data": args.data, "split": split.describe(),
-                                                      "arch": arch, "embed_dim": args.embed_dim, "train": config.to_dict()})
-    model = train_cloud(train, arch, args.embed_dim, config, resolve_device(args.accelerator), args.seed, checkpoint)
-    model.meta["split"] = split.describe()
-    if holdout is not None:
-        model.meta["holdout"] = holdout
-    model.meta["paragon"] = evaluate_cloud(model, split.test)
+    key = {"command": "cloud train", "data": args.data, "split": split.describe(), "arch": arch, "embed_dim": args.embed_dim,
+           "train": config.to_dict()}
+    meta = {"split": split.describe(), **({"holdout": holdout} if holdout is not None else {})}
+    model, path = train_cloud_stage(train, split.test, arch, args.embed_dim, config, resolve_device(args.accelerator), args.seed,
+                                    args.out, key, meta=meta)
     sched = model.meta["schedule"]
     print(f"trained {sched['steps']} steps ({sched['epochs']} epochs over {sched['train_images']} images; floor "
           f"{sched['min_steps']} steps), augment {sched['augment']}")
-    path = save_cloud(model, args.out)
-    checkpoint.discard()
     print(f"cloud model {model.fingerprint[:23]}... written to {path}; paragon mAP {model.meta['paragon']['map']:.4f}")
     return Outcome({"fingerprint": model.fingerprint, "model": str(path), "paragon": model.meta["paragon"]})
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hetero._table import print_table
 from hetero.data import Split, load_split
 from hetero.errors import UserError
 
@@ -52,17 +53,6 @@ def split_from_args(args: argparse.Namespace, size: int | None = None) -> Split:
     split = load_split(args.data, protocol=args.protocol, seed=args.seed, size=size)
     print(split.line(), flush=True)
     return split
-
-
-def print_table(headers: list[str], rows: list[list[object]]) -> None:
-    """A plain aligned table on stdout (readable in a terminal and in a CI log); numbers right-aligned."""
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
-    cells = [headers] + [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for i, row in enumerate(cells):
-        print("  ".join(c.rjust(w) if numeric[j] else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def add_train_options(parser: argparse.ArgumentParser, defaults) -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from hetero._io import read_json, write_json
+from hetero._io import read_json
 
 __all__ = ["register", "DEMO_EDGE", "DEMO_CLOUD_EPOCHS"]
 
@@ -38,40 +37,17 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run, command="demo")
 
 
-def _stage(folder: Path, key: dict, done_file: str, fresh: bool, work: Callable[[], None], label: str) -> None:
-    """Run ``work`` unless ``folder`` already holds its output for the same ``key``."""
-    stamp = folder / "stage.json"
-    if not fresh and (folder / done_file).exists() and stamp.exists() and read_json(stamp) == key:
-        print(f"[{label}] reusing {folder}")
-        return
-    start = time.perf_counter()
-    work()
-    write_json(stamp, key)
-    print(f"[{label}] done in {time.perf_counter() - start:.1f} s")
-
-
-def _checkpoint(folder: Path, key: dict, fresh: bool):
-    """A stage's training checkpoint: a demo killed while training resumes the epochs it finished."""
-    from hetero.training import EpochCheckpoint
-
-    checkpoint = EpochCheckpoint.in_folder(folder, key)
-    if fresh:  # --fresh redoes the stage from its first epoch
-        checkpoint.discard()
-    return checkpoint
-
-
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from search_spaces import get_space
-
     from hetero.bench import bench_artifact, load_artifact
-    from hetero.cli._export import export_for_device, print_manifest
+    from hetero.cli._export import print_manifest
     from hetero.data import load_split
-    from hetero.models import load_cloud, save_cloud, save_edge
-    from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
+    from hetero.models import load_cloud
     from hetero.runtime import resolve_device
+    from hetero.stages import export_for_device, file_sha, run_stage, train_cloud_stage, train_edge_stage
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
+    from search_spaces import get_space
 
     out = Path(args.out)
     device = resolve_device(args.accelerator)
@@ -87,25 +63,18 @@ def _run(args: argparse.Namespace) -> int:
     cloud_key = {**base, "arch": cloud_arch, "train": cloud_cfg.to_dict()}
 
     def cloud_work() -> None:
-        checkpoint = _checkpoint(out / "cloud", cloud_key, args.fresh)
-        model = train_cloud(split.train, cloud_arch, 128, cloud_cfg, device, args.seed, checkpoint)
-        model.meta.update(split=split.describe(), paragon=evaluate_cloud(model, split.test))
-        save_cloud(model, out / "cloud")
-        checkpoint.discard()
+        train_cloud_stage(split.train, split.test, cloud_arch, 128, cloud_cfg, device, args.seed, out / "cloud", cloud_key,
+                          meta={"split": split.describe()}, fresh=args.fresh)
 
-    _stage(out / "cloud", cloud_key, "cloud.pt", args.fresh, cloud_work, "cloud train")
+    run_stage(out / "cloud", cloud_key, "cloud.pt", args.fresh, cloud_work, "cloud train")
     cloud = load_cloud(out / "cloud")
 
     edge_key = {**base, "cloud": cloud.fingerprint, "arch": edge_arch, "train": edge_cfg.to_dict()}
 
     def edge_work() -> None:
-        checkpoint = _checkpoint(out / "edge", edge_key, args.fresh)
-        edge = train_edge(cloud, split.train, edge_arch, edge_cfg, device, args.seed, checkpoint=checkpoint)
-        edge.meta.update(split=split.describe(), evaluation=evaluate_compat(cloud, edge, split.test).summary())
-        save_edge(edge, out / "edge")
-        checkpoint.discard()
+        train_edge_stage(cloud, split, edge_arch, edge_cfg, device, args.seed, out / "edge", edge_key, fresh=args.fresh)
 
-    _stage(out / "edge", edge_key, "edge.pt", args.fresh, edge_work, "edge train")
+    run_stage(out / "edge", edge_key, "edge.pt", args.fresh, edge_work, "edge train")
 
     artifact_dir = out / f"export-{args.device}"
     manifest_box: dict = {}
@@ -113,14 +82,14 @@ def _run(args: argparse.Namespace) -> int:
     def export_work() -> None:
         manifest_box["m"] = export_for_device(out / "edge", args.device, artifact_dir, args.data, None, args.seed, cloud)
 
-    export_key = {**edge_key, "device": args.device, "edge_sha": _sha(out / "edge" / "edge.pt")}
-    _stage(artifact_dir, export_key, "manifest.json", args.fresh, export_work, "export")
+    export_key = {**edge_key, "device": args.device, "edge_sha": file_sha(out / "edge" / "edge.pt")}
+    run_stage(artifact_dir, export_key, "manifest.json", args.fresh, export_work, "export")
     print_manifest(manifest_box.get("m") or read_json(artifact_dir / "manifest.json"))
 
     bench_dir = out / "bench"
-    _stage(
+    run_stage(
         bench_dir,
-        {**export_key, "manifest_sha": _sha(artifact_dir / "manifest.json")},
+        {**export_key, "manifest_sha": file_sha(artifact_dir / "manifest.json")},
         "report.json",
         args.fresh,
         lambda: bench_artifact(load_artifact(artifact_dir, cloud), cloud, split.test, bench_dir, protocol=split.protocol, seed=args.seed),
@@ -128,12 +97,6 @@ def _run(args: argparse.Namespace) -> int:
     )
     _print_summary(read_json(bench_dir / "report.json"), bench_dir, time.perf_counter() - t0)
     return 0
-
-
-def _sha(path: Path) -> str:
-    from devices import sha256_file
-
-    return sha256_file(path)
 
 
 def _print_summary(report: dict, bench_dir: Path, seconds: float) -> None:

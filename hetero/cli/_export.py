@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-from hetero.errors import UserError
 from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures
 
-__all__ = ["register", "export_for_device"]
+__all__ = ["register", "print_manifest", "print_int8_report"]
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -45,53 +43,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run, command="export")
 
 
-def export_for_device(edge_path: Path, device: str, out: Path, data: str | None, protocol: str | None, seed: int,
-                      cloud=None, allow_drift: bool = False, split=None, fallback_float: bool = True,
-                      qat_steps: int = 0) -> dict:
-    """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest.
-
-    ``split``: the data split already loaded (``data``, ``protocol`` and ``seed`` are then ignored).
-    ``qat_steps``: quantization-aware fine-tuning steps before an int8 export (0: none).
-    """
-    from devices import load_profile
-    from devices.manifest import record_source_model
-
-    from hetero.data import load_split
-    from hetero.exporting import export_edge
-    from hetero.models import load_edge
-
-    edge = load_edge(edge_path)
-    profile = load_profile(device)
-    if qat_steps < 0:
-        raise UserError(f"--qat {qat_steps}: the number of fine-tuning steps must be 0 (off) or more; e.g. --qat 300")
-    if qat_steps and (profile.precision != "int8" or cloud is None):
-        raise UserError(f"--qat fine-tunes for an int8 profile against the cloud model: device {profile.name} is "
-                        f"{profile.precision}{'' if cloud is not None else ' and no --cloud was given'}; pass an int8 "
-                        "device and --cloud, or drop --qat")
-    split_info = edge.meta.get("split", {})
-    spec = data or edge.meta.get("data") or "digits"
-    split = split or load_split(spec, protocol=protocol or split_info.get("protocol"), seed=seed)
-    if qat_steps:
-        from hetero.training import quantization_aware_finetune
-
-        edge = quantization_aware_finetune(edge, cloud, split.train, steps=qat_steps, seed=seed)
-    manifest = export_edge(edge, profile, out, split.train, split.test, cloud=cloud, allow_drift=allow_drift,
-                           fallback_float=fallback_float)
-    src = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
-    if qat_steps:  # the artifact's PyTorch reference is the fine-tuned model
-        from hetero.models import save_edge
-
-        save_edge(edge, out)
-    elif src.resolve() != (out / "edge.pt").resolve():
-        shutil.copyfile(src, out / ".edge.pt.tmp")
-        (out / ".edge.pt.tmp").replace(out / "edge.pt")
-    # The copy is the bench's PyTorch reference: its sha256 goes into the manifest like the artifact's.
-    manifest["source_model"] = record_source_model(out)["source_model"]
-    return manifest
-
-
 def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud
+    from hetero.stages import export_for_device
 
     cloud = load_cloud(args.cloud) if args.cloud else None
     manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift,

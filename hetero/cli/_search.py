@@ -106,8 +106,8 @@ def _run(args: argparse.Namespace) -> Outcome:
     import warnings
 
     import optuna
-    from devices import load_profile
 
+    from devices import load_profile
     from hetero.models import load_cloud
     from hetero.runtime import resolve_device
     from hetero.search import SearchConfig, run_search

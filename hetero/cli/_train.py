@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from hetero.cli._common import (Outcome, add_data_options, add_result_options, add_train_options, gate_failures, print_table,
-                                split_from_args)
+from hetero.cli._common import (
+    Outcome,
+    add_data_options,
+    add_result_options,
+    add_train_options,
+    gate_failures,
+    print_table,
+    split_from_args,
+)
 from hetero.cli._schedule import config_with_length, refine_train_flags
 from hetero.errors import UserError
 
@@ -65,14 +71,13 @@ def _run(args: argparse.Namespace) -> Outcome:
         return run_lqf(args)
     if args.init:
         raise UserError("--init applies to --method lqf only")
-    from search_spaces import get_space, load_arch
-
-    from hetero._io import write_json
-    from hetero.models import load_cloud, save_cloud, save_edge
-    from hetero.pipeline import cloud_from_edge, evaluate_compat, train_edge
-    from hetero.runtime import resolve_device
     from hetero.data import load_data
-    from hetero.training import EDGE_COMMAND_DEFAULTS, EpochCheckpoint
+    from hetero.models import load_cloud, save_cloud
+    from hetero.pipeline import cloud_from_edge
+    from hetero.runtime import resolve_device
+    from hetero.stages import train_edge_stage
+    from hetero.training import EDGE_COMMAND_DEFAULTS
+    from search_spaces import get_space, load_arch
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
@@ -91,18 +96,11 @@ def _run(args: argparse.Namespace) -> Outcome:
     if unlabeled is not None:
         print(f"unlabeled {args.unlabeled}: {len(unlabeled.images)} images for the label-free terms (labels ignored)")
     # A killed run started again continues after its last finished epoch.
-    checkpoint = EpochCheckpoint.in_folder(args.out, {"command": "train", "cloud": cloud.fingerprint, "data": args.data,
-                                                      "split": split.describe(), "arch": arch, "train": config.to_dict(),
-                                                      "unlabeled": args.unlabeled})
-    edge = train_edge(cloud, split.train, arch, config, resolve_device(args.accelerator), args.seed, net=net,
-                      checkpoint=checkpoint, unlabeled=unlabeled, protocol=split.protocol)
+    key = {"command": "train", "cloud": cloud.fingerprint, "data": args.data, "split": split.describe(), "arch": arch,
+           "train": config.to_dict(), "unlabeled": args.unlabeled}
+    edge, evaluation, path = train_edge_stage(cloud, split, arch, config, resolve_device(args.accelerator), args.seed, args.out, key,
+                                              net=net, unlabeled=unlabeled, protocol=split.protocol)
     print(schedule_line(edge.meta))
-    evaluation = evaluate_compat(cloud, edge, split.test)
-    edge.meta.update(split=split.describe(), evaluation=evaluation.summary())
-    path = save_edge(edge, Path(args.out))
-    write_json(Path(args.out) / "metrics.json", {**evaluation.summary(), "data": split.describe(),
-                                                 "schedule": edge.meta["schedule"], "validation": edge.meta["validation"]})
-    checkpoint.discard()
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
     if as_cloud:

@@ -48,7 +48,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny cloud and edge model on digits, and the edge model exported for x86-server (ONNX fp32)."""
     from search_spaces import get_space
 
-    from hetero.cli._export import export_for_device
+    from hetero.stages import export_for_device
     from hetero.data import load_split
     from hetero.models import save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
@@ -172,7 +172,7 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], *fragm
 
 
 def test_gallery_of_another_cloud_is_refused(work: Path, direct: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    from hetero.cli._export import export_for_device
+    from hetero.stages import export_for_device
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
 
     # Cloud model B: A with one weight changed (another fingerprint); the edge model retargeted to it.
