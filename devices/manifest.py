@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from devices._atomic import atomic_path, atomic_write_bytes
 from devices._errors import ArtifactError
 
 __all__ = [
@@ -39,6 +38,7 @@ __all__ = [
     "verify_source_model",
     "artifact_bytes",
     "artifact_entry",
+    "atomic_path",
     "atomic_write_bytes",
     "check_fingerprint",
     "read_manifest",
@@ -51,26 +51,6 @@ MANIFEST_NAME = "manifest.json"
 #: The PyTorch model an artifact was exported from, kept beside it (the bench compares against it).
 SOURCE_MODEL = "edge.pt"
 _CHUNK = 1 << 20
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    A reader (or a crash) never sees a half-written file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes the file private (0600); a manifest is an ordinary file (umask applies).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:

@@ -10,9 +10,7 @@ import importlib.metadata
 import importlib.util
 import io
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from devices import PRECISIONS
+from devices._atomic import atomic_path
 from devices._registry import Registry
 from devices.runtimes import Runner, get_runtime
 from export._errors import ExportError
@@ -211,22 +210,13 @@ def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:
 def atomic_output(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success move it onto ``target``.
 
-    Works for files and for directory artifacts (an ``.mlpackage``): a directory target is
-    replaced by renaming the old one aside first, as ``os.replace`` cannot replace a non-empty
-    directory.
+    Works for files and for directory artifacts (an ``.mlpackage``): devices' atomic writer with
+    ``tree=True``. A converter that wrote nothing is an :class:`ExportError`.
     """
-    tmp_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    tmp = tmp_dir / target.name
-    try:
+    with atomic_path(target, tree=True) as tmp:
         yield tmp
         if not tmp.exists():
             raise ExportError(f"the converter wrote no {target.name}")
-        if target.is_dir():
-            old = tmp_dir / (target.name + ".old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def dynamic_batch(example: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, object]]]:

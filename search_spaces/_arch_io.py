@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from devices._atomic import atomic_path
 from search_spaces._errors import ArchError
 from search_spaces._registry import get_space
 from search_spaces._space import Arch, SearchSpace
@@ -43,16 +43,8 @@ def save_arch(
     """
     _space_of(arch, space).validate(arch)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dict(arch), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp:  # devices' atomic writer, the one for every package
+        tmp.write_text(json.dumps(dict(arch), indent=2) + "\n", encoding="utf-8")
     return target
 
 
