@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ProfileError", "RuntimeUnavailableError", "one_line"]
+__all__ = ["ArtifactError", "ProfileError", "RuntimeUnavailableError", "UserError", "one_line"]
 
 
-class ProfileError(ValueError):
+class UserError(ValueError):
+    """A problem with the user's input, named together with its fix.
+
+    The base of every package's user errors (``hetero.errors.UserError`` is this class;
+    ``ProfileError``, ``ArtifactError``, ``export.ExportError``, ``search_spaces.ArchError``
+    derive from it), so the CLI catches one type. It lives here, in the lowest layer, because
+    ``devices`` imports no other package.
+    """
+
+
+class ProfileError(UserError):
     """A device profile is missing, malformed or names something hetero does not know."""
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError):
     """An exported artifact or its manifest is missing, corrupt, or cannot run here."""
 
 

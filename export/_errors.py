@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from devices._errors import UserError
+
 __all__ = ["ExportError"]
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A model cannot be exported as asked (unsupported precision, missing calibration, ...)."""

@@ -1,32 +1,14 @@
 """The one exception type for problems a user can fix.
 
-The CLI prints the message of a :class:`UserError` (and of the other packages' ``ValueError``
-subclasses listed in ``USER_ERRORS``) as one line and exits with code 2; anything else is a bug.
+The CLI prints the message of a :class:`UserError` as one line and exits with code 2; anything
+else is a bug. The class lives in ``devices`` (the lowest layer) so that every package's user
+errors (``devices.ProfileError``, ``devices.ArtifactError``, ``export.ExportError``,
+``search_spaces.ArchError``) derive from it; hetero re-exports it here.
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "user_error_types"]
+from devices._errors import UserError
 
+__all__ = ["UserError"]
 
-class UserError(ValueError):
-    """A problem with the user's input, named together with its fix."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Every exception type whose message is meant for the user (exit code 2)."""
-    types: list[type[BaseException]] = [UserError]
-    # The sibling packages own their error types; importing them lazily keeps `hetero.errors`
-    # importable while a package is being installed without its optional backends.
-    for module, name in (
-        ("search_spaces", "ArchError"),
-        ("devices", "ProfileError"),
-        ("devices", "ArtifactError"),
-        ("export", "ExportError"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-            types.append(getattr(mod, name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from devices._errors import UserError
+
 __all__ = ["ArchError"]
 
 
-class ArchError(ValueError):
+class ArchError(UserError):
     """An architecture, search space name or architecture file is invalid (the message says how)."""

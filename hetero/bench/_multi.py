@@ -15,7 +15,7 @@ from hetero.bench._core import bench_artifact, load_artifact, runtime_label
 from hetero.bench._gallery import load_gallery
 from hetero.bench._html import comparison_html
 from hetero.bench._markdown import comparison_markdown
-from hetero.errors import UserError, user_error_types
+from hetero.errors import UserError
 
 __all__ = ["select_devices", "bench_devices", "comparison_row", "device_folder", "RESERVED_FOLDERS"]
 
@@ -144,7 +144,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
             export_for_device(edge_path, name, artifact_dir, split.test.spec, split.protocol, split.seed, cloud, allow_drift=True,
                               split=split)
         inputs = load_artifact(artifact_dir, cloud)
-    except user_error_types() as exc:
+    except UserError as exc:
         return comparison_row(profile.name, profile.backend, profile.precision, f"export failed: {exc}", threads=threads)
     manifest = inputs.manifest
     run_ok, run_reason = get_runtime(inputs.runtime).available()
@@ -158,7 +158,7 @@ def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, op
         report = bench_artifact(inputs, cloud, split.test, folder, threads=threads, gallery=gallery,
                                 batch_sizes=options["batch_sizes"], warmup=options["warmup"], repeats=options["repeats"],
                                 protocol=split.protocol, seed=split.seed)
-    except user_error_types() as exc:
+    except UserError as exc:
         return comparison_row(profile.name, profile.backend, profile.precision, f"bench failed: {exc}",
                               artifact_bytes=manifest["bytes"], threads=threads)
     return comparison_row(profile.name, profile.backend, profile.precision, _status(manifest, report), report)

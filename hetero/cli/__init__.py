@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 from hetero.cli._common import EXIT_GATE, Outcome, check_output_dir, finite_float, json_ready
-from hetero.errors import user_error_types
+from hetero.errors import UserError
 
 __all__ = ["main", "build_parser", "EXIT_USER", "EXIT_GATE"]
 
@@ -93,13 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command not written yet in this checkout
-                continue
-            raise
-        module.register(sub, common)
+        # A command module that fails to import is a broken install or a bug: the error surfaces.
+        importlib.import_module(name).register(sub, common)
     return parser
 
 
@@ -151,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_outputs(args)
         with _stdout_to_stderr() if as_json else contextlib.nullcontext():
             result = args.run(args)
-    except user_error_types() as exc:
+    except UserError as exc:
         print(f"hetero {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetero.metrics._retrieval import RetrievalResult, check_embeddings, l2_normalize
+from devices import parity as row_parity
+from hetero.metrics._retrieval import RetrievalResult, check_embeddings
 
 __all__ = ["gap_closed", "gap_closed_entry", "result_status", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
 
@@ -106,7 +107,8 @@ def parity(
 
     Returns ``cos_min``, ``cos_mean``, ``max_abs`` and, given both retrievals of the same queries
     against the same gallery and the gallery's labels, ``top1_agreement``, ``top1_item_agreement``
-    and ``nfr``.
+    and ``nfr``. The first three are :func:`devices.parity`'s (the one parity function, numpy
+    only, which a device runs too); this adds the retrieval figures.
 
     ``top1_agreement`` is the agreement of the two top-1 retrieval *decisions*: the share of
     queries whose first-ranked gallery items are of the same class. That is DESIGN.md's top-1,
@@ -120,12 +122,7 @@ def parity(
     cand = check_embeddings(candidate, "candidate embeddings", dim=ref.shape[1])
     if len(ref) != len(cand):
         raise ValueError(f"parity needs the same inputs: {len(ref)} vs {len(cand)} embeddings")
-    cos = (l2_normalize(ref) * l2_normalize(cand)).sum(1)
-    out = {
-        "cos_min": float(cos.min()),
-        "cos_mean": float(cos.mean()),
-        "max_abs": float(np.abs(ref - cand).max()),
-    }
+    out = row_parity(ref, cand)
     if (reference_retrieval is None) != (candidate_retrieval is None):
         raise ValueError("parity compares retrievals only when both are given")
     if reference_retrieval is not None and candidate_retrieval is not None:

@@ -1,0 +1,55 @@
+"""One of each mechanism: one atomic writer, one parity function, one user-error base class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import devices
+import devices._atomic as atomic
+from devices._errors import ArtifactError, ProfileError, RuntimeUnavailableError
+from devices.manifest import atomic_write_bytes
+from export import ExportError
+from hetero import _io
+from hetero.errors import UserError
+from hetero.metrics import parity
+from search_spaces import ArchError
+
+
+@pytest.mark.parametrize("error", [ProfileError, ArtifactError, RuntimeUnavailableError, ExportError, ArchError])
+def test_every_package_error_is_a_user_error(error: type[Exception]) -> None:
+    assert issubclass(error, UserError) and issubclass(error, ValueError)
+
+
+def test_the_writers_are_devices_one() -> None:
+    assert _io.atomic_path is atomic.atomic_path
+    assert atomic_write_bytes is atomic.atomic_write_bytes
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
+    target = tmp_path / "sub" / "a.json"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError), atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
+
+
+def test_tree_mode_replaces_a_folder_artifact(tmp_path) -> None:
+    target = tmp_path / "model.mlpackage"
+    for content in (b"first", b"second"):
+        with atomic.atomic_path(target, tree=True) as tmp:
+            tmp.mkdir()
+            (tmp / "weights.bin").write_bytes(content)
+    assert (target / "weights.bin").read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mlpackage"]
+
+
+def test_metrics_parity_adds_retrieval_figures_to_devices_row_figures() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(20, 8)).astype(np.float32)
+    cand = ref + rng.normal(scale=0.05, size=ref.shape).astype(np.float32)
+    row = devices.parity(ref, cand)
+    assert parity(ref, cand) == row
+    assert row["cos_min"] < 1.0
