@@ -40,14 +40,13 @@ def main() -> None:
         print_results(json.loads((Path(args.work) / "results.json").read_text()))
         return
 
-    from search_spaces import get_space
-
     from hetero.cost import count_cost
     from hetero.data import load_split
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
     from hetero.runtime import seed_everything
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
+    from search_spaces import get_space
 
     seed_everything(args.seed)
     work = Path(args.work)

@@ -87,9 +87,8 @@ def _avx2_cos(artifact_dir: Path, inputs: Path, reference: np.ndarray, work: Pat
 def bench_model(name: str, edge_dir: Path, cloud_dir: Path, spec: str, work: Path, args) -> list[dict]:
     from devices import load_profile
     from export import get_backend
-
     from hetero.data import load_split
-    from hetero.exporting import _parity_index, PARITY_IMAGES, artifact_preprocess, export_edge
+    from hetero.exporting import PARITY_IMAGES, _parity_index, artifact_preprocess, export_edge
     from hetero.models import load_cloud, load_edge
 
     edge, cloud = load_edge(edge_dir), load_cloud(cloud_dir)

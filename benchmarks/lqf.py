@@ -67,12 +67,11 @@ def _classes(data, mask: np.ndarray, n: int, per: int, rng: np.random.Generator)
 
 def omniglot_models(args, work: Path):
     """Old/new data and the base cloud and edge for Omniglot (trained once, cached in ``work``)."""
-    from search_spaces import get_space
-
     from hetero.data import load_data
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
+    from search_spaces import get_space
 
     cloud_arch = {**get_space("resnet").default_arch(), "resolution": 28, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s3_depth": 1}
     edge_arch = get_space("mobilenet_v3").smallest_arch()

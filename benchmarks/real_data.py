@@ -117,13 +117,12 @@ def cloud_arch(kind: str) -> dict:
 def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int,
             cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None,
             unlabeled_count: int = 2000) -> list[dict]:
-    from search_spaces import get_space
-
     from hetero.cost import count_macs
     from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
     from hetero.training import CLOUD_COMMAND_DEFAULTS
+    from search_spaces import get_space
 
     spec = data_spec(name, work)
     trained_arch = cloud_arch(cloud_kind)

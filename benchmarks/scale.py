@@ -181,7 +181,7 @@ def main() -> None:
             if "error" in row:
                 print(f"{n:>8} {nq:>7} {method:>6} {row['error']}", flush=True)
                 continue
-            f = lambda key, fmt: format(row[key], fmt) if row.get(key) is not None else "-"  # noqa: E731
+            f = lambda key, fmt, row=row: format(row[key], fmt) if row.get(key) is not None else "-"  # noqa: E731
             setting = ",".join(f"{k}={v}" for k, v in (row.get("params") or {}).items() if k in ("nprobe", "ef_search"))
             print(f"{n:>8} {nq:>7} {method:>6} {setting or '-':>14} {f('build_s', '8.1f')} {f('search_s', '9.2f')} {f('queries_per_s', '9.1f')} "
                   f"{f('x_exact', '8.1f')} {f('recall_at_1', '6.3f')} {f('recall_at_10', '6.3f')} {f('map', '6.3f')} "

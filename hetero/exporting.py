@@ -8,11 +8,11 @@ The backends in ``export/`` only convert; this module decides whether the result
 from __future__ import annotations
 
 import dataclasses
-import functools
-import time
 import datetime as _dt
+import functools
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,6 @@ import torch
 from tqdm.auto import tqdm
 
 from devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
-
 from hetero.cost import count_cost
 from hetero.data import Dataset, Preprocess
 from hetero.errors import UserError
@@ -161,7 +160,7 @@ def export_edge(
         "cross_map_at_export": figures.get("cross_map"),
         "notes": backend.notes(final),
         "tool_versions": backend.versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     write_manifest(out, manifest)
     return manifest

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from devices import PARITY_THRESHOLDS, parity_failures
-
 from hetero._io import save_npy, write_json, write_text
 from hetero.bench._flips import bench_flips
 from hetero.bench._gallery import Gallery, build_gallery, search_method

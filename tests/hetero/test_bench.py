@@ -46,13 +46,12 @@ FAST = ["--threads", "1", "--warmup", "1", "--repeats", "3", "--quiet"]
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny cloud and edge model on digits, and the edge model exported for x86-server (ONNX fp32)."""
-    from search_spaces import get_space
-
-    from hetero.stages import export_for_device
     from hetero.data import load_split
     from hetero.models import save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
+    from hetero.stages import export_for_device
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
+    from search_spaces import get_space
 
     root = tmp_path_factory.mktemp("bench")
     split = load_split("digits", seed=0)
@@ -172,8 +171,8 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], *fragm
 
 
 def test_gallery_of_another_cloud_is_refused(work: Path, direct: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    from hetero.stages import export_for_device
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
+    from hetero.stages import export_for_device
 
     # Cloud model B: A with one weight changed (another fingerprint); the edge model retargeted to it.
     other = load_cloud(work / "cloud")
@@ -323,9 +322,8 @@ def test_faiss_search_ranks_ties_as_the_blocks_do(monkeypatch: pytest.MonkeyPatc
 
 
 def test_json_and_strict_on_train_and_update_check(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from search_spaces import get_space, save_arch
-
     from hetero.data import load_data
+    from search_spaces import get_space, save_arch
 
     digits = load_data("digits")
     np.savez(tmp_path / "small.npz", images=digits.images[:200], labels=digits.labels[:200])
