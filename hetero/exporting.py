@@ -108,7 +108,7 @@ def export_edge(
         fallback = None
         if can_fall_back:
             fallback = _fallback(backend, float_artifact, calib, measure, thresholds, drift, staging, artifact, inputs,
-                                 torch_emb)
+                                 torch_emb, figures)
         int8_report["fallback_tried"] = can_fall_back
         if fallback is not None and "artifact" not in fallback:
             int8_report["fallback_failed"] = fallback["tried"]
@@ -271,13 +271,14 @@ def layer_label(name: str) -> str:
 
 
 def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, thresholds: dict, drift: dict,
-              staging: Path, artifact: Path, inputs: np.ndarray, reference: np.ndarray) -> dict | None:
+              staging: Path, artifact: Path, inputs: np.ndarray, reference: np.ndarray,
+              all_int8: dict) -> dict | None:
     """Keep the fewest of the most sensitive layers in float that make parity pass (NNCF's accuracy
     control): 1, 2, 4, ... of them, then bisection. Layers are ranked by what each costs quantized alone
     (:mod:`export._sensitivity`, one re-quantization of the float artifact per layer). Returns
     the passing artifact, its figures and a summary of what it cost; ``{"tried": [...]}`` (the
-    figures of each candidate) when even all layers in float but one miss; ``None`` when the
-    backend cannot keep layers in float."""
+    figures of each candidate, the all-int8 ``all_int8`` figures first) when even all layers in
+    float but one miss; ``None`` when the backend cannot keep layers in float."""
     from devices.manifest import artifact_bytes
     from export._sensitivity import layer_sensitivity, most_sensitive_alone
 
@@ -294,13 +295,12 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
     # At least one layer stays int8: an artifact with every layer in float is not an int8 artifact,
     # and passing it as one would hide that int8 does not work for this model.
     most = len(order) - 1
-    tried: list[dict] = []
+    tried = [_tried_row(0, all_int8)]  # the all-int8 artifact, what each candidate is measured against
 
     def attempt(count: int) -> tuple[Path, dict] | None:
         candidate = requantize(staging / f"fallback-{count}", keep_float=tuple(order[:count]))
         figures, _ = measure(candidate)
-        tried.append({"kept_float": count, **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
-                                              if figures.get(k) is not None}})
+        tried.append(_tried_row(count, figures))
         return None if parity_failures(figures, thresholds) else (candidate, figures)
 
     # Doubling finds a passing count, then bisection the fewest that pass (between the last miss
@@ -336,6 +336,12 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
         "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
     }
     return {"artifact": candidate, "figures": figures, "summary": summary}
+
+
+def _tried_row(kept_float: int, figures: dict) -> dict:
+    """One fallback candidate in the manifest: how many layers it kept float and its parity figures."""
+    return {"kept_float": kept_float, **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
+                                         if figures.get(k) is not None}}
 
 
 def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:

@@ -185,4 +185,6 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     # its int8 weights with their per-channel scales, zero points and Q/DQ nodes.)
     assert fallback["bytes"] > 0 and fallback["int8_bytes"] > 0 and fallback["latency_ratio_b32"] > 0
     assert len(fallback["kept_float"]) in [row["kept_float"] for row in fallback["tried"]]
+    assert fallback["tried"][0]["kept_float"] == 0  # the all-int8 artifact's figures come first
+    assert fallback["tried"][0]["cos_min"] == pytest.approx(p["cos_min"], abs=2e-6)  # the same all-int8 export as above
     assert all(-1.0 <= row["cos_mean"] <= 1.0 + 1e-6 for row in drift["layers"])
