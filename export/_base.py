@@ -111,8 +111,9 @@ class Backend(abc.ABC):
         return target
 
     def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
-        """Quantize the float artifact at ``path`` in place (backends with ``keeps_layers_float``)."""
-        raise NotImplementedError
+        """Quantize the float artifact at ``path`` in place (backends with ``keeps_layers_float``
+        override it; the others have no float intermediate of their own to quantize)."""
+        raise ExportError(f"the {self.name} backend cannot quantize a float artifact of its own")
 
     def load(self, artifact: str | Path, threads: int | None = None) -> Runner:
         """Load an artifact with this backend's runtime (see :mod:`devices.runtimes`)."""

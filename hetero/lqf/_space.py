@@ -36,7 +36,8 @@ class LinearizedSpace(SearchSpace):
         raise ArchError("the lqf space has no default architecture: it linearises a trained model (hetero train --method lqf)")
 
     def _network(self, arch, embed_dim, in_channels, kit) -> nn.Module:  # pragma: no cover - build is overridden
-        raise NotImplementedError
+        # build() rebuilds the base network and its tangent; a generic layer kit cannot make them.
+        raise ArchError("an lqf network is rebuilt from its base architecture by hetero.lqf, not from the space's layers")
 
     def validate(self, arch: Mapping[str, Any]) -> None:
         if not isinstance(arch, Mapping) or arch.get("space") != LQF_SPACE:
