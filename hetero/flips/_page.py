@@ -1,4 +1,4 @@
-"""flips.html: one self-contained page (pictures inlined as base64 PNG) of the flip groups."""
+"""flips.html: one self-contained page (pictures inlined as base64 PNG) of the flip groups, real or generated."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-__all__ = ["flips_page"]
+__all__ = ["flips_page", "generated_page"]
 
 _ROWS = ("query", "reference top-1 (right)", "candidate top-1 (wrong)")
 
@@ -95,5 +95,112 @@ def flips_page(record: dict, labels: np.ndarray, images: np.ndarray | None, exam
             parts.append(f"<img alt='group {group['group']}' src='data:image/png;base64,{png}'>")
     if not record["groups"]:
         parts.append("<p>No negative flips: every query the reference gets right, the candidate gets right too.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# --- Generated failures (Defuse, `hetero flips --generate`) ---------------------------------------
+
+
+def _grid_figure(group: dict, failures: np.ndarray, sources: np.ndarray, labels: np.ndarray, examples: int) -> str:
+    """A group's most typical generated failures (bottom row) under the real images they came from (top)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(examples, group["size"])
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n + 1.2, 2.9), squeeze=False)
+    for col in range(n):
+        member, source = group["members"][col], group["sources"][col]
+        for row, image in enumerate((sources[source], failures[member])):
+            ax = axes[row][col]
+            ax.imshow(_picture(image), cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"#{source} c{labels[source]}" if row == 0 else f"failure c{labels[source]}", fontsize=7,
+                         color="tab:red" if row == 1 else "black")
+            if col == 0:
+                ax.set_ylabel(("real source", "generated")[row], fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _png(path) -> str:
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode("ascii")
+
+
+def _correction_table(correction: dict) -> list[str]:
+    esc = html.escape
+    best = correction["best"]
+    parts = [
+        "<h2>Correction: fine-tuning on the generated failures</h2>",
+        "<p>Failures of the training sources mixed with the training data, failures a share lambda of the "
+        "samples (lambda 0: the control, the same fine-tuning without them); scored on failures of held-out "
+        "sources and on the original test split.</p>",
+        "<table><tr><th>lambda</th><th>held-out failure accuracy</th><th>gain over control (pts)</th>"
+        "<th>test top-1</th><th>change (pts)</th><th>test mAP</th><th>change (pts)</th></tr>",
+    ]
+    for r in correction["rows"]:
+        parts.append(
+            f"<tr><td>{r['lambda']:g}</td><td>{r['failure_accuracy']:.4f}</td><td>{r['failure_gain_over_control_points']:+.1f}</td>"
+            f"<td>{r['test_top1']:.4f}</td><td>{r['test_top1_change_points']:+.2f}</td><td>{r['test_map']:.4f}</td>"
+            f"<td>{r['test_map_change_points']:+.2f}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(f"<p>Chosen lambda: <b>{esc(str(best['lambda']))}</b> ({esc(best['rule'])}); "
+                 f"target (>= 20 points on the failures, test within 1 point) met: <b>{best['meets_target']}</b>.</p>")
+    return parts
+
+
+def generated_page(record: dict, failures: np.ndarray, sources: np.ndarray, labels: np.ndarray, map_png=None,
+                   plot_png=None, examples: int = 8) -> str:
+    """The HTML page of a ``defuse.json`` record: the failure groups as image grids, the map, the correction.
+
+    Args:
+        record: what :func:`hetero.defuse.write_defuse` writes to ``defuse.json``.
+        failures: ``[n, C, S, S]`` the kept generated images (``members`` index them).
+        sources: ``[N, C, S, S]`` the training images (``sources`` index them); ``labels`` their classes.
+        map_png, plot_png: the t-SNE map and the correction plot to inline, if written.
+        examples: pictures per group.
+    """
+    esc = html.escape
+    d, g = record["decisions"], record["generation"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>hetero flips --generate: {esc(record['candidate'])} vs {esc(record['reference'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "img{max-width:100%}</style></head><body>",
+        f"<h1>Generated failures: {esc(record['candidate'])} against {esc(record['reference'])}</h1>",
+        f"<p>Data <code>{esc(str(record['data'].get('spec')))}</code> ({esc(record['kind'])}). A VAE trained on the "
+        f"training images decoded {g['generated']} variations ({g['samples_per_source']} per source image, latent noise "
+        f"sd {g['noise']:g}) of {g['sources']} training images. {esc(record['rule'])}.</p>",
+        "<table><tr><th>generated</th><th>kept failures</th><th>share</th><th>reference right</th>"
+        "<th>candidate right</th><th>groups</th></tr>",
+        f"<tr><td>{g['generated']}</td><td>{record['kept']}</td><td>{record['kept_share']:.4f}</td>"
+        f"<td>{d['reference_accuracy']:.4f}</td><td>{d['candidate_accuracy']:.4f}</td><td>{record['clustering']['k']}</td></tr></table>",
+        f"<p>Groups: {esc(record['clustering']['method'])}, at most {record['clustering']['max_groups']} components. "
+        "Pictures: each group's most typical failures (nearest its mean code) under the real images they were "
+        "perturbed from; captions give the training index and class.</p>",
+    ]
+    if map_png is not None:
+        parts.append(f"<h2>Map of latent codes (t-SNE)</h2><img alt='latent map' src='data:image/png;base64,{_png(map_png)}'>")
+    for group in record["groups"]:
+        parts.append(f"<h2>Group {group['group']}: {group['size']} failures ({100 * group['share']:.1f}%)</h2>")
+        parts.append(f"<p>Classes: {esc(_classes_line(group['classes']))}; {group['held_out']} held out for scoring the correction.</p>")
+        if group["size"]:
+            png = _grid_figure(group, failures, sources, labels, examples)
+            parts.append(f"<img alt='group {group['group']}' src='data:image/png;base64,{png}'>")
+    if not record["groups"]:
+        parts.append("<p>No failures: the candidate gets right every generated image the reference gets right.</p>")
+    if "correction" in record:
+        parts += _correction_table(record["correction"])
+        if plot_png is not None:
+            parts.append(f"<img alt='correction' src='data:image/png;base64,{_png(plot_png)}'>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
