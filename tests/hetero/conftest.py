@@ -1,6 +1,14 @@
-"""Fixtures shared by the search tests."""
+"""Fixtures shared by the search tests, and a SIGKILL at a chosen point of a hetero command."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,3 +31,37 @@ def search_setup(tmp_path_factory):
     assert main(["cloud", "train", "--data", data, "--arch", str(root / "cloud_arch.json"), "--embed-dim", "32",
                  "--epochs", "1", "--out", str(root / "cloud"), "--quiet"]) == 0
     return root, data
+
+
+ENV = {**os.environ, "HETERO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture
+def kill_9_at():
+    """``kill_9_at(args, **stop)``: run ``hetero ARGS`` until it freezes where ``stop`` says, then SIGKILL it.
+
+    ``stop`` is one environment variable of ``_stop_at.py`` (``HETERO_STOP_CHECKPOINT="GLOB:EPOCHS"``
+    or ``HETERO_STOP_TRIAL="N"``): the point is exact, so the training killed need not be long.
+    """
+
+    def run(args: list[str], **stop: str) -> None:
+        log = tempfile.TemporaryFile()  # what a command that ended early said, for the assertion
+        worker = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_stop_at.py")), *args], env={**ENV, **stop},
+                                  stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 300
+        pid, status = 0, 0
+        while pid == 0 and time.monotonic() < deadline:
+            pid, status = os.waitpid(worker.pid, os.WNOHANG | os.WUNTRACED)
+            time.sleep(0.05)
+        if pid == 0 or not os.WIFSTOPPED(status):
+            if pid == 0:
+                worker.kill()
+                worker.wait(timeout=30)
+            log.seek(0)
+            said = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise AssertionError(f"the command did not stop at {stop} (wait status {status}): {said}")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        assert worker.returncode == -signal.SIGKILL
+
+    return run

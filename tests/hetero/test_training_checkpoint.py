@@ -5,11 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 import pytest
@@ -87,59 +84,45 @@ def test_a_checkpoint_of_other_training_or_a_torn_file_is_ignored(tmp_path, caps
     assert _same(fresh, whole)
 
 
+def _hetero(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hetero", *args], env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def _epochs(partial) -> int:
+    """The epochs an epoch checkpoint holds (``partial``'s name may be a glob pattern: one named by a digest)."""
+    found = list(partial.parent.glob(partial.name))
+    assert len(found) == 1, found
+    return len(torch.load(found[0], weights_only=True)["history"])
+
+
 def _supernet_command(root, data, out) -> list[str]:
-    return [sys.executable, "-m", "hetero", "search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
-            "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "6", "--final-trials", "0",
+    return ["search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
+            "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "4", "--final-trials", "0",
             "--resolutions", "24", "--batch-size", "32", "--bn-images", "64", "--quiet"]
 
 
-def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setup):
+def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setup, kill_9_at):
     root, data = search_setup
     killed, whole = root / "supernet-killed", root / "supernet-whole"
-    done = _kill_when_partial(_supernet_command(root, data, killed), killed / "supernet.partial.pt", 2)
     partial = killed / "supernet.partial.pt"
-    # The first of the 6 epochs trains the largest subnet alone (supernet.warmup.pt); the 5 sandwich epochs follow.
-    assert 2 <= done < 5 and not (killed / "supernet.pt").exists()
+    # The first of the 4 epochs trains the largest subnet alone (supernet.warmup.pt); the 3 sandwich
+    # epochs follow. The kill comes after the second sandwich epoch's checkpoint.
+    kill_9_at(_supernet_command(root, data, killed), HETERO_STOP_CHECKPOINT=f"{partial}:2")
+    assert _epochs(partial) == 2 and (killed / "supernet.warmup.pt").exists() and not (killed / "supernet.pt").exists()
 
-    resumed = subprocess.run(_supernet_command(root, data, killed), env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = _hetero(_supernet_command(root, data, killed))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"supernet: resuming after epoch {done} of 5" in resumed.stdout
+    assert "supernet: resuming after epoch 2 of 3" in resumed.stdout
     assert not partial.exists() and not (killed / "supernet.warmup.pt").exists()  # the finished supernet replaced them
-    uninterrupted = subprocess.run(_supernet_command(root, data, whole), env=ENV, capture_output=True, text=True, timeout=300)
+    uninterrupted = _hetero(_supernet_command(root, data, whole))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     a = torch.load(killed / "supernet.pt", weights_only=True)
     b = torch.load(whole / "supernet.pt", weights_only=True)
-    assert a["info"]["history"] == b["info"]["history"]
+    assert len(a["info"]["history"]) == 4 and a["info"]["history"] == b["info"]["history"]
     assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
 
 
-def _kill_when_partial(command: list[str], partial, epochs_at_least: int) -> int:
-    """Start ``command``, SIGKILL it once ``partial`` holds ``epochs_at_least`` epochs; the epochs it holds then.
-
-    ``partial``'s name may be a glob pattern (a checkpoint named by a digest).
-    """
-    log = tempfile.TemporaryFile()  # what a worker that ended early said, for the assertion
-    worker = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 240
-
-    def epochs() -> int:
-        found = next(partial.parent.glob(partial.name), None) if partial.parent.exists() else None
-        return len(torch.load(found, weights_only=True)["history"]) if found is not None else 0
-
-    while time.monotonic() < deadline and worker.poll() is None:
-        if epochs() >= epochs_at_least:
-            break
-        time.sleep(0.05)
-    if worker.poll() is not None:
-        log.seek(0)
-        said = log.read().decode(errors="replace").strip().splitlines()[-3:]
-        raise AssertionError(f"the training ended (exit {worker.returncode}) before it could be killed half-way: {said}")
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=30)
-    return epochs()
-
-
-def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_setup):
+def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_setup, kill_9_at):
     """The reference training and a final trial each resume after their last finished epoch."""
     import optuna
 
@@ -148,24 +131,26 @@ def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_
     root, data = search_setup
 
     def command(out) -> list[str]:
-        return [sys.executable, "-m", "hetero", "search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
+        return ["search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
                 "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "1", "--final-trials", "2",
-                "--finalists", "1", "--final-epochs", "20", "--resolutions", "24", "--batch-size", "32", "--bn-images", "64",
+                "--finalists", "1", "--final-epochs", "3", "--resolutions", "24", "--batch-size", "32", "--bn-images", "64",
                 "--quiet"]
 
     killed, whole = root / "fine-tune-killed", root / "fine-tune-whole"
-    in_reference = _kill_when_partial(command(killed), killed / "reference" / "train.partial.pt", 2)
-    in_final = _kill_when_partial(command(killed), killed / "final" / "partial" / "*.pt", 2)
-    assert 2 <= in_reference < 20 and 2 <= in_final < 20
-    resumed = subprocess.run(command(killed), env=ENV, capture_output=True, text=True, timeout=300)
+    # Killed after the reference's second epoch, then (the same command again) after a final trial's second.
+    kill_9_at(command(killed), HETERO_STOP_CHECKPOINT=f"{killed / 'reference' / 'train.partial.pt'}:2")
+    assert _epochs(killed / "reference" / "train.partial.pt") == 2
+    kill_9_at(command(killed), HETERO_STOP_CHECKPOINT=f"{killed / 'final' / 'partial' / '*.pt'}:2")
+    assert _epochs(killed / "final" / "partial" / "*.pt") == 2
+    resumed = _hetero(command(killed))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"edge: resuming after epoch {in_final} of 20" in resumed.stdout
+    assert "edge: resuming after epoch 2 of 3" in resumed.stdout
     assert not list((killed / "final" / "partial").glob("*.pt"))
-    uninterrupted = subprocess.run(command(whole), env=ENV, capture_output=True, text=True, timeout=300)
+    uninterrupted = _hetero(command(whole))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
 
     reference = json.loads((killed / "reference" / "reference.json").read_text())
-    assert len(reference["val_history"]) == 20  # the epochs before the kill kept their validation scores
+    assert len(reference["val_history"]) == 3  # the epochs before the kill kept their validation scores
     assert reference["val_history"] == json.loads((whole / "reference" / "reference.json").read_text())["val_history"]
     trials = optuna.load_study(study_name="hetero-search.final", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(killed / "study.journal")))).get_trials()
@@ -174,31 +159,30 @@ def test_kill_9_during_the_search_fine_tuning_then_resume_loses_no_epoch(search_
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number)
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == failed[0].params
     # (Which architecture a final trial trains depends on the search's sampler, seeded per process,
-    # so the uninterrupted run is no reference here.) The retry's model holds all 20 epochs, the
+    # so the uninterrupted run is no reference here.) The retry's model holds all 3 epochs, the
     # first ones those the killed trial trained and reported before the kill.
     history = load_edge(killed / "final" / f"trial-{retry.number}").meta["history"]
-    assert [r["epoch"] for r in history] == list(range(1, 21))
-    assert all(history[e]["val"]["cross_map"] == failed[0].intermediate_values[e] for e in range(in_final))
-    assert sorted(retry.intermediate_values) == list(range(in_final, 20)) and retry.value == history[-1]["val"]["cross_map"]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert all(history[e]["val"]["cross_map"] == failed[0].intermediate_values[e] for e in range(2))
+    assert sorted(retry.intermediate_values) == [2] and retry.value == history[-1]["val"]["cross_map"]
 
 
-def test_kill_9_during_hetero_train_then_the_same_command_resumes_it(search_setup):
+def test_kill_9_during_hetero_train_then_the_same_command_resumes_it(search_setup, kill_9_at):
     from hetero.models import load_edge
 
     root, data = search_setup
 
     def command(out) -> list[str]:
-        return [sys.executable, "-m", "hetero", "train", "--cloud", str(root / "cloud"), "--data", data, "--epochs", "40",
-                "--out", str(out), "--quiet"]
+        return ["train", "--cloud", str(root / "cloud"), "--data", data, "--epochs", "3", "--out", str(out), "--quiet"]
 
     killed, whole = root / "edge-killed", root / "edge-whole"
-    done = _kill_when_partial(command(killed), killed / "train.partial.pt", 2)
-    assert 2 <= done < 40 and not (killed / "edge.pt").exists()
-    resumed = subprocess.run(command(killed), env=ENV, capture_output=True, text=True, timeout=300)
+    kill_9_at(command(killed), HETERO_STOP_CHECKPOINT=f"{killed / 'train.partial.pt'}:2")
+    assert _epochs(killed / "train.partial.pt") == 2 and not (killed / "edge.pt").exists()
+    resumed = _hetero(command(killed))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"edge: resuming after epoch {done} of 40" in resumed.stdout
+    assert "edge: resuming after epoch 2 of 3" in resumed.stdout
     assert not (killed / "train.partial.pt").exists()
-    assert subprocess.run(command(whole), env=ENV, capture_output=True, timeout=300).returncode == 0
+    assert _hetero(command(whole)).returncode == 0
     a, b = load_edge(killed), load_edge(whole)
-    assert a.meta["history"] == b.meta["history"]
+    assert len(a.meta["history"]) == 3 and a.meta["history"] == b.meta["history"]
     assert all(torch.equal(v, b.net.state_dict()[k]) for k, v in a.net.state_dict().items())
