@@ -33,6 +33,25 @@ def search_setup(tmp_path_factory):
     return root, data
 
 
+
+@pytest.fixture(scope="session")
+def digits_models(tmp_path_factory):
+    """A smallest-resnet cloud model and a smallest-mobilenet_v3 edge model, 1 epoch each on digits.
+
+    Read-only for the tests that share it: each writes what it makes into a folder of its own.
+    """
+    from search_spaces import get_space, save_arch
+
+    root = tmp_path_factory.mktemp("digits-models")
+    save_arch(get_space("resnet").smallest_arch(), root / "cloud_arch.json")
+    save_arch(get_space("mobilenet_v3").smallest_arch(), root / "edge_arch.json")
+    fast = ["--epochs", "1", "--quiet"]
+    assert main(["cloud", "train", "--data", "digits", "--out", str(root / "cloud"), "--arch", str(root / "cloud_arch.json"),
+                 "--embed-dim", "32", *fast]) == 0
+    assert main(["train", "--cloud", str(root / "cloud"), "--data", "digits", "--arch", str(root / "edge_arch.json"),
+                 "--out", str(root / "edge"), *fast]) == 0
+    return root
+
 ENV = {**os.environ, "HETERO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 

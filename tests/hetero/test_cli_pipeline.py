@@ -2,6 +2,7 @@
 then the error paths a user meets (each one line on stderr, exit code 2)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,14 +15,12 @@ FAST = ["--epochs", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from search_spaces import get_space, save_arch
-
+def run(tmp_path_factory, digits_models):
+    """The shared cloud and edge models (copied: this module's folder is its own) exported and benchmarked."""
     root = tmp_path_factory.mktemp("spine")
-    save_arch(get_space("resnet").smallest_arch(), root / "cloud_arch.json")
-    save_arch(get_space("mobilenet_v3").smallest_arch(), root / "edge_arch.json")
-    assert main(["cloud", "train", "--data", "digits", "--out", str(root / "cloud"), "--arch", str(root / "cloud_arch.json"), "--embed-dim", "32", *FAST]) == 0
-    assert main(["train", "--cloud", str(root / "cloud"), "--data", "digits", "--arch", str(root / "edge_arch.json"), "--out", str(root / "edge"), *FAST]) == 0
+    for name in ("cloud", "edge"):
+        shutil.copytree(digits_models / name, root / name)
+    shutil.copy(digits_models / "cloud_arch.json", root / "cloud_arch.json")
     assert main(["export", "--model", str(root / "edge"), "--device", "x86-server", "--out", str(root / "onnx"), "--cloud", str(root / "cloud"), "--quiet"]) == 0
     assert main(["bench", "--artifact", str(root / "onnx"), "--cloud", str(root / "cloud"), "--data", "digits", "--out", str(root / "bench"), "--quiet"]) == 0
     return root
@@ -84,8 +83,6 @@ def test_truncated_cloud_model(run, tmp_path, capsys):
 
 
 def test_truncated_onnx(run, tmp_path, capsys):
-    import shutil
-
     shutil.copytree(run / "onnx", tmp_path / "onnx")
     model = tmp_path / "onnx" / "model.onnx"
     model.write_bytes(model.read_bytes()[:1000])
