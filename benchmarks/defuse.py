@@ -13,6 +13,9 @@ the model before fine-tuning (which gets none of the failures right, by construc
 lambda 0, the same fine-tuning without the failures: failures near the decision boundary flip back
 under any small change of the weights, so only the gain over lambda 0 is the failures' own.
 
+Models are cached per set and --seed (OUT/SET/seedS/), Defuse's outputs per --defuse-seed
+(OUT/SET/seedS/defuseD/), so several Defuse seeds can run on the same models.
+
 Data sets (--sets): digits (scikit-learn, 8 px, 1,258 training images) and fashion-10xN
 (Fashion-MNIST from Debian's dataset-fashion-mnist, 10 classes x --fashion-per-class images, 28 px).
 
@@ -41,7 +44,7 @@ def _models(name: str, split, work: Path, steps: int, seed: int):
     sys.path.insert(0, str(REPO / "benchmarks"))
     from real_data import cloud_arch
 
-    cloud_dir, edge_dir = work / name / "cloud", work / name / "edge"
+    cloud_dir, edge_dir = work / name / f"seed{seed}" / "cloud", work / name / f"seed{seed}" / "edge"
     if not (cloud_dir / "cloud.pt").exists():
         start = time.perf_counter()
         cloud = train_cloud(split.train, cloud_arch("small"), 64, replace(CLOUD_COMMAND_DEFAULTS, min_steps=steps), seed=seed)
@@ -77,22 +80,23 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
     split = load_split(spec, seed=args.seed, size=28)
     print(split.line(), flush=True)
     cloud, edge = _models(name, split, work, args.model_steps, args.seed)
-    out = work / name / "defuse"
+    seed = args.seed if args.defuse_seed is None else args.defuse_seed
+    out = work / name / f"seed{args.seed}" / f"defuse{seed}"
     out.mkdir(parents=True, exist_ok=True)
     settings = DefuseSettings(sources=args.sources, samples=args.samples, noise=args.noise, max_groups=args.max_groups,
                               vae=VAEConfig(steps=args.vae_steps))
     start = time.perf_counter()
-    run = find_failures(cloud, edge, split, out, settings, args.seed)
+    run = find_failures(cloud, edge, split, out, settings, seed)
     found_s = time.perf_counter() - start
     start = time.perf_counter()
     lambdas = tuple(float(x) for x in args.lambdas.split(","))
     correction = correct_failures(run, cloud, edge, split, CorrectionSettings(lambdas, args.finetune_steps, args.finetune_lr),
-                                  args.seed, out)
+                                  seed, out)
     correct_s = time.perf_counter() - start
-    paths = write_defuse(run, split, out, correction, seed=args.seed)
+    paths = write_defuse(run, split, out, correction, seed=seed)
     r = run.record
     row = {
-        "set": name, "spec": spec, "train_images": len(split.train.labels), "test_images": len(split.test.labels),
+        "set": name, "seed": args.seed, "defuse_seed": seed, "spec": spec, "train_images": len(split.train.labels), "test_images": len(split.test.labels),
         "generated": r["generation"]["generated"], "reference_accuracy": r["decisions"]["reference_accuracy"],
         "candidate_accuracy": r["decisions"]["candidate_accuracy"], "kept": r["kept"], "groups": run.groups.k,
         "group_sizes": run.groups.counts(), "active_dims": r["vae"]["active_dims"], "vae_trained_now": r["vae"]["trained_now"],
@@ -108,13 +112,13 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
 def print_tables(rows: list[dict]) -> None:
     from hetero._table import print_table
 
-    print_table(["set", "generated", "cloud right", "edge right", "kept", "groups", "sizes", "active dims", "find s"],
-                [[r["set"], r["generated"], r["reference_accuracy"], r["candidate_accuracy"], r["kept"], r["groups"],
+    print_table(["set", "seed", "generated", "cloud right", "edge right", "kept", "groups", "sizes", "active dims", "find s"],
+                [[r["set"], f"{r['seed']}/{r['defuse_seed']}", r["generated"], r["reference_accuracy"], r["candidate_accuracy"], r["kept"], r["groups"],
                   ",".join(map(str, r["group_sizes"])), r["active_dims"], round(r["find_seconds"])] for r in rows])
     print()
-    print_table(["set", "lambda", "held-out failure acc", "pts vs before", "pts vs lambda 0", "test top-1", "pts",
+    print_table(["set", "seed", "lambda", "held-out failure acc", "pts vs before", "pts vs lambda 0", "test top-1", "pts",
                  "test mAP", "pts", "s"],
-                [[r["set"], s["lambda"], s["failure_accuracy"], round(s["failure_gain_points"], 1),
+                [[r["set"], f"{r['seed']}/{r['defuse_seed']}", s["lambda"], s["failure_accuracy"], round(s["failure_gain_points"], 1),
                   round(s["failure_gain_over_control_points"], 1), s["test_top1"], round(s["test_top1_change_points"], 2),
                   s["test_map"], round(s["test_map_change_points"], 2), round(s["seconds"])] for r in rows for s in r["sweep"]])
     print()
@@ -138,7 +142,9 @@ def main() -> None:
     parser.add_argument("--lambdas", default="0.1,0.3,0.5")
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the data split and the models trained here")
+    parser.add_argument("--defuse-seed", type=int, default=None,
+                        help="Defuse's own randomness (VAE, sources, noise, hold-out, fine-tuning order; default --seed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
 
