@@ -35,7 +35,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None, metavar="SEARCH", help="the search whose right answers count (default per report kind)")
     p.add_argument("--candidate", default=None, metavar="SEARCH", help="the search that flips them (default per report kind)")
     p.add_argument("--out", default=None, metavar="DIR", help="where flips.json and flips.html go (default: the report folder)")
-    p.add_argument("--max-groups", type=int, default=8, help="most groups tried (k = 2..N, chosen by silhouette; default 8)")
+    p.add_argument("--max-groups", type=int, default=8,
+                   help="most groups: k-means k = 2..N chosen by silhouette; with --generate the mixture's components (default 8)")
     p.add_argument("--examples", type=int, default=8, help="example flips pictured per group (default 8)")
     p.add_argument("--data", default=None, metavar="SPEC", help="data SPEC of the report (default: the one it records)")
     p.add_argument("--protocol", choices=("open", "closed"), default=None, help="split protocol (default: the report's)")
@@ -67,6 +68,8 @@ def _run(args: argparse.Namespace) -> Outcome:
     if args.examples < 1:
         raise UserError(f"--examples {args.examples} must be at least 1")
     if args.generate:
+        if args.report is not None:
+            raise UserError("--generate reads no --report (it generates its own inputs); drop one of the two")
         return _generate(args)
     if args.report is None:
         raise UserError("pass --report DIR (a hetero bench or update-check folder), or --generate with --model, --cloud, --data and --out")

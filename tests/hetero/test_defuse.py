@@ -180,4 +180,6 @@ def test_flips_generate_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["flips", "--generate", "--model", edge, "--cloud", cloud, "--data", "digits", "--out", out,
                  "--correct", "--lambdas", "0.5,1.2"]) == 2
     assert "each lambda must lie in [0, 1)" in capsys.readouterr().err
+    assert main(["flips", "--generate", "--report", out, "--model", edge]) == 2
+    assert "reads no --report" in capsys.readouterr().err
     assert not (tmp_path / "run" / "defuse.json").exists()
