@@ -98,7 +98,7 @@ def _epochs(partial) -> int:
 def _supernet_command(root, data, out) -> list[str]:
     return ["search", "--cloud", str(root / "cloud"), "--data", data, "--device", "x86-server",
             "--out", str(out), "--strategy", "oneshot", "--trials", "2", "--supernet-epochs", "4", "--final-trials", "0",
-            "--resolutions", "24", "--batch-size", "32", "--bn-images", "64", "--quiet"]
+            "--sandwich-random", "1", "--resolutions", "24", "--batch-size", "32", "--bn-images", "64", "--quiet"]
 
 
 def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setup, kill_9_at):
@@ -106,7 +106,8 @@ def test_kill_9_while_the_supernet_trains_then_resume_loses_no_epoch(search_setu
     killed, whole = root / "supernet-killed", root / "supernet-whole"
     partial = killed / "supernet.partial.pt"
     # The first of the 4 epochs trains the largest subnet alone (supernet.warmup.pt); the 3 sandwich
-    # epochs follow. The kill comes after the second sandwich epoch's checkpoint.
+    # epochs follow, each step on the largest, the smallest and one random subnet (whose draws the
+    # checkpoint must restore). The kill comes after the second sandwich epoch's checkpoint.
     kill_9_at(_supernet_command(root, data, killed), HETERO_STOP_CHECKPOINT=f"{partial}:2")
     assert _epochs(partial) == 2 and (killed / "supernet.warmup.pt").exists() and not (killed / "supernet.pt").exists()
 
