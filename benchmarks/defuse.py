@@ -13,8 +13,8 @@ the model before fine-tuning (which gets none of the failures right, by construc
 lambda 0, the same fine-tuning without the failures: failures near the decision boundary flip back
 under any small change of the weights, so only the gain over lambda 0 is the failures' own.
 
-Models are cached per set and --seed (OUT/SET/seedS/), Defuse's outputs per --defuse-seed
-(OUT/SET/seedS/defuseD/), so several Defuse seeds can run on the same models.
+Models are cached per set, --seed and steps (OUT/SET/seedS/cloud-N, edge-N), Defuse's outputs per
+edge and --defuse-seed (OUT/SET/seedS/edge-N-defuseD/), so several Defuse seeds can run on the same models.
 
 Data sets (--sets): digits (scikit-learn, 8 px, 1,258 training images) and fashion-10xN
 (Fashion-MNIST from Debian's dataset-fashion-mnist, 10 classes x --fashion-per-class images, 28 px).
@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _models(name: str, split, work: Path, steps: int, seed: int):
+def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int):
     """The set's cloud (small ResNet, 28 px) and edge (mobilenet_v3's smallest), trained once into ``work``."""
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import evaluate_cloud, train_cloud, train_edge
@@ -44,7 +44,7 @@ def _models(name: str, split, work: Path, steps: int, seed: int):
     sys.path.insert(0, str(REPO / "benchmarks"))
     from real_data import cloud_arch
 
-    cloud_dir, edge_dir = work / name / f"seed{seed}" / "cloud", work / name / f"seed{seed}" / "edge"
+    cloud_dir, edge_dir = work / name / f"seed{seed}" / f"cloud-{steps}", work / name / f"seed{seed}" / f"edge-{edge_steps}"
     if not (cloud_dir / "cloud.pt").exists():
         start = time.perf_counter()
         cloud = train_cloud(split.train, cloud_arch("small"), 64, replace(CLOUD_COMMAND_DEFAULTS, min_steps=steps), seed=seed)
@@ -55,7 +55,7 @@ def _models(name: str, split, work: Path, steps: int, seed: int):
     if not (edge_dir / "edge.pt").exists():
         start = time.perf_counter()
         edge = train_edge(cloud, split.train, get_space("mobilenet_v3").smallest_arch(),
-                          replace(EDGE_COMMAND_DEFAULTS, min_steps=steps), seed=seed, protocol=split.protocol)
+                          replace(EDGE_COMMAND_DEFAULTS, min_steps=edge_steps), seed=seed, protocol=split.protocol)
         save_edge(edge, edge_dir)
         print(f"{name}: edge trained in {time.perf_counter() - start:.0f} s", flush=True)
     return cloud, load_edge(edge_dir)
@@ -79,9 +79,9 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
     spec = _spec(name, work, args.fashion_per_class)
     split = load_split(spec, seed=args.seed, size=28)
     print(split.line(), flush=True)
-    cloud, edge = _models(name, split, work, args.model_steps, args.seed)
+    cloud, edge = _models(name, split, work, args.model_steps, args.edge_steps or args.model_steps, args.seed)
     seed = args.seed if args.defuse_seed is None else args.defuse_seed
-    out = work / name / f"seed{args.seed}" / f"defuse{seed}"
+    out = work / name / f"seed{args.seed}" / f"edge-{args.edge_steps or args.model_steps}-defuse{seed}"
     out.mkdir(parents=True, exist_ok=True)
     settings = DefuseSettings(sources=args.sources, samples=args.samples, noise=args.noise, max_groups=args.max_groups,
                               vae=VAEConfig(steps=args.vae_steps))
@@ -96,7 +96,8 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
     paths = write_defuse(run, split, out, correction, seed=seed)
     r = run.record
     row = {
-        "set": name, "seed": args.seed, "defuse_seed": seed, "spec": spec, "train_images": len(split.train.labels), "test_images": len(split.test.labels),
+        "set": name, "seed": args.seed, "edge_steps": edge.meta["schedule"]["steps"], "defuse_seed": seed, "spec": spec,
+        "cloud_paragon_top1": cloud.meta.get("paragon", {}).get("top1"), "train_images": len(split.train.labels), "test_images": len(split.test.labels),
         "generated": r["generation"]["generated"], "reference_accuracy": r["decisions"]["reference_accuracy"],
         "candidate_accuracy": r["decisions"]["candidate_accuracy"], "kept": r["kept"], "groups": run.groups.k,
         "group_sizes": run.groups.counts(), "active_dims": r["vae"]["active_dims"], "vae_trained_now": r["vae"]["trained_now"],
@@ -133,7 +134,8 @@ def main() -> None:
     parser.add_argument("--sets", default="digits,fashion")
     parser.add_argument("--out", default=str(REPO / "runs" / "defuse"), help="cache for models, subsets, VAEs and results")
     parser.add_argument("--fashion-per-class", type=int, default=200, help="Fashion-MNIST images per class (default 200)")
-    parser.add_argument("--model-steps", type=int, default=300, help="optimizer steps of the cloud and edge trained here")
+    parser.add_argument("--model-steps", type=int, default=300, help="optimizer steps of the cloud (and edge) trained here")
+    parser.add_argument("--edge-steps", type=int, default=None, help="optimizer steps of the edge (default --model-steps)")
     parser.add_argument("--sources", type=int, default=400)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--noise", type=float, default=0.3)
