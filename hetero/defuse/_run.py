@@ -223,12 +223,13 @@ def write_defuse(run: DefuseRun, split: Split, out_dir: str | os.PathLike[str], 
     from hetero.flips._page import generated_page
 
     out = Path(out_dir)
+    data = split.train.spec.rsplit("/", 1)[-1]  # a file's name, not its whole path, fits a title
     paths = {"map": latent_map(run.generated.codes[:, run.active], run.judgement.kept, run.groups.labels, out / "defuse_map.png", seed,
-                               f"{run.candidate} failures among generated variations ({split.train.spec})")}
+                               f"{run.candidate} failures among generated variations ({data})")}
     record = {**run.record, "map": paths["map"].name}
     if correction is not None:
         paths["plot"] = correction_plot(correction["rows"], out / "defuse_correction.png",
-                                        f"Defuse correction of {run.candidate} ({split.train.spec})")
+                                        f"Defuse correction of {run.candidate} ({data})")
         record["correction"] = {**correction, "plot": paths["plot"].name}
     paths["json"] = write_json(out / "defuse.json", record)
     page = generated_page(record, run.failures.images, split.train.images, split.train.labels,
