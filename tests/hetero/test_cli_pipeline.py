@@ -26,6 +26,22 @@ def run(tmp_path_factory, digits_models):
     return root
 
 
+@pytest.fixture(scope="module")
+def resnet_edge(run, tmp_path_factory):
+    """An edge model of the smallest resnet (14 layers, a third of the smallest mobilenet_v3's), 1 epoch against the run's cloud.
+
+    For the int8 export tests, which convert and quantize it several times (per layer in the fallback):
+    what they test does not depend on the architecture, and converting it takes half the time.
+    """
+    from search_spaces import get_space, save_arch
+
+    root = tmp_path_factory.mktemp("resnet-edge")
+    save_arch(get_space("resnet").smallest_arch(), root / "arch.json")
+    assert main(["train", "--cloud", str(run / "cloud"), "--data", "digits", "--arch", str(root / "arch.json"), "--out", str(root / "edge"),
+                 *FAST]) == 0
+    return root / "edge"
+
+
 def _independent_top1_map(q, g, labels):
     """top-1 and mAP ranked independently (scikit-learn's AP; a tie with a wrong item is no hit).
 
@@ -140,10 +156,10 @@ def test_int8_is_judged_on_the_top1_decision_not_the_image():
     assert parity_failures({"cos_min": 0.995}, thresholds) == ["top1_agreement nan < 0.98"]  # unmeasured fails
 
 
-def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
+def test_a_profile_sets_its_own_parity_thresholds(resnet_edge, tmp_path, capsys):
     """``[parity]`` in a profile adds to or replaces the precision's thresholds, and the manifest says so."""
     first = tmp_path / "defaults"
-    assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "onnx", "static"), "--out", str(first),
+    assert main(["export", "--model", str(resnet_edge), "--device", _profile(tmp_path, "onnx", "static"), "--out", str(first),
                  "--allow-drift", "--no-fallback", "--quiet"]) == 0
     measured = json.loads((first / "manifest.json").read_text())
     assert measured["parity_thresholds"] == {"cos_min": 0.99, "top1_agreement": 0.98}
@@ -164,16 +180,16 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
         return str(path)
 
     passing = tmp_path / "own"
-    assert main(["export", "--model", str(run / "edge"), "--device", own(lenient), "--out", str(passing), "--quiet"]) == 0
+    assert main(["export", "--model", str(resnet_edge), "--device", own(lenient), "--out", str(passing), "--quiet"]) == 0
     manifest = json.loads((passing / "manifest.json").read_text())
     assert manifest["parity_passed"] and not manifest["allow_drift"]
     assert manifest["parity_thresholds"] == {"cos_min": cos_min, "top1_agreement": decision, "top1_item_agreement": lenient}
     assert manifest["parity_thresholds_from"].startswith("device profile [parity] (cos_min, top1_agreement, top1_item_agreement)")
     # A profile that needs the same first image refuses the all-int8 artifact ...
-    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", own(strict), "--no-fallback",
+    _fails_with_one_line(["export", "--model", str(resnet_edge), "--device", own(strict), "--no-fallback",
                           "--out", str(tmp_path / "strict")], capsys, "misses its parity thresholds (top1_item_agreement")
     # ... and, by default, keeps its most sensitive layers in float until it passes, naming them.
-    assert main(["export", "--model", str(run / "edge"), "--device", own(strict), "--out", str(tmp_path / "fallback"), "--quiet"]) == 0
+    assert main(["export", "--model", str(resnet_edge), "--device", own(strict), "--out", str(tmp_path / "fallback"), "--quiet"]) == 0
     manifest = json.loads((tmp_path / "fallback" / "manifest.json").read_text())
     fallback, drift = manifest["int8_fallback"], manifest["int8_drift"]
     assert manifest["parity_passed"] and manifest["status"] == "ok" and manifest["parity"]["top1_item_agreement"] >= strict
@@ -183,5 +199,8 @@ def test_a_profile_sets_its_own_parity_thresholds(run, tmp_path, capsys):
     assert fallback["bytes"] > 0 and fallback["int8_bytes"] > 0 and fallback["latency_ratio_b32"] > 0
     assert len(fallback["kept_float"]) in [row["kept_float"] for row in fallback["tried"]]
     assert fallback["tried"][0]["kept_float"] == 0  # the all-int8 artifact's figures come first
+    # Of the kept layers, those whose weights could stay int8 (weight-only) and those that could not.
+    assert sorted(fallback["int8_weights"] + fallback["float_weights"]) == sorted(fallback["kept_float"])
+    assert any("int8_weights" in row for row in fallback["tried"]) and fallback["float_bytes"] > 0
     assert fallback["tried"][0]["cos_min"] == pytest.approx(p["cos_min"], abs=2e-6)  # the same all-int8 export as above
     assert all(-1.0 <= row["cos_mean"] <= 1.0 + 1e-6 for row in drift["layers"])
