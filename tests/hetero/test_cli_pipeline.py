@@ -125,10 +125,10 @@ def _profile(tmp_path, backend: str, quantization: str):
     return str(path)
 
 
-def test_dynamic_int8_profile_exports_a_dynamic_range_tflite(run, tmp_path):
+def test_dynamic_int8_profile_exports_a_dynamic_range_tflite(resnet_edge, tmp_path):
     pytest.importorskip("litert_torch", reason="litert-torch is not installed: pip install -e '.[tflite]'")
     out = tmp_path / "dyn"
-    assert main(["export", "--model", str(run / "edge"), "--device", _profile(tmp_path, "tflite", "dynamic"), "--out", str(out),
+    assert main(["export", "--model", str(resnet_edge), "--device", _profile(tmp_path, "tflite", "dynamic"), "--out", str(out),
                  "--allow-drift", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"] == "dynamic" and manifest["notes"]["quantization"].startswith("dynamic range")
