@@ -89,13 +89,17 @@ class Backend(abc.ABC):
         return {}
 
     def quantize_float_artifact(self, float_artifact: str | Path, out_dir: str | Path, calibration: np.ndarray,
-                                keep_float: Sequence[str] = ()) -> Path:
+                                keep_float: Sequence[str] = (), int8_weights: Sequence[str] = ()) -> Path:
         """Static int8 from an fp32 artifact this backend converted, without converting again.
 
         Quantizing is seconds where converting from torch is tens of seconds, so the
         accuracy-controlled fallback re-quantizes one float artifact many times (once per layer to
         rank them, once per candidate). The result equals :meth:`convert` at int8 with the same
         calibration and ``keep_float``.
+
+        ``int8_weights`` names layers of ``keep_float`` whose weights are still stored in int8
+        (weight-only: dequantized in front of a float op), which keeps the file near int8's size;
+        the other kept layers keep float32 weights too.
 
         Raises:
             ExportError: The backend cannot keep layers in float (it has no float intermediate).
@@ -107,10 +111,17 @@ class Backend(abc.ABC):
         calibration = np.ascontiguousarray(calibration, dtype=np.float32)
         with atomic_output(target) as tmp, quiet():
             shutil.copyfile(float_artifact, tmp)
-            self._quantize_static(tmp, calibration, tuple(keep_float))
+            self._quantize_static(tmp, calibration, tuple(keep_float), tuple(int8_weights))
         return target
 
-    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
+    def layer_weight_counts(self, float_artifact: str | Path) -> dict[str, int]:
+        """``{layer: number of weights}`` of a float artifact's layers (named as
+        :meth:`layer_outputs` names them), which says what storing a layer's weights in int8
+        saves; ``{}`` where the backend cannot tell."""
+        return {}
+
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...],
+                         int8_weights: tuple[str, ...] = ()) -> None:
         """Quantize the float artifact at ``path`` in place (backends with ``keeps_layers_float``
         override it; the others have no float intermediate of their own to quantize)."""
         raise ExportError(f"the {self.name} backend cannot quantize a float artifact of its own")

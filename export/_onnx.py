@@ -17,7 +17,7 @@ from devices._errors import one_line
 from export._base import Backend, register_backend
 from export._base import dynamic_batch as dynamic_batch_spec
 from export._errors import ExportError
-from export._onnx_layers import onnx_layer_outputs
+from export._onnx_layers import onnx_layer_outputs, onnx_layer_weight_counts
 from export._onnx_precision import convert_to_fp16, quantization_notes, quantize_int8
 
 __all__ = ["OnnxBackend", "export_onnx"]
@@ -73,8 +73,12 @@ class OnnxBackend(Backend):
         elif precision == "int8":
             quantize_int8(path, calibration, keep_float=keep_float)
 
-    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
-        quantize_int8(path, calibration, keep_float=keep_float)
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...],
+                         int8_weights: tuple[str, ...] = ()) -> None:
+        quantize_int8(path, calibration, keep_float=keep_float, int8_weights=int8_weights)
+
+    def layer_weight_counts(self, float_artifact: str | Path) -> dict[str, int]:
+        return onnx_layer_weight_counts(Path(float_artifact))
 
     def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
         return onnx_layer_outputs(Path(artifact), inputs)

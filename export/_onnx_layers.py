@@ -51,6 +51,17 @@ def layer_nodes(model: onnx.ModelProto) -> list[tuple[str, str, list[str]]]:
     return layers
 
 
+def onnx_layer_weight_counts(path: Path) -> dict[str, int]:
+    """``{layer: number of weights in its initializers}`` for the float ONNX at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    nodes = {node.name: node for node in model.graph.node}
+    return {layer: sum(sizes.get(name, 0) for node in names if node in nodes for name in nodes[node].input[1:2])
+            for layer, _, names in layer_nodes(model)}
+
+
 def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:

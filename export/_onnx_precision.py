@@ -113,7 +113,7 @@ def _node_to_fp16(node: onnx.NodeProto, numpy_helper: ModuleType) -> None:
 
 
 def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = False,
-                  keep_float: tuple[str, ...] = ()) -> None:
+                  keep_float: tuple[str, ...] = (), int8_weights: tuple[str, ...] = ()) -> None:
     """Quantize the ONNX file at ``path`` statically: QDQ, per-channel int8 weights, activations
     calibrated (min/max) on ``calibration``, real preprocessed images.
 
@@ -134,8 +134,12 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         calibration: Images ``[M, C, H, W]``.
         symmetric: int8 activations with zero point 0 and full 8-bit weights, as TensorRT
             requires (TensorRT runs on GPUs, which do not saturate); otherwise the CPU recipe above.
-        keep_float: layers left in float (the accuracy-controlled fallback), named by their
-            output tensors as :func:`export._onnx_layers.onnx_layer_outputs` names them.
+        keep_float: layers whose activations stay in float (the accuracy-controlled fallback),
+            named by their output tensors as :func:`export._onnx_layers.onnx_layer_outputs` names
+            them.
+        int8_weights: layers of ``keep_float`` whose weights are still stored in int8
+            (weight-only: full 8 bits per output channel, dequantized in front of a float
+            convolution; a float kernel cannot saturate), so the file stays near int8's size.
 
     Raises:
         ExportError: No calibration images were given.
@@ -154,7 +158,10 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     # Copied now: quantize_static moves the model's initializers out to a temporary file.
     float_weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     keep = [model.graph.node[i].name for i in sorted(_downstream(model.graph, _FP32_FROM))]
-    keep += [node for layer, _, nodes in layer_nodes(model) if layer in keep_float for node in nodes]
+    layers = layer_nodes(model)
+    keep += [node for layer, _, nodes in layers if layer in keep_float for node in nodes]
+    weight_only = {node for layer, _, nodes in layers if layer in keep_float and layer in int8_weights
+                   for node in nodes}
     input_name = model.graph.input[0].name
 
     class _Reader(q.CalibrationDataReader):
@@ -176,6 +183,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     )
     quantized = onnx.load(str(path))
     widened = 0 if symmetric else _full_range_depthwise(quantized, float_weights)
+    stored = _weight_only_int8(quantized, weight_only)
     recipe = {
         "scheme": "static QDQ (onnxruntime.quantization)",
         "weights": ("int8, per channel, symmetric" if symmetric else
@@ -188,10 +196,63 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
                        "(AVX2, AVX-512), exact on VNNI, AMX and ARM"),
     }
     if keep_float:
-        recipe["kept_float"] = f"{len(keep_float)} layers (the manifest's int8_fallback names them)"
+        recipe["kept_float"] = (f"{len(keep_float)} layers compute in float (the manifest's int8_fallback names "
+                                f"them); {stored} of their weight tensors stored int8 (weight-only, 8 bits "
+                                "per output channel)")
     entry = quantized.metadata_props.add()
     entry.key, entry.value = _RECIPE_KEY, json.dumps(recipe)
     onnx.save(quantized, str(path))
+
+
+def _weight_only_int8(model: onnx.ModelProto, nodes: set[str]) -> int:
+    """Store the float weights of the convolutions and linear layers named in ``nodes`` as int8
+    with a per-output-channel scale and a DequantizeLinear in front: the layer still computes in
+    float (no integer kernel, so the full 8 bits are safe on every CPU), and the file shrinks to
+    about what all-int8 weighs. Returns how many weight tensors were stored int8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    uses = collections.Counter(name for n in model.graph.node for name in n.input)
+    stored, new_nodes = 0, []
+    for node in model.graph.node:
+        if node.name in nodes and node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
+            name = node.input[1]
+            init = inits.get(name)
+            if init is not None and init.data_type == TensorProto.FLOAT and uses[name] == 1:
+                weight = numpy_helper.to_array(init).astype(np.float64)
+                axis = _output_axis(node, weight.ndim)
+                if axis is not None:
+                    moved = np.moveaxis(weight, axis, 0)
+                    scale = np.abs(moved).reshape(len(moved), -1).max(1) / 127.0
+                    scale = np.where(scale > 0, scale, 1.0)
+                    shape = [1] * weight.ndim
+                    shape[axis] = -1
+                    q_weight = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+                    init.CopyFrom(numpy_helper.from_array(q_weight, name + "_int8"))
+                    model.graph.initializer.extend([
+                        numpy_helper.from_array(scale.astype(np.float32), name + "_int8_scale"),
+                        numpy_helper.from_array(np.zeros(len(scale), np.int8), name + "_int8_zero_point"),
+                    ])
+                    new_nodes.append(helper.make_node(
+                        "DequantizeLinear", [name + "_int8", name + "_int8_scale", name + "_int8_zero_point"],
+                        [name], name=name + "_DequantizeLinear", axis=axis))
+                    stored += 1
+        new_nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return stored
+
+
+def _output_axis(node: onnx.NodeProto, ndim: int) -> int | None:
+    """The axis of a weight that indexes the layer's outputs (its per-channel axis)."""
+    if node.op_type == "Conv":
+        return 0
+    if ndim != 2:
+        return None
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return 1  # MatMul: x @ W, W is [in, out]
 
 
 def name_nodes(model: onnx.ModelProto) -> None:

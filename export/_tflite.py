@@ -56,7 +56,7 @@ def _to_tflite(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Non
 
 
 def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
-              keep_float: tuple[str, ...] = ()) -> None:
+              keep_float: tuple[str, ...] = (), int8_weights: tuple[str, ...] = ()) -> None:
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -70,11 +70,16 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
     else:
         _static_recipe(q)
         groups = _layer_groups(path)
-        for tensor in (t for layer in keep_float for t in groups.get(layer, [layer])):
+        for kept, tensor in ((layer, t) for layer in keep_float for t in groups.get(layer, [layer])):
             # An op's scope is its output tensor names, each followed by ";"; a later entry wins.
-            q.update_quantization_recipe(regex=f"^{re.escape(tensor)};",
-                                         operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            scope = f"^{re.escape(tensor)};"
+            q.update_quantization_recipe(regex=scope, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                          algorithm_key=AlgorithmName.NO_QUANTIZE)
+            for op in _WEIGHTED_OPS if kept in int8_weights else ():
+                # Weight-only: the layer computes in float on int8 weights dequantized in front of
+                # it, so the file stays near int8's size while activations keep float precision.
+                q.add_weight_only_config(regex=scope, operation_name=getattr(qtyping.TFLOperationName, op),
+                                         num_bits=8)
         calibration_result = _float_ranges(path, calibration)
     try:
         result = q.quantize(calibration_result, enable_progress_report=False)
@@ -82,6 +87,10 @@ def _quantize(path: Path, precision: str, calibration: np.ndarray | None,
         raise ExportError(f"ai-edge-quantizer could not quantize the model to {precision} "
                           f"({one_line(exc)})") from None
     atomic_write_bytes(path, bytes(result.quantized_model))
+
+
+#: Ops whose weights the fallback still stores in int8 when it keeps their layer in float.
+_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 def _static_recipe(q: Any) -> None:  # an ai_edge_quantizer.Quantizer (the package has no types)
@@ -157,8 +166,12 @@ class TfliteBackend(Backend):
         if precision != "fp32":
             _quantize(path, precision, calibration, keep_float)
 
-    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...]) -> None:
-        _quantize(path, "int8", calibration, keep_float)
+    def _quantize_static(self, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...],
+                         int8_weights: tuple[str, ...] = ()) -> None:
+        _quantize(path, "int8", calibration, keep_float, int8_weights)
+
+    def layer_weight_counts(self, float_artifact: str | Path) -> dict[str, int]:
+        return _layer_weight_counts(Path(float_artifact))
 
     def layer_outputs(self, artifact: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
         return _layer_outputs(Path(artifact), inputs)
@@ -187,6 +200,23 @@ def _layer_groups(path: Path) -> dict[str, list[str]]:
         else:
             current.append(tensor)
     return groups
+
+
+def _layer_weight_counts(path: Path) -> dict[str, int]:
+    """``{layer: number of weights}`` of a float flatbuffer: the constant inputs of its layer op."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    counts: dict[str, int] = {}
+    for op in graph.operators:
+        if fb.opcode_to_name(model, op.opcodeIndex) not in _LAYER_OPS:
+            continue
+        name = graph.tensors[op.outputs[0]].name
+        name = name.decode() if isinstance(name, bytes) else name
+        weights = [graph.tensors[i] for i in op.inputs[1:2] if i >= 0]
+        counts[name] = sum(int(np.prod(t.shape)) for t in weights)
+    return counts
 
 
 def _layer_outputs(path: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
@@ -241,8 +271,18 @@ def _integer_notes(path: Path) -> dict[str, str]:
     # Layers kept in float by the fallback have float weights without scales: judge the int8 ones.
     weights = [w for w in weights if w.quantization is not None and w.quantization.scale is not None]
     per_channel = all(len(w.quantization.scale) > 1 for w in weights)
-    scheme = (f"full-integer: int8 activations per tensor (min/max over the calibration images), "
-              f"{types[graph.inputs[0]].lower()} input" if int8 else "dynamic range: float32 activations")
+    # DEQUANTIZE ops turn stored int8 weights into float for a float op (weight-only layers, which
+    # the fallback keeps in float); dynamic range feeds int8 weights to hybrid kernels instead.
+    weight_only = floats.get("DEQUANTIZE", 0)
+    if int8:
+        scheme = (f"full-integer: int8 activations per tensor (min/max over the calibration images), "
+                  f"{types[graph.inputs[0]].lower()} input")
+        if weight_only:
+            scheme += f"; {weight_only} weight tensors of layers kept in float stored int8 (weight-only)"
+    elif weight_only:
+        scheme = "weight-only: float32 activations and float compute on int8 weights dequantized in front"
+    else:
+        scheme = "dynamic range: float32 activations"
     return {
         "quantization": f"{scheme}; int8 weights {'per channel' if per_channel else 'per tensor'} (ai-edge-quantizer)",
         "int8_ops": describe_ops(int8),

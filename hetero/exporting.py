@@ -312,15 +312,11 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
             if count >= most:
                 return {"tried": tried}
             failed, count = count, min(2 * count, most)
-    while count - failed > 1:
-        middle = (failed + count) // 2
-        found = attempt(middle)
-        if found is None:
-            failed = middle
-        else:
-            count, passed = middle, found
-    candidate, figures = passed
+    count, passed = _bisect(attempt, count, failed, passed)
     kept = order[:count]
+    passed, int8_weights = _int8_weights_for_kept(backend, float_artifact, kept, passed, requantize, measure,
+                                                  thresholds, staging, tried)
+    candidate, figures = passed
     by_layer = {row["layer"]: row for row in sensitivity}
     summary = {
         "kept_float": [labels[name] for name in kept],
@@ -331,17 +327,63 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
                       f"on {min(len(inputs), DRIFT_IMAGES)} parity images, worst image first"),
         "sensitivity": [{"label": labels[name], "cos_min": by_layer[name]["cos_min"],
                          "cos_mean": by_layer[name]["cos_mean"]} for name in kept],
+        "int8_weights": [labels[name] for name in int8_weights],
+        "float_weights": [labels[name] for name in kept if name not in int8_weights],
         "bytes": artifact_bytes(candidate),
+        "float_bytes": artifact_bytes(float_artifact),
         "int8_bytes": artifact_bytes(artifact),
         "latency_ratio_b32": _latency_ratio(backend, candidate, artifact, inputs),
     }
     return {"artifact": candidate, "figures": figures, "summary": summary}
 
 
-def _tried_row(kept_float: int, figures: dict) -> dict:
-    """One fallback candidate in the manifest: how many layers it kept float and its parity figures."""
-    return {"kept_float": kept_float, **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
-                                         if figures.get(k) is not None}}
+def _int8_weights_for_kept(backend, float_artifact: Path, kept: list[str], passed: tuple[Path, dict], requantize,
+                           measure, thresholds: dict, staging: Path, tried: list[dict]
+                           ) -> tuple[tuple[Path, dict], list[str]]:
+    """Store as many of the kept layers' weights in int8 as parity allows (weight-only: the layer
+    still computes in float), the layers with most weights first: weight rounding costs far less
+    than activation rounding in most layers, but not in all (a pointwise convolution with few
+    input channels of very different ranges can lose cos 0.2 from its weights alone). All of
+    them first, then bisection between none (``passed``, known to pass) and all. Returns the
+    passing candidate and the layers whose weights it stores in int8."""
+    counts = backend.layer_weight_counts(float_artifact)
+    by_size = sorted((name for name in kept if counts.get(name, 0) > 0), key=lambda name: -counts[name])
+    if not by_size:
+        return passed, []
+
+    def attempt(n: int) -> tuple[Path, dict] | None:
+        candidate = requantize(staging / f"fallback-{len(kept)}-w{n}", keep_float=tuple(kept),
+                               int8_weights=tuple(by_size[:n]))
+        figures, _ = measure(candidate)
+        tried.append(_tried_row(len(kept), figures, int8_weights=n))
+        return None if parity_failures(figures, thresholds) else (candidate, figures)
+
+    found = attempt(len(by_size))
+    if found is not None:
+        return found, by_size
+    best, passed = _bisect(attempt, 0, len(by_size), passed)
+    return passed, by_size[:best]
+
+
+def _bisect(attempt, good: int, bad: int, found: tuple[Path, dict]) -> tuple[int, tuple[Path, dict]]:
+    """Narrow ``good`` (a count whose candidate ``found`` passes) and ``bad`` (one that fails) to
+    neighbours; ``attempt(n)`` builds and measures candidate ``n``, ``None`` when it fails."""
+    while abs(good - bad) > 1:
+        middle = (good + bad) // 2
+        result = attempt(middle)
+        if result is None:
+            bad = middle
+        else:
+            good, found = middle, result
+    return good, found
+
+
+def _tried_row(kept_float: int, figures: dict, int8_weights: int | None = None) -> dict:
+    """One fallback candidate in the manifest: how many layers it kept float (and of those, how
+    many store their weights in int8) and its parity figures."""
+    return {"kept_float": kept_float, **({"int8_weights": int8_weights} if int8_weights is not None else {}),
+            **{k: round(figures[k], 6) for k in ("cos_min", "top1_agreement", "cross_map")
+               if figures.get(k) is not None}}
 
 
 def _latency_ratio(backend, candidate: Path, reference: Path, inputs: np.ndarray, rounds: int = 5) -> float:
