@@ -53,6 +53,7 @@ def export_edge(
     cloud: CloudModel | None = None,
     allow_drift: bool = False,
     fallback_float: bool = True,
+    parity_images: int = PARITY_IMAGES,
 ) -> dict:
     """Export ``edge`` for ``profile`` into ``out_dir`` and return the manifest written there.
 
@@ -66,6 +67,9 @@ def export_edge(
         allow_drift: write an artifact that misses its parity thresholds (the manifest says so).
         fallback_float: when an int8 artifact misses its thresholds, keep its most sensitive
             layers in float until it passes (where the backend can), before refusing it.
+        parity_images: about how many test images (whole classes) parity is judged on; top-1
+            agreement in a gallery of many classes holds more near-ties than in a small one,
+            so judge on a set the size of the gallery the model will be deployed against.
 
     Raises:
         UserError: the artifact misses its thresholds and ``allow_drift`` is off.
@@ -85,7 +89,10 @@ def export_edge(
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     calib = _calibration(backend, profile, calibration_data, preprocess)
-    parity_index = _parity_index(parity_data.labels, PARITY_IMAGES)
+    if parity_images < 2:
+        raise UserError(f"--parity-images {parity_images}: parity needs at least 2 images (a query and an item "
+                        f"of its class); e.g. --parity-images {PARITY_IMAGES}")
+    parity_index = _parity_index(parity_data.labels, parity_images)
     inputs = preprocess(parity_data.images[parity_index]).numpy()
     labels = parity_data.labels[parity_index]
     example = torch.from_numpy(inputs[:1])

@@ -39,6 +39,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    "folder's edge.pt is then the fine-tuned model (default 0: off)")
     p.add_argument("--no-fallback", action="store_true", help="int8: refuse an artifact that misses its thresholds instead of "
                    "keeping its most sensitive layers in float until it passes (the default; the manifest names them)")
+    p.add_argument("--parity-images", type=int, default=None, metavar="N",
+                   help="about how many test images (whole classes) parity is judged on (default 512); a gallery of "
+                        "many classes holds more near-ties, so match the size of the gallery you deploy against")
     add_result_options(p)
     p.set_defaults(run=_run, command="export")
 
@@ -49,7 +52,8 @@ def _run(args: argparse.Namespace) -> Outcome:
 
     cloud = load_cloud(args.cloud) if args.cloud else None
     manifest = export_for_device(Path(args.model), args.device, Path(args.out), args.data, args.protocol, args.seed, cloud, args.allow_drift,
-                                 fallback_float=not args.no_fallback, qat_steps=args.qat)
+                                 fallback_float=not args.no_fallback, qat_steps=args.qat,
+                                 parity_images=args.parity_images)
     print_manifest(manifest)
     # Kept with --allow-drift, an artifact below its thresholds fails the gate (an unverified one is not judged).
     failures = gate_failures({"parity_passed": manifest.get("parity_passed"),

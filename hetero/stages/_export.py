@@ -16,7 +16,8 @@ __all__ = ["export_for_device"]
 
 def export_for_device(edge_path: Path, device: str, out: Path, data: str | None, protocol: str | None, seed: int,
                       cloud: CloudModel | None = None, allow_drift: bool = False, split: Split | None = None,
-                      fallback_float: bool = True, qat_steps: int = 0) -> dict[str, Any]:
+                      fallback_float: bool = True, qat_steps: int = 0,
+                      parity_images: int | None = None) -> dict[str, Any]:
     """Export the edge model at ``edge_path`` for ``device`` into ``out``; returns the manifest.
 
     Loads the device profile, optionally fine-tunes for int8 (QAT), runs
@@ -35,6 +36,8 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
         split: the data split already loaded (``data``, ``protocol`` and ``seed`` are then ignored).
         fallback_float: int8: keep the most sensitive layers in float until parity passes.
         qat_steps: quantization-aware fine-tuning steps before an int8 export (0: none).
+        parity_images: about how many test images parity is judged on (default
+            :data:`hetero.exporting.PARITY_IMAGES`).
 
     Raises:
         UserError: ``qat_steps`` is negative, or QAT was asked for a non-int8 profile or without ``cloud``.
@@ -61,7 +64,8 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
 
         edge = quantization_aware_finetune(edge, cloud, split.train, steps=qat_steps, seed=seed)
     manifest = export_edge(edge, profile, out, split.train, split.test, cloud=cloud, allow_drift=allow_drift,
-                           fallback_float=fallback_float)
+                           fallback_float=fallback_float,
+                           **({"parity_images": parity_images} if parity_images is not None else {}))
     src = edge_path / "edge.pt" if edge_path.is_dir() else edge_path
     if qat_steps:  # the artifact's PyTorch reference is the fine-tuned model
         from hetero.models import save_edge

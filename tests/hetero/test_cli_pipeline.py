@@ -140,6 +140,17 @@ def test_dynamic_int8_on_a_backend_without_it_is_refused(run, tmp_path, capsys):
                           "--out", str(tmp_path / "x")], capsys, "does not implement")
 
 
+def test_parity_is_judged_on_as_many_images_as_asked(run, tmp_path, capsys):
+    """``--parity-images`` sizes the parity set (whole classes); fewer than 2 is refused in one line."""
+    out = tmp_path / "p60"
+    assert main(["export", "--model", str(run / "edge"), "--device", "x86-server", "--parity-images", "60",
+                 "--out", str(out), "--quiet"]) == 0
+    parity_data = json.loads((out / "manifest.json").read_text())["parity_data"]
+    assert 2 <= parity_data["images"] <= 60 and parity_data["classes"] >= 1
+    _fails_with_one_line(["export", "--model", str(run / "edge"), "--device", "x86-server", "--parity-images", "1",
+                          "--out", str(tmp_path / "p1")], capsys, "--parity-images 1: parity needs at least 2 images")
+
+
 def test_int8_is_judged_on_the_top1_decision_not_the_image():
     """A first image swapped for another of its class passes int8 parity; another class, or drift, does not."""
     from devices import load_profile
