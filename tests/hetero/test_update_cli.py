@@ -36,6 +36,19 @@ def new_cloud(work):
     return work / "new"
 
 
+@pytest.fixture(scope="module")
+def edge_args(work):
+    """`hetero train` of a smallest-mobilenet_v3 edge model against the old cloud (1 epoch)."""
+    return ["train", "--cloud", str(work / "old"), "--data", "digits", "--arch", str(work / "mnv3.json"), "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def plain_edge(work, edge_args):
+    """What ``edge_args`` writes without --as-cloud; read-only for the tests that share it."""
+    assert main([*edge_args, "--out", str(work / "plain-edge")]) == 0
+    return work / "plain-edge"
+
+
 def test_train_writes_an_update_as_a_cloud_model(work, new_cloud):
     old = load_cloud(work / "old")
     new = load_cloud(new_cloud)
@@ -50,11 +63,9 @@ def test_train_writes_an_update_as_a_cloud_model(work, new_cloud):
     np.testing.assert_allclose(new.embed(images), edge.embed(images), atol=1e-6)
 
 
-def test_train_with_an_edge_arch_writes_no_cloud_model_unless_asked(work, tmp_path):
-    args = ["train", "--cloud", str(work / "old"), "--data", "digits", "--arch", str(work / "mnv3.json"), "--epochs", "1", "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert (tmp_path / "a" / "edge.pt").is_file() and not (tmp_path / "a" / "cloud.pt").exists()
-    assert main([*args, "--out", str(tmp_path / "b"), "--as-cloud"]) == 0
+def test_train_with_an_edge_arch_writes_no_cloud_model_unless_asked(plain_edge, edge_args, tmp_path):
+    assert (plain_edge / "edge.pt").is_file() and not (plain_edge / "cloud.pt").exists()
+    assert main([*edge_args, "--out", str(tmp_path / "b"), "--as-cloud"]) == 0
     assert load_cloud(tmp_path / "b").classifier is not None
 
 
@@ -116,10 +127,8 @@ def test_flips_on_an_update_check_report_are_flips_with_images(work, new_cloud):
     assert html.count("data:image/png;base64,") == len(record["groups"]) >= 1
 
 
-def test_update_check_takes_an_edge_folder(work, tmp_path):
-    args = ["train", "--cloud", str(work / "old"), "--data", "digits", "--arch", str(work / "mnv3.json"), "--epochs", "1", "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "edge")]) == 0
-    assert main(["update-check", "--old", str(work / "old"), "--new", str(tmp_path / "edge"), "--data", "digits", "--out", str(tmp_path / "c"), "--quiet"]) == 0
+def test_update_check_takes_an_edge_folder(work, plain_edge, tmp_path):
+    assert main(["update-check", "--old", str(work / "old"), "--new", str(plain_edge), "--data", "digits", "--out", str(tmp_path / "c"), "--quiet"]) == 0
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert report["new"]["kind"] == "edge" and report["new"]["has_classifier"] is False
     assert report["flips"]["classification"] is None  # the edge model has no classifier of its own
