@@ -1,4 +1,8 @@
-"""Fixtures shared by the search tests, and a SIGKILL at a chosen point of a hetero command."""
+"""Fixtures shared across files: the search tests' tiny cloud model and data, digits cloud and edge
+models, and ``kill_9_at`` (a hetero command SIGKILLed at an exact point, see ``_stop_at.py``).
+
+Session fixtures are read-only: each test writes what it makes into a folder of its own.
+"""
 
 from __future__ import annotations
 
