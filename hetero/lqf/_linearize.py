@@ -2,7 +2,7 @@
 
 ``tangent_forward`` runs the first-order Taylor model with forward-mode AD (``torch.func.jvp``
 over ``functional_call``): this is what LQF trains. :class:`LinearizedNet` computes the same
-numbers with plain layers only (conv, batch norm, linear, where, mul, add, clamp, mean), walking
+numbers with plain layers only (conv, batch norm, linear, mul, add, clamp, ceil, mean), walking
 the base network's ``torch.fx`` graph with one primal and one tangent value per node: this is
 what is saved and exported, so an exported LQF model is exactly the model that was trained (the
 trained linear model is *not* the network at ``w0 + delta``, which would be a different,
@@ -91,10 +91,27 @@ def tangent_forward(body: nn.Module, deltas: dict[str, torch.Tensor], x: torch.T
     return jvp(f, primals, tuple(deltas[n] for n in names))
 
 
+def _step(z: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``z > 0``, else ``0.0``, as a float computation: ``ceil(clamp(z, 0, 1))``.
+
+    The derivative masks of ReLU, leaky ReLU and clamp are written with this instead of a
+    comparison and ``where``: bool tensors (and the ``ones_like`` / ``zeros_like`` beside them) have
+    no NHWC rewrite in litert-torch, whose layout pass then pins the batch of the reshapes around
+    them to the example's (XNNPack refuses the artifact at any other batch), and int8 quantizers
+    and Core ML handle float ops better than bool ones. Exact: ``clamp`` keeps every positive
+    float (subnormals included) in ``(0, 1]``, which ``ceil`` sends to 1, and every other to 0.
+    """
+    return torch.ceil(torch.clamp(z, 0.0, 1.0))
+
+
 def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def _is_zero(v) -> bool:
+    return isinstance(v, int | float) and v == 0
 
 
 def _is_tensor(v) -> bool:
@@ -190,7 +207,11 @@ class LinearizedNet(nn.Module):
         if isinstance(m, (nn.LeakyReLU, nn.ReLU)):
             slope = m.negative_slope if isinstance(m, nn.LeakyReLU) else 0.0
             out = F.leaky_relu(a, slope)
-            return out, None if da is None else torch.where(a > 0, da, da * slope)
+            if da is None:
+                return out, None
+            on = da * _step(a)
+            # Exactly da where a > 0 and slope * da elsewhere, as where(a > 0, da, slope * da) gives.
+            return out, on if slope == 0 else on + slope * (da - on)
         if isinstance(m, (nn.Identity, _Identity)):
             return a, da
         raise UserError(f"LQF cannot linearise layer {target!r} ({type(m).__name__})")
@@ -228,12 +249,14 @@ class LinearizedNet(nn.Module):
             hi = kwargs.get("max", prim[2] if len(prim) > 2 else None)
             if tan[0] is None:
                 return out, None
-            inside = torch.ones_like(prim[0], dtype=torch.bool)
+            # The derivative is 1 strictly inside (lo, hi): z - lo > 0 exactly when z > lo in IEEE
+            # arithmetic (a difference of two floats is 0 only when they are equal).
+            t = tan[0]
             if lo is not None:
-                inside = inside & (prim[0] > lo)
+                t = t * _step(prim[0] if _is_zero(lo) else prim[0] - lo)
             if hi is not None:
-                inside = inside & (prim[0] < hi)
-            return out, torch.where(inside, tan[0], torch.zeros_like(tan[0]))
+                t = t * _step(hi - prim[0])
+            return out, t
         if fn in (torch.flatten,):
             return out, None if tan[0] is None else fn(tan[0], *prim[1:], **kwargs)
         if fn is getattr:

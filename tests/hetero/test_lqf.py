@@ -107,13 +107,17 @@ def test_lqf_fits_the_cloud_and_its_file_and_exported_graph_give_the_same_embedd
     assert np.allclose(loaded.embed(data.images), model.embed(data.images), atol=1e-6)
 
     # What every backend converts from: torch.export's graph of plain aten ops (no dual tensors,
-    # no jvp), giving the same embeddings. (ONNX parity through the backend is in benchmarks/lqf.py:
-    # its dynamo export of this graph takes ~100 s on the shared CPU.)
+    # no jvp), giving the same embeddings. (Each layer kind through the TFLite and ONNX backends:
+    # test_linearized_layers_export_with_parity; whole models on every profile: benchmarks/README.md.)
     inputs = torch.cat(list(model.preprocess.batches(data.images[:8], 8)))
     program = torch.export.export(loaded.net.eval(), (inputs,))
     ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not [op for op in ops if "dual" in op or "jvp" in op], ops
-    assert any("conv2d" in op for op in ops) and any("where" in op for op in ops)
+    assert any("conv2d" in op for op in ops) and any("ceil" in op for op in ops)
+    # Derivative masks as float steps: no bool tensors, which litert-torch's layout pass cannot
+    # keep NHWC (it then pinned the batch and XNNPack refused the artifact).
+    bool_ops = {"where", "gt", "ge", "lt", "le", "eq", "logical_and", "logical_or", "ones_like"}
+    assert not bool_ops & {op.split(".")[1] for op in ops if op.startswith("aten.")}, ops
     with torch.no_grad():
         out = program.module()(inputs).numpy()
     assert np.allclose(out, model.embed(data.images[:8]), atol=1e-5)
@@ -165,3 +169,72 @@ def test_cli_train_method_lqf(tmp_path, capsys):
                            "--out", str(tmp_path / "onnx"), "--quiet"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-1000:]
     assert json.loads((tmp_path / "onnx" / "manifest.json").read_text())["parity_passed"]
+
+
+def test_derivative_masks_are_exact_float_steps():
+    # The export form's masks (no comparison, no where) equal the comparisons they replace,
+    # including at 0, -0, subnormals, infinities and the clamp bounds themselves.
+    from hetero.lqf._linearize import _step
+
+    tiny = torch.finfo(torch.float32).tiny
+    z = torch.tensor([0.0, -0.0, tiny / 4, -tiny / 4, tiny, 1e-30, -1e-30, 0.5, 1.0, 3.0, 6.0, -3.0, float("inf"),
+                      float("-inf"), 1e30, -1e30])
+    assert torch.equal(_step(z), (z > 0).float())
+    x = torch.cat([z, torch.randn(1000) * 4])
+    for act in (nn.LeakyReLU(0.1), nn.ReLU()):
+        dx = torch.randn_like(x)
+        got = LinearizedNet(nn.Sequential(act))._module("0", x, dx, {})[1]
+        assert torch.equal(got, torch.where(x > 0, dx, dx * getattr(act, "negative_slope", 0.0)))
+    net = LinearizedNet(nn.Sequential())
+    clamp = next(n for n in torch.fx.symbolic_trace(lambda v: torch.clamp(v, 0, 1)).graph.nodes if n.op == "call_function")
+    for lo, hi in ((0, 6), (-3.0, None), (None, 1.0)):
+        dx = torch.randn_like(x)
+        inside = torch.ones_like(x, dtype=torch.bool)
+        inside &= x > lo if lo is not None else inside
+        inside &= x < hi if hi is not None else inside
+        got = net._function(clamp, [(x, dx), (lo, None), (hi, None)], {})[1]
+        assert torch.equal(got, torch.where(inside, dx, torch.zeros_like(dx))), (lo, hi)
+
+
+def _every_layer_kind() -> nn.Module:
+    """A tiny body with each layer kind an LQF model linearises: conv, batch norm, hard swish
+    (clamp), squeeze-excite (mean keepdim, ReLU, hard sigmoid, a broadcast mul), leaky ReLU, mean, linear."""
+    from search_spaces._layers import GlobalAvgPool, HardSwish, SqueezeExcite
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), HardSwish(), SqueezeExcite(8, 4),
+                         nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                         GlobalAvgPool(), nn.Linear(8, 16))
+    for bn in (body[1], body[5]):
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.5, 2)
+    return leaky_copy(body, 0.1)
+
+
+@pytest.mark.parametrize("backend_name, precision, runtime_module", [
+    ("tflite", "fp16", "ai_edge_litert.interpreter"),
+    ("onnx", "fp32", "onnxruntime"),
+])
+def test_linearized_layers_export_with_parity(tmp_path, backend_name, precision, runtime_module):
+    # The linearised network's export form converts and runs on a batch other than the example's
+    # (litert-torch once pinned the batch of reshapes around bool masks, which XNNPack then
+    # refused), within the precision's parity thresholds. Whole LQF models through `hetero
+    # export` on every profile: benchmarks/README.md, "LQF vs plain fine-tuning".
+    from devices import PARITY_THRESHOLDS, parity
+    from export import get_backend
+
+    pytest.importorskip(runtime_module, reason=f"{runtime_module} (the {backend_name} runtime) is not importable")
+    backend = get_backend(backend_name)
+    ok, why = backend.available()
+    if not ok:
+        pytest.skip(f"the {backend_name} backend cannot convert here: {why}")
+    net = LinearizedNet(_every_layer_kind())
+    _random_deltas(net, 0.05)
+    x = torch.randn(5, 1, 24, 24)
+    with torch.no_grad():
+        reference = net(x).numpy()
+        assert float(net.dual(x)[1].abs().max()) > 1e-2  # the tangent matters
+    artifact = backend.convert(net, x[:2], tmp_path, precision=precision)
+    got = backend.load(artifact, threads=1).run(x.numpy())
+    figures = parity(reference, got)
+    assert figures["cos_min"] >= PARITY_THRESHOLDS[precision]["cos_min"], figures
