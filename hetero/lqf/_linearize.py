@@ -206,7 +206,9 @@ class LinearizedNet(nn.Module):
             return m(a), tangent
         if isinstance(m, (nn.LeakyReLU, nn.ReLU)):
             slope = m.negative_slope if isinstance(m, nn.LeakyReLU) else 0.0
-            out = F.leaky_relu(a, slope)
+            # Slope 0 (LQF's default keeps ReLU) as relu: a leaky ReLU of slope 0 lowers to a
+            # comparison and a select in TFLite, where relu is one RELU like the base network's.
+            out = F.relu(a) if slope == 0 else F.leaky_relu(a, slope)
             if da is None:
                 return out, None
             on = da * _step(a)

@@ -35,6 +35,7 @@ def test_plain_layers_equal_forward_mode_ad_and_zero_delta_is_the_base():
     x = torch.randn(6, 1, 24, 24)
     with torch.no_grad():
         assert torch.allclose(net(x), base(x), atol=1e-6)  # delta 0: the (leaky) base network
+        assert torch.allclose(LinearizedNet(split_norm(leaky_copy(edge.net, 0.0)))(x), edge.net(x), atol=1e-6)  # slope 0: ReLU
     _random_deltas(net)
     primal, tangent = net.dual(x)
     p_ad, t_ad = tangent_forward(net.body, net.deltas(), x)
