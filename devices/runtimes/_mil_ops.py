@@ -33,7 +33,7 @@ _BINARY: dict[str, Callable[..., Any]] = {"add": np.add, "sub": np.subtract, "mu
 _UNARY: dict[str, Callable[..., Any]] = {"identity": lambda x: x, "relu": lambda x: np.maximum(x, 0),
           "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
           "silu": lambda x: x / (1 + np.exp(-x)), "tanh": np.tanh, "sqrt": np.sqrt,
-          "square": np.square, "abs": np.abs, "exp": np.exp}
+          "square": np.square, "abs": np.abs, "exp": np.exp, "ceil": np.ceil}
 _REDUCE: dict[str, Callable[..., Any]] = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max,
            "reduce_min": np.min}
 for _name, _fn in _BINARY.items():
