@@ -58,7 +58,8 @@ def onnx_layer_weight_counts(path: Path) -> dict[str, int]:
     model = onnx.load(str(path))
     sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
     nodes = {node.name: node for node in model.graph.node}
-    return {layer: sum(sizes.get(name, 0) for node in names if node in nodes for name in nodes[node].input[1:2])
+    return {layer: sum(sizes.get(name, 0) for node in names if node in nodes and nodes[node].op_type in LAYER_OPS
+                       for name in nodes[node].input[1:2])
             for layer, _, names in layer_nodes(model)}
 
 
