@@ -106,8 +106,11 @@ def export_edge(
         artifact = backend.convert(edge.net, example, staging, precision=profile.precision, calibration=calib)
 
     torch_emb = edge.embed_preprocessed(inputs)
+    # The gallery is embedded once: the fallback measures tens of candidates against it.
+    gallery = cloud.embed(parity_data.images[parity_index]) if cloud is not None else None
     measure = functools.partial(_measure_parity, backend, inputs=inputs, labels=labels, torch_emb=torch_emb,
-                                cloud=cloud, images=parity_data.images[parity_index])
+                                gallery=gallery,
+                                gap_median=float(np.median(top1_gaps(torch_emb, torch_emb if gallery is None else gallery))))
     figures, verified_reason = measure(artifact)
     thresholds = parity_thresholds(profile)
     failures = parity_failures(figures, thresholds) if figures else []
@@ -212,8 +215,11 @@ def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:
     return preprocess(images[_sample_index(len(images), k)]).numpy()
 
 
-def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, cloud, images) -> tuple[dict, str | None]:
-    """Run the artifact on ``inputs`` and compare with PyTorch; ``({}, reason)`` if it cannot run here."""
+def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, gallery,
+                    gap_median: float) -> tuple[dict, str | None]:
+    """Run the artifact on ``inputs`` and compare with PyTorch, retrieving in ``gallery`` (the
+    cloud's embeddings of the same images; ``None``: the edge's own); ``({}, reason)`` if it
+    cannot run here."""
     from devices.runtimes import get_runtime
 
     ok, reason = get_runtime(backend.runtime or backend.name).available()
@@ -221,15 +227,13 @@ def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, cloud
         return {}, f"runtime not available here: {reason}"
     runner = backend.load(artifact)
     runtime_emb = runner.run(inputs)
-    if cloud is not None:
-        gallery = cloud.embed(images)
-    else:
-        gallery = torch_emb
+    cross = gallery is not None
+    gallery = gallery if cross else torch_emb
     ref = retrieval_metrics(torch_emb, gallery, labels, labels, same_images=True)
     cand = retrieval_metrics(runtime_emb, gallery, labels, labels, same_images=True)
     figures = parity(torch_emb, runtime_emb, ref, cand, gallery_labels=labels)
-    figures["top1_gap_median"] = float(np.median(top1_gaps(torch_emb, gallery)))
-    if cloud is not None:
+    figures["top1_gap_median"] = gap_median  # PyTorch's own: the same for every candidate
+    if cross:
         figures["cross_map"] = cand.map
         figures["cross_map_torch"] = ref.map
     return figures, None
