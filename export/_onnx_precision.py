@@ -222,12 +222,7 @@ def _weight_only_int8(model: onnx.ModelProto, nodes: set[str]) -> int:
                 weight = numpy_helper.to_array(init).astype(np.float64)
                 axis = _output_axis(node, weight.ndim)
                 if axis is not None:
-                    moved = np.moveaxis(weight, axis, 0)
-                    scale = np.abs(moved).reshape(len(moved), -1).max(1) / 127.0
-                    scale = np.where(scale > 0, scale, 1.0)
-                    shape = [1] * weight.ndim
-                    shape[axis] = -1
-                    q_weight = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+                    q_weight, scale = _int8_per_channel(weight, axis)
                     init.CopyFrom(numpy_helper.from_array(q_weight, name + "_int8"))
                     model.graph.initializer.extend([
                         numpy_helper.from_array(scale.astype(np.float32), name + "_int8_scale"),
@@ -241,6 +236,16 @@ def _weight_only_int8(model: onnx.ModelProto, nodes: set[str]) -> int:
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     return stored
+
+
+def _int8_per_channel(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric full-range int8 ([-127, 127]) with one scale per index of ``axis``."""
+    moved = np.moveaxis(weight, axis, 0)
+    scale = np.abs(moved).reshape(len(moved), -1).max(1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    return np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8), scale
 
 
 def _output_axis(node: onnx.NodeProto, ndim: int) -> int | None:
@@ -283,9 +288,7 @@ def _full_range_depthwise(model: onnx.ModelProto, float_weights: dict[str, np.nd
         if original is None or not _is_depthwise(node, quantized.shape):
             continue
         weight = original.astype(np.float64)
-        scale = np.abs(weight).reshape(len(weight), -1).max(1) / 127.0
-        scale = np.where(scale > 0, scale, 1.0)
-        q_weight = np.clip(np.round(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+        q_weight, scale = _int8_per_channel(weight, 0)
         inits[w_dq.input[0]].CopyFrom(numpy_helper.from_array(q_weight, w_dq.input[0]))
         inits[w_dq.input[1]].CopyFrom(numpy_helper.from_array(scale.astype(np.float32), w_dq.input[1]))
         b_dq = producer.get(node.input[2]) if len(node.input) > 2 else None

@@ -228,7 +228,7 @@ def test_linearized_layers_export_with_parity(tmp_path, backend_name, precision,
     backend = get_backend(backend_name)
     ok, why = backend.available()
     if not ok:
-        pytest.skip(f"the {backend_name} backend cannot convert here: {why}")
+        pytest.skip(reason=f"the {backend_name} backend cannot convert here: {why}")
     net = LinearizedNet(_every_layer_kind())
     _random_deltas(net, 0.05)
     x = torch.randn(5, 1, 24, 24)
