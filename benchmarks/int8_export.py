@@ -13,7 +13,7 @@ does, on the export's own parity images:
 and prints parity (cos min, top-1 agreement: the first result's class), cross mAP of the
 runtime's queries against the cloud gallery on the parity images, bytes, and batch-32 latency
 as a ratio to the fp32 artifact of the same backend (median of paired ratios over rounds in this
-process). ``--avx2`` re-runs every ONNX artifact with ``python -m devices.run`` under
+process). ``--avx2`` re-runs every artifact (ONNX and TFLite) with ``python -m devices.run`` under
 ``qemu-x86_64 -cpu Haswell`` (an AVX2 CPU without AVX-512 or VNNI, where onnxruntime's U8S8
 kernels saturate) and prints its cosine against PyTorch there: the int8 figures must not depend
 on the CPU.
@@ -118,7 +118,7 @@ def bench_model(name: str, edge_dir: Path, cloud_dir: Path, spec: str, work: Pat
         index = _parity_index(split.test.labels, PARITY_IMAGES)
         inputs = preprocess(split.test.images[index]).numpy()
         ratios = _latency_ratios(runners, inputs)
-        if args.avx2 and backend == "onnx":
+        if args.avx2:
             np.save(work / name / "inputs.npy", inputs)
         for scheme, (manifest, seconds, out) in results.items():
             p = manifest["parity"]
@@ -132,7 +132,7 @@ def bench_model(name: str, edge_dir: Path, cloud_dir: Path, spec: str, work: Pat
                 "first_divergence": ((manifest.get("int8_drift") or {}).get("first_divergence") or {}).get("label", ""),
                 "export_s": round(seconds, 1),
             }
-            if args.avx2 and backend == "onnx":
+            if args.avx2:
                 reference = (models["qat"] if scheme == "qat" else edge).embed_preprocessed(inputs)
                 row["avx2_cos_min"] = _avx2_cos(out, work / name / "inputs.npy", reference, work / name)
             rows.append(row)
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, metavar="NAME:EDGE:CLOUD:DATA",
                         help="a trained edge folder, its cloud folder and its data spec (repeatable)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the artifacts and results.json")
-    parser.add_argument("--avx2", action="store_true", help="also run the ONNX artifacts under qemu -cpu Haswell")
+    parser.add_argument("--avx2", action="store_true", help="also run every artifact (ONNX and TFLite) under qemu -cpu Haswell")
     parser.add_argument("--qat", action="store_true", help="also quantization-aware fine-tune each model")
     parser.add_argument("--qat-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,10 @@ vector quantized to int8 loses accuracy for nothing, and the norm costs a handfu
 from __future__ import annotations
 
 import collections
+import hashlib
+import inspect
 import json
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -29,6 +32,12 @@ _FP32_FROM = {"Pow", "ReduceSum", "ReduceSumSquare", "Sqrt", "ReduceL2", "LpNorm
 _CALIBRATION_BATCH = 8
 _RECIPE_KEY = "hetero.quantization"  # metadata_props entry: the recipe travels with the ONNX
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+#: Calibrated ranges of the float models quantized in this process, one JSON file per model and
+#: calibration set (onnxruntime's own ``calibration_cache_path`` format). The fallback quantizes one
+#: float model tens of times (once per layer to rank them, once per candidate); the ranges of every
+#: tensor do not depend on which layers stay float, and calibrating was half of each re-quantization.
+_RANGES_DIR: tempfile.TemporaryDirectory | None = None
 
 
 def convert_to_fp16(path: Path) -> None:
@@ -151,6 +160,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         raise ExportError("int8 ONNX export needs calibration images: pass real images, "
                           "preprocessed like the queries (a few hundred are plenty)")
     images: np.ndarray = calibration  # named again: the reader below closes over the checked array
+    cache = _ranges_cache(q, path, images)
     model = onnx.load(str(path))
     name_nodes(model)
     from onnx import numpy_helper
@@ -179,7 +189,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8, nodes_to_exclude=keep,
         calibrate_method=q.CalibrationMethod.MinMax, reduce_range=not symmetric,
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True}, **cache,
     )
     quantized = onnx.load(str(path))
     widened = 0 if symmetric else _full_range_depthwise(quantized, float_weights)
@@ -202,6 +212,21 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
     entry = quantized.metadata_props.add()
     entry.key, entry.value = _RECIPE_KEY, json.dumps(recipe)
     onnx.save(quantized, str(path))
+
+
+def _ranges_cache(q: ModuleType, path: Path, images: np.ndarray) -> dict[str, str]:
+    """``quantize_static``'s keyword for the ranges of this float model on these images, or ``{}``.
+
+    The first quantization of a model calibrates and writes the file; the next ones read it.
+    onnxruntime before ``calibration_cache_path`` existed calibrates every time (same result).
+    """
+    global _RANGES_DIR
+    if "calibration_cache_path" not in inspect.signature(q.quantize_static).parameters:
+        return {}
+    if _RANGES_DIR is None:
+        _RANGES_DIR = tempfile.TemporaryDirectory(prefix="hetero-onnx-ranges-")  # removed at exit
+    key = hashlib.sha256(path.read_bytes()).hexdigest()[:32] + hashlib.sha256(repr(images.shape).encode() + images.tobytes()).hexdigest()[:32]
+    return {"calibration_cache_path": str(Path(_RANGES_DIR.name) / f"{key}.json")}
 
 
 def _weight_only_int8(model: onnx.ModelProto, nodes: set[str]) -> int:

@@ -115,6 +115,41 @@ def test_quantizing_the_float_artifact_equals_converting_to_int8(tmp_path: Path,
     assert b.layer_outputs(float_artifact, queries[:2]).keys() == set(layers)  # the float artifact is untouched
 
 
+def test_onnx_requantization_calibrates_each_float_model_once(tmp_path: Path, tiny, monkeypatch) -> None:
+    """The fallback re-quantizes one float model many times: onnxruntime calibrates it once (the
+    ranges are cached per model and images), and a cached quantization equals a fresh one."""
+    import importlib
+    import inspect
+
+    from onnxruntime import quantization
+
+    from export import _onnx_precision
+
+    # The package's `quantize` attribute is a function that shadows its module of that name.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+
+    if "calibration_cache_path" not in inspect.signature(quantization.quantize_static).parameters:
+        pytest.skip(reason="this onnxruntime has no calibration_cache_path (it calibrates every time)")
+    b = _available("onnx")
+    model, calibration, queries = tiny
+    float_artifact = b.convert(model, torch.from_numpy(queries[:1]), tmp_path / "f", "fp32")
+    layers = list(b.layer_outputs(float_artifact, queries[:2]))
+    monkeypatch.setattr(_onnx_precision, "_RANGES_DIR", None)  # nothing cached by earlier tests
+    calibrators = []
+    real = ort_quantize.create_calibrator
+    monkeypatch.setattr(ort_quantize, "create_calibrator", lambda *a, **k: calibrators.append(1) or real(*a, **k))
+    cached = [b.quantize_float_artifact(float_artifact, tmp_path / f"c{i}", calibration, keep_float=keep)
+              for i, keep in enumerate(((), tuple(layers[:1]), ()))]
+    assert len(calibrators) == 1
+    b.quantize_float_artifact(float_artifact, tmp_path / "other", calibration[:24])  # other images: calibrated
+    assert len(calibrators) == 2
+    monkeypatch.setattr(_onnx_precision, "_ranges_cache", lambda *a: {})
+    fresh = b.quantize_float_artifact(float_artifact, tmp_path / "fresh", calibration, keep_float=tuple(layers[:1]))
+    assert len(calibrators) == 3
+    run = lambda path: b.load(path, threads=1).run(queries)  # noqa: E731
+    assert np.array_equal(run(cached[1]), run(fresh)) and np.array_equal(run(cached[0]), run(cached[2]))
+
+
 def test_each_layer_quantized_alone_ranks_the_one_that_costs_most(tmp_path: Path, tiny) -> None:
     """One row per layer, in graph order; the ranking starts with the layer whose worst image lost most."""
     from export._sensitivity import layer_sensitivity, most_sensitive_alone
