@@ -45,8 +45,8 @@ def main() -> None:
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
     from hetero.runtime import seed_everything
+    from hetero.search_spaces import get_space
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
-    from search_spaces import get_space
 
     seed_everything(args.seed)
     work = Path(args.work)

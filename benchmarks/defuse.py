@@ -38,8 +38,8 @@ def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int
     """The set's cloud (small ResNet, 28 px) and edge (mobilenet_v3's smallest), trained once into ``work``."""
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import evaluate_cloud, train_cloud, train_edge
+    from hetero.search_spaces import get_space
     from hetero.training import CLOUD_COMMAND_DEFAULTS, EDGE_COMMAND_DEFAULTS
-    from search_spaces import get_space
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from real_data import cloud_arch

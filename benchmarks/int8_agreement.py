@@ -124,8 +124,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import hetero.exporting as exporting
-    from devices import load_profile
     from hetero.data import load_split
+    from hetero.devices import load_profile
     from hetero.models import load_cloud, load_edge
     from hetero.runtime import seed_everything
 

@@ -13,7 +13,7 @@ does, on the export's own parity images:
 and prints parity (cos min, top-1 agreement: the first result's class), cross mAP of the
 runtime's queries against the cloud gallery on the parity images, bytes, and batch-32 latency
 as a ratio to the fp32 artifact of the same backend (median of paired ratios over rounds in this
-process). ``--avx2`` re-runs every artifact (ONNX and TFLite) with ``python -m devices.run`` under
+process). ``--avx2`` re-runs every artifact (ONNX and TFLite) with ``python -m hetero.devices.run`` under
 ``qemu-x86_64 -cpu Haswell`` (an AVX2 CPU without AVX-512 or VNNI, where onnxruntime's U8S8
 kernels saturate) and prints its cosine against PyTorch there: the int8 figures must not depend
 on the CPU.
@@ -74,7 +74,7 @@ def _avx2_cos(artifact_dir: Path, inputs: Path, reference: np.ndarray, work: Pat
     if qemu is None:
         return "qemu-x86_64 not installed (apt install qemu-user)"
     out = work / f"{artifact_dir.name}-avx2.npy"
-    proc = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "devices.run", str(artifact_dir),
+    proc = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "hetero.devices.run", str(artifact_dir),
                            "--inputs", str(inputs), "--out", str(out), "--repeats", "0", "--threads", "1"],
                           cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -85,9 +85,9 @@ def _avx2_cos(artifact_dir: Path, inputs: Path, reference: np.ndarray, work: Pat
 
 
 def bench_model(name: str, edge_dir: Path, cloud_dir: Path, spec: str, work: Path, args) -> list[dict]:
-    from devices import load_profile
-    from export import get_backend
     from hetero.data import load_split
+    from hetero.devices import load_profile
+    from hetero.export import get_backend
     from hetero.exporting import PARITY_IMAGES, _parity_index, artifact_preprocess, export_edge
     from hetero.models import load_cloud, load_edge
 

@@ -70,8 +70,8 @@ def omniglot_models(args, work: Path):
     from hetero.data import load_data
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
+    from hetero.search_spaces import get_space
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
-    from search_spaces import get_space
 
     cloud_arch = {**get_space("resnet").default_arch(), "resolution": 28, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s3_depth": 1}
     edge_arch = get_space("mobilenet_v3").smallest_arch()

@@ -108,7 +108,7 @@ SMALL_CLOUD = {"resolution": 28, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s
 
 def cloud_arch(kind: str) -> dict:
     """The architecture of a cloud the benchmark trains: ``default`` (hetero cloud train's) or ``small``."""
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     arch = get_space("resnet").default_arch()
     return {**arch, **SMALL_CLOUD} if kind == "small" else arch
@@ -121,8 +121,8 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
     from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, evaluate_compat, train_cloud, train_edge
+    from hetero.search_spaces import get_space
     from hetero.training import CLOUD_COMMAND_DEFAULTS
-    from search_spaces import get_space
 
     spec = data_spec(name, work)
     trained_arch = cloud_arch(cloud_kind)

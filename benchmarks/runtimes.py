@@ -32,9 +32,9 @@ def _models(args, split, work: Path) -> tuple[Path, Path]:
 
     from hetero.models import load_cloud, save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
+    from hetero.search_spaces import get_space
     from hetero.stages import run_stage
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
-    from search_spaces import get_space
 
     if args.cloud and args.model:
         return Path(args.cloud), Path(args.model)
@@ -108,9 +108,9 @@ def main() -> None:
 
     import torch
 
-    from devices.runtimes import get_runtime
     from hetero.bench import TorchRunner, bench_devices, load_artifact, query_inputs
     from hetero.data import load_split
+    from hetero.devices.runtimes import get_runtime
     from hetero.models import load_cloud, load_edge
     from hetero.runtime import seed_everything, set_quiet
 

@@ -205,12 +205,12 @@ def main() -> None:
     import optuna
     import torch
 
-    from devices import load_profile
     from hetero.data import load_split
+    from hetero.devices import load_profile
     from hetero.runtime import seed_everything
     from hetero.search import CostModel, SearchData, knobs_of
+    from hetero.search_spaces import get_space
     from hetero.training import EDGE_DEFAULTS
-    from search_spaces import get_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed_everything(args.seed)

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from devices._errors import ProfileError
+from hetero.devices._errors import ProfileError
 
 __all__ = ["Budgets", "DeviceProfile", "PARITY_KEYS", "PRECISIONS", "QUANTIZATIONS", "NAME_PATTERN", "check_name",
            "list_profiles", "load_profile"]
@@ -119,7 +119,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 def _parse(data: dict[str, Any], path: Path) -> DeviceProfile:
     # Imported here because the runtime registry is the single list of backend names.
-    from devices.runtimes import list_runtimes
+    from hetero.devices.runtimes import list_runtimes
 
     where = f"device profile {path}"
     _check_keys(data, _TOP_KEYS, where)

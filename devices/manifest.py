@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from devices._atomic import atomic_path, atomic_write_bytes
-from devices._errors import ArtifactError
+from hetero.devices._atomic import atomic_path, atomic_write_bytes
+from hetero.devices._errors import ArtifactError
 
 __all__ = [
     "MANIFEST_NAME",

@@ -1,4 +1,4 @@
-"""Run an exported artifact on this device: ``python -m devices.run ARTIFACT_DIR --inputs X.npy``.
+"""Run an exported artifact on this device: ``python -m hetero.devices.run ARTIFACT_DIR --inputs X.npy``.
 
 Verifies the artifact against its manifest, embeds the inputs with the artifact's runtime, saves
 the embeddings, and measures latency at batch 1 (and at each ``--batch``). Needs numpy and the one
@@ -21,9 +21,9 @@ from typing import NoReturn
 
 import numpy as np
 
-from devices._errors import ArtifactError
-from devices.manifest import atomic_write_bytes, check_fingerprint, verify_artifact
-from devices.runtimes import get_runtime, measure_latency
+from hetero.devices._errors import ArtifactError
+from hetero.devices.manifest import atomic_write_bytes, check_fingerprint, verify_artifact
+from hetero.devices.runtimes import get_runtime, measure_latency
 
 __all__ = ["main"]
 
@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m devices.run", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m hetero.devices.run", description=__doc__.splitlines()[0])
     parser.add_argument("artifact_dir", type=Path, help="folder with manifest.json and the artifact")
     parser.add_argument("--inputs", type=Path, required=True,
                         help="preprocessed float32 images [N, C, H, W] (.npy)")

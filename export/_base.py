@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from devices import PRECISIONS
-from devices._atomic import atomic_path
-from devices._registry import Registry
-from devices.runtimes import Runner, get_runtime
-from export._errors import ExportError
+from hetero.devices import PRECISIONS
+from hetero.devices._atomic import atomic_path
+from hetero.devices._registry import Registry
+from hetero.devices.runtimes import Runner, get_runtime
+from hetero.export._errors import ExportError
 
 __all__ = [
     "Backend",
@@ -44,7 +44,7 @@ class Backend(abc.ABC):
 
     Attributes:
         name: Registry name; also the manifest's ``format``.
-        runtime: Name of the :mod:`devices.runtimes` runtime that runs the artifact.
+        runtime: Name of the :mod:`hetero.devices.runtimes` runtime that runs the artifact.
         precisions: Precisions :meth:`convert` accepts.
         artifact_name: File (or directory) name of the artifact in the output folder.
         requires: Modules that must be importable to convert.
@@ -127,7 +127,7 @@ class Backend(abc.ABC):
         raise ExportError(f"the {self.name} backend cannot quantize a float artifact of its own")
 
     def load(self, artifact: str | Path, threads: int | None = None) -> Runner:
-        """Load an artifact with this backend's runtime (see :mod:`devices.runtimes`)."""
+        """Load an artifact with this backend's runtime (see :mod:`hetero.devices.runtimes`)."""
         return get_runtime(self.runtime or self.name).load(artifact, threads=threads)
 
     def convert(self, model: torch.nn.Module, example: torch.Tensor, out_dir: str | Path,

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from devices._errors import one_line
-from export._base import Backend, register_backend
-from export._errors import ExportError
-from export._onnx import INPUT_NAME, OUTPUT_NAME
+from hetero.devices._errors import one_line
+from hetero.export._base import Backend, register_backend
+from hetero.export._errors import ExportError
+from hetero.export._onnx import INPUT_NAME, OUTPUT_NAME
 
 __all__ = ["CoremlBackend"]
 

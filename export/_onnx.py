@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from devices._errors import one_line
-from export._base import Backend, register_backend
-from export._base import dynamic_batch as dynamic_batch_spec
-from export._errors import ExportError
-from export._onnx_layers import onnx_layer_outputs, onnx_layer_weight_counts
-from export._onnx_precision import convert_to_fp16, quantization_notes, quantize_int8
+from hetero.devices._errors import one_line
+from hetero.export._base import Backend, register_backend
+from hetero.export._base import dynamic_batch as dynamic_batch_spec
+from hetero.export._errors import ExportError
+from hetero.export._onnx_layers import onnx_layer_outputs, onnx_layer_weight_counts
+from hetero.export._onnx_precision import convert_to_fp16, quantization_notes, quantize_int8
 
 __all__ = ["OnnxBackend", "export_onnx"]
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export._base import describe_ops
-from export._errors import ExportError
-from export._onnx_layers import layer_nodes
+from hetero.export._base import describe_ops
+from hetero.export._errors import ExportError
+from hetero.export._onnx_layers import layer_nodes
 
 if TYPE_CHECKING:  # onnx is an optional extra: imported where it is used
     import onnx
@@ -144,7 +144,7 @@ def quantize_int8(path: Path, calibration: np.ndarray | None, symmetric: bool = 
         symmetric: int8 activations with zero point 0 and full 8-bit weights, as TensorRT
             requires (TensorRT runs on GPUs, which do not saturate); otherwise the CPU recipe above.
         keep_float: layers whose activations stay in float (the accuracy-controlled fallback),
-            named by their output tensors as :func:`export._onnx_layers.onnx_layer_outputs` names
+            named by their output tensors as :func:`hetero.export._onnx_layers.onnx_layer_outputs` names
             them.
         int8_weights: layers of ``keep_float`` whose weights are still stored in int8
             (weight-only: full 8 bits per output channel, dequantized in front of a float

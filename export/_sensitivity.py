@@ -1,6 +1,6 @@
 """Which layers of an int8 model cost the most accuracy: each layer quantized alone, on real images.
 
-The per-layer drift (:mod:`export._drift`) shows where int8 and float activations part, but the
+The per-layer drift (:mod:`hetero.export._drift`) shows where int8 and float activations part, but the
 drift a layer *adds* in the fully quantized model is a poor guide to what to keep in float: on a
 MobileNetV2 pruned from ImageNet, keeping layers in float by added drift needed 52 of 53 layers,
 while one pointwise convolution quantized alone already cost cos min 0.44. So, as NNCF's

@@ -6,7 +6,7 @@ which TensorRT 10 prefers over its deprecated calibrators. fp16 is left to Tenso
 
 Engines are specific to a GPU and TensorRT version, so the engine is built only where TensorRT
 and CUDA are usable; elsewhere the artifact is the ONNX, the manifest notes say
-"engine not built: <reason>", and ``devices.run`` builds the engine on the device itself.
+"engine not built: <reason>", and ``hetero.devices.run`` builds the engine on the device itself.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from devices import parity
-from devices._errors import one_line
-from devices.manifest import atomic_write_bytes
-from devices.runtimes import get_runtime
-from export._base import Backend, register_backend
-from export._errors import ExportError
-from export._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
-from export._onnx_precision import quantization_notes, quantize_int8
+from hetero.devices import parity
+from hetero.devices._errors import one_line
+from hetero.devices.manifest import atomic_write_bytes
+from hetero.devices.runtimes import get_runtime
+from hetero.export._base import Backend, register_backend
+from hetero.export._errors import ExportError
+from hetero.export._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from hetero.export._onnx_precision import quantization_notes, quantize_int8
 
 __all__ = ["TensorrtBackend"]
 
@@ -96,7 +96,7 @@ class TensorrtBackend(Backend):
         ok, _ = get_runtime("tensorrt").available()
         if not ok:
             return onnx_target
-        from devices.runtimes._tensorrt import build_engine
+        from hetero.devices.runtimes._tensorrt import build_engine
 
         engine_target = out_dir / "model.engine"
         atomic_write_bytes(engine_target, build_engine(onnx_target, precision))

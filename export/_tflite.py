@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from devices._errors import one_line
-from devices.manifest import atomic_write_bytes
-from export._base import Backend, describe_ops, dynamic_batch, register_backend
-from export._errors import ExportError
+from hetero.devices._errors import one_line
+from hetero.devices.manifest import atomic_write_bytes
+from hetero.export._base import Backend, describe_ops, dynamic_batch, register_backend
+from hetero.export._errors import ExportError
 
 __all__ = ["TfliteBackend"]
 
@@ -227,7 +227,7 @@ def _layer_outputs(path: Path, inputs: np.ndarray) -> dict[str, tuple[str, np.nd
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
-    from devices.runtimes._tflite import _dequantize, _quantize
+    from hetero.devices.runtimes._tflite import _dequantize, _quantize
 
     model = fb.read_model(str(path))
     graph = model.subgraphs[0]

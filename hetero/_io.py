@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 # The one atomic writer lives in the lowest layer; hetero re-exports it.
-from devices._atomic import atomic_path
+from hetero.devices._atomic import atomic_path
 
 __all__ = ["atomic_path", "write_json", "write_text", "save_npy", "read_json"]
 

@@ -8,7 +8,7 @@ errors (``devices.ProfileError``, ``devices.ArtifactError``, ``export.ExportErro
 
 from __future__ import annotations
 
-from devices._errors import UserError
+from hetero.devices._errors import UserError
 
 __all__ = ["UserError"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
 from hetero.cost import count_cost
 from hetero.data import Dataset, Preprocess
+from hetero.devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
 from hetero.errors import UserError
 from hetero.metrics import embedding_collapse, parity, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel
@@ -74,9 +74,9 @@ def export_edge(
     Raises:
         UserError: the artifact misses its thresholds and ``allow_drift`` is off.
     """
-    from devices import write_manifest
-    from devices.manifest import artifact_entry
-    from export import get_backend
+    from hetero.devices import write_manifest
+    from hetero.devices.manifest import artifact_entry
+    from hetero.export import get_backend
 
     if cloud is not None and cloud.fingerprint != edge.cloud_fingerprint:
         raise UserError(
@@ -224,7 +224,7 @@ def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, galle
     """Run the artifact on ``inputs`` and compare with PyTorch, retrieving in ``gallery`` (the
     cloud's embeddings of the same images; ``None``: the edge's own; ``reference`` is PyTorch's
     retrieval there); ``({}, reason)`` if it cannot run here."""
-    from devices.runtimes import get_runtime
+    from hetero.devices.runtimes import get_runtime
 
     ok, reason = get_runtime(backend.runtime or backend.name).available()
     if not ok:
@@ -271,7 +271,7 @@ def _layer_drift(backend, float_artifact: Path, artifact: Path, inputs: np.ndarr
     """Per-layer cosine between the int8 artifact and a float artifact of the same model, both on
     their runtime; ``{"layers": [...], "first_divergence": row or None}`` (``{}`` where the
     backend cannot read its layers)."""
-    from export._drift import first_divergence, layer_drift
+    from hetero.export._drift import first_divergence, layer_drift
 
     x = inputs[:DRIFT_IMAGES]
     quantized = backend.layer_outputs(artifact, x)
@@ -296,12 +296,12 @@ def _fallback(backend, float_artifact: Path, calibration: np.ndarray, measure, t
               all_int8: dict) -> dict | None:
     """Keep the fewest of the most sensitive layers in float that make parity pass (NNCF's accuracy
     control): 1, 2, 4, ... of them, then bisection. Layers are ranked by what each costs quantized alone
-    (:mod:`export._sensitivity`, one re-quantization of the float artifact per layer). Returns
+    (:mod:`hetero.export._sensitivity`, one re-quantization of the float artifact per layer). Returns
     the passing artifact, its figures and a summary of what it cost; ``{"tried": [...]}`` (the
     figures of each candidate, the all-int8 ``all_int8`` figures first) when even all layers in
     float but one miss; ``None`` when the backend cannot keep layers in float."""
-    from devices.manifest import artifact_bytes
-    from export._sensitivity import layer_sensitivity, most_sensitive_alone
+    from hetero.devices.manifest import artifact_bytes
+    from hetero.export._sensitivity import layer_sensitivity, most_sensitive_alone
 
     if not backend.keeps_layers_float or not drift.get("layers"):
         return None

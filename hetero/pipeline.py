@@ -59,7 +59,7 @@ def train_cloud(
 ) -> CloudModel:
     """Train a cloud model of architecture ``arch`` with its own cosine classifier (``checkpoint``:
     see :func:`hetero.training.run_epochs`)."""
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
     source = {"type": "space", "arch": arch, "in_channels": preprocess.channels}
@@ -137,7 +137,7 @@ def train_edge(
         the pair into a cloud model: a backward-compatible update of ``cloud``). ``meta`` records
         the schedule (steps, epochs, augmentation, how targets were made) and the validation.
     """
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
     with _seeded(seed):
@@ -204,7 +204,7 @@ def _recalibrate(net: torch.nn.Module, images: np.ndarray, preprocess: Preproces
     cosines within 1e-7 of 1 in eval mode, healthy in training mode). An exact pass over the
     images the model will see at test time costs one forward pass and removes the lag.
     """
-    from search_spaces import recalibrate_bn
+    from hetero.search_spaces import recalibrate_bn
 
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
         return

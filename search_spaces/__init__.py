@@ -8,16 +8,16 @@ Example:
     >>> model = space.build(arch, embed_dim=64, in_channels=1)   # [N, 1, R, R] -> [N, 64]
 """
 
-from search_spaces._arch_io import load_arch, save_arch
-from search_spaces._cloud_pruned import CloudPrunedSpace
-from search_spaces._errors import ArchError
-from search_spaces._layers import ConvBNAct, GlobalAvgPool, HardSigmoid, HardSwish, L2Norm, SqueezeExcite, Stage
-from search_spaces._mobilenet_v3 import MobileNetV3Space
-from search_spaces._network import EmbeddingNet
-from search_spaces._registry import get_space, list_spaces, register_space
-from search_spaces._resnet import ResNetSpace
-from search_spaces._space import Arch, SearchSpace
-from search_spaces._supernet import Supernet, recalibrate_bn
+from hetero.search_spaces._arch_io import load_arch, save_arch
+from hetero.search_spaces._cloud_pruned import CloudPrunedSpace
+from hetero.search_spaces._errors import ArchError
+from hetero.search_spaces._layers import ConvBNAct, GlobalAvgPool, HardSigmoid, HardSwish, L2Norm, SqueezeExcite, Stage
+from hetero.search_spaces._mobilenet_v3 import MobileNetV3Space
+from hetero.search_spaces._network import EmbeddingNet
+from hetero.search_spaces._registry import get_space, list_spaces, register_space
+from hetero.search_spaces._resnet import ResNetSpace
+from hetero.search_spaces._space import Arch, SearchSpace
+from hetero.search_spaces._supernet import Supernet, recalibrate_bn
 
 __all__ = [
     "Arch",

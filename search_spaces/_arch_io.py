@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from devices._atomic import atomic_path
-from search_spaces._errors import ArchError
-from search_spaces._registry import get_space
-from search_spaces._space import Arch, SearchSpace
+from hetero.devices._atomic import atomic_path
+from hetero.search_spaces._errors import ArchError
+from hetero.search_spaces._registry import get_space
+from hetero.search_spaces._space import Arch, SearchSpace
 
 __all__ = ["load_arch", "save_arch"]
 

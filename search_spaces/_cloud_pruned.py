@@ -23,10 +23,10 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from search_spaces._errors import ArchError
-from search_spaces._layers import LayerKit
-from search_spaces._registry import register_space
-from search_spaces._space import Arch, Choice, SearchSpace, _is_int
+from hetero.search_spaces._errors import ArchError
+from hetero.search_spaces._layers import LayerKit
+from hetero.search_spaces._registry import register_space
+from hetero.search_spaces._space import Arch, Choice, SearchSpace, _is_int
 
 __all__ = ["CloudPrunedSpace", "prune_network", "layer_stages"]
 

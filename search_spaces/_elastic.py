@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces._layers import ConvBNAct, LayerKit, SqueezeExcite, Stage
+from hetero.search_spaces._layers import ConvBNAct, LayerKit, SqueezeExcite, Stage
 
 __all__ = [
     "ELASTIC_KIT",
@@ -50,7 +50,7 @@ def sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
 
     In training mode the running statistics of those channels are updated in place (the slices
     are views), with ``bn.momentum`` or, when it is ``None``, the cumulative average that
-    :func:`search_spaces.recalibrate_bn` relies on.
+    :func:`hetero.search_spaces.recalibrate_bn` relies on.
     """
     c = x.shape[1]
     mean, var, batches = bn.running_mean, bn.running_var, bn.num_batches_tracked

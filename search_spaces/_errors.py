@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devices._errors import UserError
+from hetero.devices._errors import UserError
 
 __all__ = ["ArchError"]
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from search_spaces._layers import ConvBNAct, GlobalAvgPool, L2Norm, LayerKit, Stage
+from hetero.search_spaces._layers import ConvBNAct, GlobalAvgPool, L2Norm, LayerKit, Stage
 
 __all__ = ["Block", "ChannelGroup", "EmbeddingNet", "sort_channel_groups"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from search_spaces._errors import ArchError
+from hetero.search_spaces._errors import ArchError
 
 if TYPE_CHECKING:
-    from search_spaces._space import SearchSpace
+    from hetero.search_spaces._space import SearchSpace
 
 __all__ = ["get_space", "list_spaces", "register_space"]
 

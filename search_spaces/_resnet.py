@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces._layers import LayerKit, make_activation
-from search_spaces._network import Block, ChannelGroup, EmbeddingNet
-from search_spaces._registry import register_space
-from search_spaces._space import Choice, SearchSpace, per_stage
+from hetero.search_spaces._layers import LayerKit, make_activation
+from hetero.search_spaces._network import Block, ChannelGroup, EmbeddingNet
+from hetero.search_spaces._registry import register_space
+from hetero.search_spaces._space import Choice, SearchSpace, per_stage
 
 __all__ = ["BasicBlock", "ResNetSpace"]
 

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from torch import nn
 
-from search_spaces._errors import ArchError
-from search_spaces._layers import STATIC_KIT, LayerKit
+from hetero.search_spaces._errors import ArchError
+from hetero.search_spaces._layers import STATIC_KIT, LayerKit
 
 if TYPE_CHECKING:
     import optuna
 
-    from search_spaces._supernet import Supernet
+    from hetero.search_spaces._supernet import Supernet
 
 __all__ = ["Arch", "Choice", "SearchSpace", "per_stage"]
 
@@ -36,7 +36,7 @@ class SearchSpace(abc.ABC):
 
     Subclasses define the choices, a default architecture and the network; everything else
     (sampling, validation, the supernet) is shared. Register a subclass with
-    :func:`search_spaces.register_space`.
+    :func:`hetero.search_spaces.register_space`.
 
     Args:
         resolutions: The input resolutions (square, in pixels) the space may choose from.
@@ -177,7 +177,7 @@ class SearchSpace(abc.ABC):
         Returns:
             The supernet, with the largest architecture active.
         """
-        from search_spaces._supernet import Supernet
+        from hetero.search_spaces._supernet import Supernet
 
         _check_sizes(embed_dim, in_channels)
         return Supernet(self, embed_dim, in_channels)

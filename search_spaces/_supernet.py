@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from search_spaces._elastic import ELASTIC_KIT, Elastic
-from search_spaces._errors import ArchError
-from search_spaces._layers import STATIC_KIT
-from search_spaces._network import EmbeddingNet, sort_channel_groups
+from hetero.search_spaces._elastic import ELASTIC_KIT, Elastic
+from hetero.search_spaces._errors import ArchError
+from hetero.search_spaces._layers import STATIC_KIT
+from hetero.search_spaces._network import EmbeddingNet, sort_channel_groups
 
 if TYPE_CHECKING:
-    from search_spaces._space import Arch, SearchSpace
+    from hetero.search_spaces._space import Arch, SearchSpace
 
 __all__ = ["Supernet", "recalibrate_bn"]
 

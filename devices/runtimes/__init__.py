@@ -5,13 +5,21 @@ runtime lazily, so importing this package never fails for a missing runtime; ask
 :meth:`Runtime.available` instead.
 """
 
-from devices.runtimes import (
+from hetero.devices.runtimes import (
     _coreml,  # noqa: F401  (registers "coreml")
     _onnx,  # noqa: F401  (registers "onnx")
     _tensorrt,  # noqa: F401  (registers "tensorrt")
     _tflite,  # noqa: F401  (registers "tflite")
 )
-from devices.runtimes._base import Runner, Runtime, get_runtime, list_runtimes, load_error, measure_latency, register_runtime
+from hetero.devices.runtimes._base import (
+    Runner,
+    Runtime,
+    get_runtime,
+    list_runtimes,
+    load_error,
+    measure_latency,
+    register_runtime,
+)
 
 __all__ = [
     "Runner",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from devices._errors import ArtifactError, RuntimeUnavailableError, one_line
-from devices._registry import Registry
+from hetero.devices._errors import ArtifactError, RuntimeUnavailableError, one_line
+from hetero.devices._registry import Registry
 
 __all__ = [
     "Runner",

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from devices._errors import ArtifactError
-from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
-from devices.runtimes._mil import MilProgram, load_spec, main_block
-from devices.runtimes._mil_values import tensor_shape
+from hetero.devices._errors import ArtifactError
+from hetero.devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
+from hetero.devices.runtimes._mil import MilProgram, load_spec, main_block
+from hetero.devices.runtimes._mil_values import tensor_shape
 
 __all__ = ["CoremlRuntime", "InterpreterRunner", "PredictRunner"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from devices._errors import ArtifactError, RuntimeUnavailableError, one_line
-from devices.runtimes._mil_ops import CONSTEXPR_OPS, OPS
-from devices.runtimes._mil_values import BlobFiles, decode_value, numpy_dtype, tensor_shape
+from hetero.devices._errors import ArtifactError, RuntimeUnavailableError, one_line
+from hetero.devices.runtimes._mil_ops import CONSTEXPR_OPS, OPS
+from hetero.devices.runtimes._mil_values import BlobFiles, decode_value, numpy_dtype, tensor_shape
 
 __all__ = ["MilProgram", "load_spec", "main_block", "proto_modules"]
 

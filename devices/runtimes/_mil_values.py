@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from devices._errors import ArtifactError
+from hetero.devices._errors import ArtifactError
 
 __all__ = ["BlobFiles", "decode_value", "numpy_dtype", "tensor_shape"]
 

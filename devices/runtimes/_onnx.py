@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
+from hetero.devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 
 __all__ = ["OnnxRunner", "OnnxRuntime"]
 

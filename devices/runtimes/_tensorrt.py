@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from devices._errors import ArtifactError, one_line
-from devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
+from hetero.devices._errors import ArtifactError, one_line
+from hetero.devices.runtimes._base import Runner, Runtime, load_error, nchw, register_runtime
 
 __all__ = ["TensorrtRunner", "TensorrtRuntime", "build_engine"]
 

@@ -1,7 +1,7 @@
 """`hetero bench`: run an artifact on its runtime and prove it still searches the cloud gallery.
 
 Everything is measured on the same test images: the cloud gallery, the PyTorch edge model's
-queries and the runtime's queries (run here, or on the device by ``python -m devices.run``), so
+queries and the runtime's queries (run here, or on the device by ``python -m hetero.devices.run``), so
 the report's rows are directly comparable.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from devices import PARITY_THRESHOLDS, parity_failures
 from hetero._io import save_npy, write_json, write_text
 from hetero.bench._flips import bench_flips
 from hetero.bench._gallery import Gallery, build_gallery, search_method
@@ -22,6 +21,7 @@ from hetero.bench._inputs import query_inputs
 from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
 from hetero.data import Dataset, Preprocess
+from hetero.devices import PARITY_THRESHOLDS, parity_failures
 from hetero.errors import UserError
 from hetero.metrics import (
     RetrievalResult,
@@ -70,8 +70,8 @@ class BenchInputs:
 
     @property
     def runtime(self) -> str:
-        """The :mod:`devices.runtimes` name that runs this artifact."""
-        from export import get_backend
+        """The :mod:`hetero.devices.runtimes` name that runs this artifact."""
+        from hetero.export import get_backend
 
         backend = get_backend(self.manifest["format"])
         return backend.runtime or backend.name
@@ -99,8 +99,8 @@ class BenchResult:
 
 def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = None) -> BenchInputs:
     """Verify an artifact folder (sha256) and, given ``cloud``, that it belongs to it (fingerprint)."""
-    from devices import verify_artifact
-    from devices.manifest import check_fingerprint
+    from hetero.devices import verify_artifact
+    from hetero.devices.manifest import check_fingerprint
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -113,7 +113,7 @@ def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = 
                 f"artifact embeds into {manifest.get('embedding_dim')} dims but the cloud model into "
                 f"{cloud.embed_dim}; they cannot share a gallery"
             )
-    from devices.manifest import verify_source_model
+    from hetero.devices.manifest import verify_source_model
 
     verify_source_model(directory, manifest)  # edge.pt, the PyTorch reference, is the one exported
     return BenchInputs(directory, artifact, manifest, Preprocess.from_dict(manifest["preprocess"]))
@@ -121,7 +121,7 @@ def load_artifact(directory: str | os.PathLike[str], cloud: CloudModel | None = 
 
 def device_settings(manifest: dict) -> tuple[int | None, tuple[int, ...]]:
     """Threads and batch sizes of the artifact's device profile (``(None, (1,))`` if unknown)."""
-    from devices import ProfileError, list_profiles, load_profile
+    from hetero.devices import ProfileError, list_profiles, load_profile
 
     # The name comes from a file: only a built-in profile's name is looked up, never a path.
     if manifest.get("device") not in list_profiles():
@@ -153,14 +153,14 @@ def _engine(runner) -> str:
 
 
 def _run_here(inputs: BenchInputs, x: np.ndarray, threads, batch_sizes, warmup, repeats) -> tuple[np.ndarray, dict, dict]:
-    from devices import RuntimeUnavailableError
-    from devices.runtimes import get_runtime
+    from hetero.devices import RuntimeUnavailableError
+    from hetero.devices.runtimes import get_runtime
 
     try:
         runner = get_runtime(inputs.runtime).load(inputs.artifact, threads=threads)
     except RuntimeUnavailableError as exc:
         raise UserError(
-            f"{exc}; run it on the device instead: --export-inputs DIR, `python -m devices.run`, then --embeddings"
+            f"{exc}; run it on the device instead: --export-inputs DIR, `python -m hetero.devices.run`, then --embeddings"
         ) from None
     queries = runner.run(x)
     engine = _engine(runner)

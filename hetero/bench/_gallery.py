@@ -293,13 +293,13 @@ def bench_on_index(inputs, test, gallery_dir: str | os.PathLike[str], out_dir: s
     # Refuse another cloud's gallery before embedding anything.
     load_index(gallery_dir, verify=False).check_fingerprint(inputs.manifest["cloud_fingerprint"], "the artifact")
     if runtime_queries is None:
-        from devices import RuntimeUnavailableError
-        from devices.runtimes import get_runtime
+        from hetero.devices import RuntimeUnavailableError
+        from hetero.devices.runtimes import get_runtime
 
         try:
             runner = get_runtime(inputs.runtime).load(inputs.artifact, threads=threads)
         except RuntimeUnavailableError as exc:
-            raise UserError(f"{exc}; run it on the device instead: --export-inputs DIR, `python -m devices.run`, "
+            raise UserError(f"{exc}; run it on the device instead: --export-inputs DIR, `python -m hetero.devices.run`, "
                             "then --embeddings") from None
         runtime_queries = runner.run(query_inputs(inputs.preprocess, test.images))
     elif len(runtime_queries) != len(test.labels):

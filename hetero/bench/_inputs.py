@@ -1,7 +1,7 @@
 """The runner path: queries for a real device, and its embeddings back into a report.
 
 ``hetero bench --export-inputs DIR`` writes the preprocessed queries exactly as the direct path
-feeds them to the runtime; ``python -m devices.run`` (numpy and the runtime only) embeds them on
+feeds them to the runtime; ``python -m hetero.devices.run`` (numpy and the runtime only) embeds them on
 the device; ``hetero bench --embeddings emb.npy --latency latency.json`` builds the report.
 """
 
@@ -45,7 +45,7 @@ def export_inputs(inputs, test, protocol: str, seed: int, out_dir: str | os.Path
     save_npy(out / "queries.npy", x)
     save_npy(out / "labels.npy", np.asarray(test.labels, dtype=np.int64))
     manifest = inputs.manifest
-    runner = ["python", "-m", "devices.run", str(inputs.directory), "--inputs", str(out / "queries.npy"),
+    runner = ["python", "-m", "hetero.devices.run", str(inputs.directory), "--inputs", str(out / "queries.npy"),
               "--out", "emb.npy", "--latency-out", "latency.json",
               "--cloud-fingerprint", manifest["cloud_fingerprint"]]
     if threads:
@@ -82,8 +82,9 @@ def _readme(record: dict) -> str:
             f"float32 {record['shape']}. `labels.npy`: their classes.",
             "",
             "1. Copy to the device: the artifact folder (the artifact and its `manifest.json`), `queries.npy`, "
-            "and hetero's `devices/` package (it needs numpy and the runtime only, no torch).",
-            "2. On the device, from the folder holding `devices/` (adjust the paths):",
+            "and hetero's `devices/` package as `hetero/devices/` (it needs numpy and the runtime only, no torch; "
+            "`hetero/` needs nothing else), or `pip install hetero` there.",
+            "2. On the device, from the folder holding `hetero/` (adjust the paths):",
             "",
             f"       {record['run_on_device']}",
             "",
@@ -96,14 +97,14 @@ def _readme(record: dict) -> str:
 
 
 def load_device_embeddings(path: str | os.PathLike[str], queries: int) -> np.ndarray:
-    """Embeddings made elsewhere by ``devices.run``, one row per test query."""
+    """Embeddings made elsewhere by ``hetero.devices.run``, one row per test query."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"--embeddings {p} does not exist; run `python -m devices.run ... --out {p.name}` on the device")
+        raise UserError(f"--embeddings {p} does not exist; run `python -m hetero.devices.run ... --out {p.name}` on the device")
     try:
         emb = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--embeddings {p} is not a .npy array ({exc}); pass the file devices.run wrote") from None
+        raise UserError(f"--embeddings {p} is not a .npy array ({exc}); pass the file hetero.devices.run wrote") from None
     if emb.ndim != 2 or len(emb) != queries:
         raise UserError(
             f"--embeddings holds an array of shape {list(emb.shape)} but the test split has {queries} queries; "

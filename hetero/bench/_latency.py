@@ -1,7 +1,7 @@
 """Latency: p50/p95 with warm-up at batch 1 and the device's larger batches, threads stated.
 
-Measured here with :func:`devices.runtimes.measure_latency` on the runtime's runner, or read from
-the JSON that ``python -m devices.run --latency-out`` wrote on the device itself.
+Measured here with :func:`hetero.devices.runtimes.measure_latency` on the runtime's runner, or read from
+the JSON that ``python -m hetero.devices.run --latency-out`` wrote on the device itself.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def measure_batches(
         One ``{"batch", "threads", "p50", "p95", "mean", "repeats", "warmup", "per_image_p50"}``
         per batch size, milliseconds.
     """
-    from devices.runtimes import measure_latency
+    from hetero.devices.runtimes import measure_latency
 
     if repeats < 1 or warmup < 0:
         raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
@@ -66,7 +66,7 @@ def measure_batches(
 
 
 def read_latency(path: str | os.PathLike[str]) -> list[dict]:
-    """Latency figures measured on a device: ``devices.run``'s ``--latency-out`` JSON.
+    """Latency figures measured on a device: ``hetero.devices.run``'s ``--latency-out`` JSON.
 
     Accepts one figure set (``{"batch": 1, "p50": ..., "p95": ...}``), a list of them (one per
     batch size), or the runner's whole printed summary (with a ``latency_ms`` key).
@@ -79,7 +79,7 @@ def read_latency(path: str | os.PathLike[str]) -> list[dict]:
     for item in items:
         if not (isinstance(item, dict) and all(isinstance(item.get(k), (int, float)) for k in ("batch", "p50", "p95"))):
             raise UserError(
-                f"--latency {path} must hold the JSON written by `python -m devices.run --latency-out` "
+                f"--latency {path} must hold the JSON written by `python -m hetero.devices.run --latency-out` "
                 '({"batch": 1, "p50": ..., "p95": ...} or a list of them)'
             )
         figures.append({**item, "per_image_p50": item["p50"] / item["batch"], "measured_on": "device"})

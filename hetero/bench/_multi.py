@@ -30,7 +30,7 @@ def select_devices(spec: str) -> list[str]:
     Each profile's name becomes the folder ``OUT/<name>``, so the names must be distinct and none
     may be a folder bench itself writes (:data:`RESERVED_FOLDERS`).
     """
-    from devices import list_profiles, load_profile
+    from hetero.devices import list_profiles, load_profile
 
     names = list_profiles() if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
@@ -53,8 +53,8 @@ def device_folder(out: Path, name: str) -> Path:
     The name comes from a profile file: it is checked again here, where it becomes a path, so a
     profile loaded by another route can never place files outside ``out``.
     """
-    from devices import ProfileError
-    from devices._profile import check_name
+    from hetero.devices import ProfileError
+    from hetero.devices._profile import check_name
 
     folder = out / check_name(name)
     if folder.resolve().parent != out.resolve():
@@ -92,8 +92,8 @@ def comparison_row(device: str, backend: str, precision: str, status: str, repor
 
 def _reusable(artifact_dir: Path, edge_file: Path) -> bool:
     """The folder already holds a verified artifact exported from this very edge model."""
-    from devices import ArtifactError, sha256_file, verify_artifact
-    from devices.manifest import verify_source_model
+    from hetero.devices import ArtifactError, sha256_file, verify_artifact
+    from hetero.devices.manifest import verify_source_model
 
     try:
         verify_source_model(artifact_dir, verify_artifact(artifact_dir)[1])
@@ -105,7 +105,7 @@ def _reusable(artifact_dir: Path, edge_file: Path) -> bool:
 
 def _status(manifest: dict, report: dict | None = None) -> str:
     """``ok``, or what failed: the export's parity, then the bench report's own verdict."""
-    from devices import parity_failures
+    from hetero.devices import parity_failures
 
     if manifest.get("parity_passed") is False:
         return "parity below export thresholds (" + "; ".join(parity_failures(manifest["parity"], manifest["parity_thresholds"])) + ")"
@@ -121,9 +121,9 @@ def _status(manifest: dict, report: dict | None = None) -> str:
 
 
 def _one_device(name: str, edge_path: Path, cloud, split, gallery, out: Path, options: dict) -> dict:
-    from devices import load_profile
-    from devices.runtimes import get_runtime
-    from export import get_backend
+    from hetero.devices import load_profile
+    from hetero.devices.runtimes import get_runtime
+    from hetero.export import get_backend
     from hetero.stages import export_for_device
 
     profile = load_profile(name)

@@ -41,9 +41,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    "beside faiss's top-k and its recall; otherwise a cache of the test split's cloud embeddings, reused if "
                    "built with the same cloud model and data, else built there (default with --device: OUT/gallery)")
     p.add_argument("--export-inputs", metavar="DIR", help="with --artifact: write the preprocessed queries (queries.npy, "
-                   "labels.npy, inputs.json, README.md) for `python -m devices.run` on a device, and stop")
-    p.add_argument("--embeddings", metavar="FILE", help="with --artifact: query embeddings made on the device by devices.run")
-    p.add_argument("--latency", metavar="FILE", help="with --embeddings: the latency JSON devices.run wrote (--latency-out)")
+                   "labels.npy, inputs.json, README.md) for `python -m hetero.devices.run` on a device, and stop")
+    p.add_argument("--embeddings", metavar="FILE", help="with --artifact: query embeddings made on the device by hetero.devices.run")
+    p.add_argument("--latency", metavar="FILE", help="with --embeddings: the latency JSON hetero.devices.run wrote (--latency-out)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the device profile's)")
     p.add_argument("--batch-sizes", metavar="N,N", default=None,
                    help="batch sizes to time besides 1 (default: the device profile's batch_sizes)")
@@ -83,9 +83,9 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.model:
         raise UserError("--model is for --device; with --artifact the edge model is the artifact folder's edge.pt")
     if args.latency and not args.embeddings:
-        raise UserError("--latency goes with --embeddings (latency measured on the device by devices.run)")
+        raise UserError("--latency goes with --embeddings (latency measured on the device by hetero.devices.run)")
     if args.export_inputs and args.embeddings:
-        raise UserError("--export-inputs writes the queries for the device; run devices.run there, then pass --embeddings")
+        raise UserError("--export-inputs writes the queries for the device; run hetero.devices.run there, then pass --embeddings")
     if not args.export_inputs and not args.out:
         raise UserError("pass --out DIR for the report")
     if not args.export_inputs and not (args.cloud or args.gallery):

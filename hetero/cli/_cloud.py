@@ -73,8 +73,8 @@ def _train_defaults():
 def _run_train(args: argparse.Namespace) -> int:
     from hetero.runtime import resolve_device
     from hetero.search import cloud_training_part
+    from hetero.search_spaces import get_space, load_arch
     from hetero.stages import train_cloud_stage
-    from search_spaces import get_space, load_arch
 
     arch = load_arch(args.arch) if args.arch else get_space("resnet").default_arch()
     split = split_from_args(args, get_space(arch["space"]).resolution(arch))

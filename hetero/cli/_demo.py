@@ -45,9 +45,9 @@ def _run(args: argparse.Namespace) -> int:
     from hetero.data import load_split
     from hetero.models import load_cloud
     from hetero.runtime import resolve_device
+    from hetero.search_spaces import get_space
     from hetero.stages import export_for_device, file_sha, run_stage, train_cloud_stage, train_edge_stage
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
-    from search_spaces import get_space
 
     out = Path(args.out)
     device = resolve_device(args.accelerator)

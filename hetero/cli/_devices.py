@@ -18,9 +18,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from devices import describe_thresholds, list_profiles, load_profile, parity_thresholds
-    from devices.runtimes import get_runtime
     from hetero.cli._common import print_table
+    from hetero.devices import describe_thresholds, list_profiles, load_profile, parity_thresholds
+    from hetero.devices.runtimes import get_runtime
 
     rows = []
     for name in [*list_profiles(), *args.profile]:

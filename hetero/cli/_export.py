@@ -11,7 +11,7 @@ __all__ = ["register", "print_manifest", "print_int8_report"]
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from devices import PARITY_THRESHOLDS, describe_thresholds  # numpy only: cheap at start-up
+    from hetero.devices import PARITY_THRESHOLDS, describe_thresholds  # numpy only: cheap at start-up
 
     p = sub.add_parser(
         "export",
@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 
 def _missed(manifest: dict) -> list[str]:
-    from devices import parity_failures
+    from hetero.devices import parity_failures
 
     if manifest.get("parity_passed") is not False:
         return []

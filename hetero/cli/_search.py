@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> Outcome:
 
     import optuna
 
-    from devices import load_profile
+    from hetero.devices import load_profile
     from hetero.models import load_cloud
     from hetero.runtime import resolve_device
     from hetero.search import SearchConfig, run_search

@@ -75,9 +75,9 @@ def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import cloud_from_edge
     from hetero.runtime import resolve_device
+    from hetero.search_spaces import get_space, load_arch
     from hetero.stages import train_edge_stage
     from hetero.training import EDGE_COMMAND_DEFAULTS
-    from search_spaces import get_space, load_arch
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()

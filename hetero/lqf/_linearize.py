@@ -55,7 +55,7 @@ def split_norm(net: nn.Module) -> nn.Module:
     Raises:
         UserError: the network has no L2Norm module (a wrapped user network normalises in code).
     """
-    from search_spaces import L2Norm
+    from hetero.search_spaces import L2Norm
 
     found = False
     for module in list(net.modules()):

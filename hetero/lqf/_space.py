@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from search_spaces import ArchError, SearchSpace, get_space, register_space
+from hetero.search_spaces import ArchError, SearchSpace, get_space, register_space
 
 __all__ = ["LQF_SPACE", "LinearizedSpace", "lqf_arch"]
 

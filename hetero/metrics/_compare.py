@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from devices import parity as row_parity
+from hetero.devices import parity as row_parity
 from hetero.metrics._retrieval import RetrievalResult, check_embeddings
 
 __all__ = ["gap_closed", "gap_closed_entry", "result_status", "negative_flip_rate", "negative_flip_impact", "parity", "probability_better"]
@@ -107,7 +107,7 @@ def parity(
 
     Returns ``cos_min``, ``cos_mean``, ``max_abs`` and, given both retrievals of the same queries
     against the same gallery and the gallery's labels, ``top1_agreement``, ``top1_item_agreement``
-    and ``nfr``. The first three are :func:`devices.parity`'s (the one parity function, numpy
+    and ``nfr``. The first three are :func:`hetero.devices.parity`'s (the one parity function, numpy
     only, which a device runs too); this adds the retrieval figures.
 
     ``top1_agreement`` is the agreement of the two top-1 retrieval *decisions*: the share of

@@ -60,7 +60,7 @@ def _load_factory(factory: str):
 def build_net(source: dict, embed_dim: int) -> nn.Module:
     """Build the untrained network a model file describes (``source`` says how)."""
     if source["type"] == "space":
-        from search_spaces import get_space
+        from hetero.search_spaces import get_space
 
         arch = source["arch"]
         return get_space(arch["space"]).build(arch, embed_dim=embed_dim, in_channels=int(source["in_channels"]))

@@ -72,7 +72,7 @@ def start_from_cloud(cloud, arch: dict) -> tuple[dict, nn.Module]:
         UserError: If the cloud's network cannot be pruned (the message says why).
     """
     from hetero.pipeline import default_preprocess  # hetero.pipeline imports this package
-    from search_spaces import ArchError, get_space
+    from hetero.search_spaces import ArchError, get_space
 
     arch = {**arch, "cloud": cloud.source}
     channels = cloud.preprocess.channels
@@ -93,7 +93,7 @@ def build_pruned_net(arch: dict, embed_dim: int, in_channels: int) -> nn.Module:
             cannot be built or pruned here.
     """
     from hetero.models._cloud import build_net
-    from search_spaces import ArchError, get_space
+    from hetero.search_spaces import ArchError, get_space
 
     source = arch.get("cloud")
     if not isinstance(source, dict):

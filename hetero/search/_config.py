@@ -26,7 +26,7 @@ class SearchConfig:
             evaluate subnets of one supernet trained once).
         trials: Finished (complete or pruned) trials the study must reach; ``None``:
             :data:`DEFAULT_TRIALS`, or what ``time_budget`` allows.
-        space: Name of the search space (``search_spaces.list_spaces()``).
+        space: Name of the search space (``hetero.search_spaces.list_spaces()``).
         resolutions: Input resolutions the space may choose; empty for the space's own.
         objective: The cost to minimise beside maximising cross mAP: ``macs`` or measured
             ``latency`` on the device's runtime.

@@ -34,7 +34,7 @@ class CostModel:
 
     Args:
         space: The search space.
-        profile: The device profile (``devices.load_profile``).
+        profile: The device profile (``hetero.devices.load_profile``).
         objective: ``macs`` or ``latency``: the cost the search minimises.
         max_macs: Overrides the profile's MACs budget.
         embed_dim: Output size of the networks.
@@ -60,8 +60,8 @@ class CostModel:
             self._check_latency_available()
 
     def _check_latency_available(self) -> None:
-        from devices.runtimes import get_runtime
-        from export import get_backend
+        from hetero.devices.runtimes import get_runtime
+        from hetero.export import get_backend
 
         backend = get_backend(self.profile.backend)
         runtime = backend.runtime or backend.name
@@ -107,8 +107,8 @@ class CostModel:
         return dict(self._cache[key])
 
     def _latency(self, net: torch.nn.Module, resolution: int) -> dict[str, Any]:
-        from devices.runtimes import measure_latency
-        from export import get_backend
+        from hetero.devices.runtimes import measure_latency
+        from hetero.export import get_backend
 
         backend = get_backend(self.profile.backend)
         example = torch.zeros(1, self.channels, resolution, resolution)

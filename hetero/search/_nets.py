@@ -1,7 +1,7 @@
 """The network a search trains: fresh from its space, or, in the ``cloud_pruned`` space, the cloud pruned.
 
 Most spaces build an architecture from scratch. ``cloud_pruned`` architectures are the cloud
-network itself with channels removed (``search_spaces._cloud_pruned``); their trials start from the
+network itself with channels removed (``hetero.search_spaces._cloud_pruned``); their trials start from the
 cloud's trained weights (``hetero.models._pruned.start_from_cloud``), the architecture recording
 the cloud's source so that the saved edge model can be rebuilt. Such a space has no supernet:
 every architecture already inherits its weights from the cloud, so it is searched standalone.
@@ -26,7 +26,7 @@ def search_space(name: str, cloud, strategy: str, resolutions: tuple[int, ...] =
     Raises:
         UserError: ``oneshot`` asked of a space that has no supernet.
     """
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     kwargs = {"resolutions": resolutions} if resolutions else {}
     if name != CLOUD_PRUNED:
@@ -45,7 +45,7 @@ def fresh_net(arch: dict, cloud, channels: int, seed: int | None = None) -> tupl
         from hetero.models._pruned import start_from_cloud
 
         return start_from_cloud(cloud, arch)
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     if seed is not None:
         torch.manual_seed(seed)

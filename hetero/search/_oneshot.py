@@ -193,7 +193,7 @@ def evaluate_subnet(supernet, arch: dict, data: SearchData, bn_images: int) -> d
     images are embedded in one more, and both run under ``torch.inference_mode`` (no autograd
     bookkeeping).
     """
-    from search_spaces import recalibrate_bn
+    from hetero.search_spaces import recalibrate_bn
 
     supernet.set_active(arch)
     resolution = int(arch["resolution"])

@@ -115,7 +115,7 @@ def _objective(run: SearchRun):
 
 def _check_supernet(study: optuna.Study, run: SearchRun) -> None:
     """Workers of one study must score subnets of the same supernet."""
-    from devices import sha256_file
+    from hetero.devices import sha256_file
 
     if run.supernet is None:
         return
@@ -327,7 +327,7 @@ def _speed(summary: dict, config: SearchConfig) -> dict:
 
 def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict | None) -> None:
     """``pareto.json``, ``best/`` and ``search.json``, with the test figures of the pick and the reference."""
-    from search_spaces import save_arch
+    from hetero.search_spaces import save_arch
 
     split, cloud = run.data.split, run.data.cloud
     unit = run.costs.unit

@@ -51,6 +51,6 @@ def stage_checkpoint(folder: str | Path, key: dict[str, Any], fresh: bool = Fals
 
 def file_sha(path: Path) -> str:
     """The sha256 of a file: a stage key that changes when an upstream stage rewrote its output."""
-    from devices import sha256_file
+    from hetero.devices import sha256_file
 
     return sha256_file(path)

@@ -42,9 +42,9 @@ def export_for_device(edge_path: Path, device: str, out: Path, data: str | None,
     Raises:
         UserError: ``qat_steps`` is negative, or QAT was asked for a non-int8 profile or without ``cloud``.
     """
-    from devices import load_profile
-    from devices.manifest import record_source_model
     from hetero.data import load_split
+    from hetero.devices import load_profile
+    from hetero.devices.manifest import record_source_model
     from hetero.exporting import export_edge
     from hetero.models import load_edge
 

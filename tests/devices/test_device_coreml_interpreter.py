@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices import ArtifactError
-from devices.runtimes import get_runtime
+from hetero.devices import ArtifactError
+from hetero.devices.runtimes import get_runtime
 
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed")
 torch = pytest.importorskip("torch", reason="the expected values are computed with torch")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devices import ArtifactError, read_manifest, sha256_file, verify_artifact, write_manifest
-from devices.manifest import MANIFEST_NAME, artifact_bytes, artifact_entry, check_fingerprint
+from hetero.devices import ArtifactError, read_manifest, sha256_file, verify_artifact, write_manifest
+from hetero.devices.manifest import MANIFEST_NAME, artifact_bytes, artifact_entry, check_fingerprint
 
 
 def _artifact_dir(tmp_path: Path, payload: bytes = b"model bytes " * 100) -> Path:

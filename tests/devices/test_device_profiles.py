@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devices import PRECISIONS, DeviceProfile, ProfileError, list_profiles, load_profile
-from devices.runtimes import list_runtimes
+from hetero.devices import PRECISIONS, DeviceProfile, ProfileError, list_profiles, load_profile
+from hetero.devices.runtimes import list_runtimes
 
 BUILT_IN = {
     "x86-server": ("onnx", "fp32"),

@@ -1,4 +1,4 @@
-"""``python -m devices.run`` end to end, in a subprocess, on artifacts exported by ``export``."""
+"""``python -m hetero.devices.run`` end to end, in a subprocess, on artifacts exported by ``export``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices import parity
-from devices.manifest import artifact_entry, write_manifest
+from hetero.devices import parity
+from hetero.devices.manifest import artifact_entry, write_manifest
 
 torch = pytest.importorskip("torch", reason="artifacts are exported from torch models")
-from export import get_backend  # noqa: E402
-from export.testing import TinyEmbedder, smooth_images  # noqa: E402
+from hetero.export import get_backend  # noqa: E402
+from hetero.export.testing import TinyEmbedder, smooth_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 X = smooth_images(12, channels=1, size=16, seed=3)
@@ -25,7 +25,7 @@ FINGERPRINT = "sha256:0123"
 def _cli(*args: str | Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = [str(a) for a in args]
     if code is None:
-        command = [sys.executable, "-m", "devices.run", *argv]
+        command = [sys.executable, "-m", "hetero.devices.run", *argv]
     else:
         command = [sys.executable, "-c", code, *argv]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -121,7 +121,7 @@ def test_bad_inputs_exit_2(onnx_dir: Path, tmp_path: Path) -> None:
 def test_coreml_runs_without_torch(tmp_path: Path) -> None:
     directory = _export("coreml", tmp_path / "coreml")
     out = tmp_path / "emb.npy"
-    code = ("import sys; from devices.run import main\n"
+    code = ("import sys; from hetero.devices.run import main\n"
             "rc = main(sys.argv[1:])\n"
             "assert 'torch' not in sys.modules and 'coremltools' not in sys.modules\n"
             "sys.exit(rc)\n")

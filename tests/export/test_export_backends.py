@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from devices import ArtifactError
-from devices.runtimes import get_runtime
-from export import Backend, ExportError, get_backend, list_backends
-from export.testing import TinyEmbedder, smooth_images
+from hetero.devices import ArtifactError
+from hetero.devices.runtimes import get_runtime
+from hetero.export import Backend, ExportError, get_backend, list_backends
+from hetero.export.testing import TinyEmbedder, smooth_images
 
 X = smooth_images(8, channels=1, size=16)
 EXAMPLE = torch.from_numpy(X[:1])

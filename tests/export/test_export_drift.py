@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from devices import parity
-from export import get_backend
-from export._drift import first_divergence, layer_drift, most_sensitive
-from export.testing import TinyEmbedder, smooth_images
+from hetero.devices import parity
+from hetero.export import get_backend
+from hetero.export._drift import first_divergence, layer_drift, most_sensitive
+from hetero.export.testing import TinyEmbedder, smooth_images
 
 
 def test_layer_drift_ranks_the_layer_that_adds_the_error() -> None:
@@ -94,7 +94,7 @@ def test_layers_kept_float_leave_int8(tmp_path: Path, tiny, backend: str) -> Non
 
 
 def test_keep_float_is_refused_where_it_cannot_apply(tmp_path: Path, tiny) -> None:
-    from export import ExportError
+    from hetero.export import ExportError
 
     model, _, queries = tiny
     with pytest.raises(ExportError, match="cannot keep chosen layers in float"):
@@ -123,7 +123,7 @@ def test_onnx_requantization_calibrates_each_float_model_once(tmp_path: Path, ti
 
     from onnxruntime import quantization
 
-    from export import _onnx_precision
+    from hetero.export import _onnx_precision
 
     # The package's `quantize` attribute is a function that shadows its module of that name.
     ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
@@ -152,7 +152,7 @@ def test_onnx_requantization_calibrates_each_float_model_once(tmp_path: Path, ti
 
 def test_each_layer_quantized_alone_ranks_the_one_that_costs_most(tmp_path: Path, tiny) -> None:
     """One row per layer, in graph order; the ranking starts with the layer whose worst image lost most."""
-    from export._sensitivity import layer_sensitivity, most_sensitive_alone
+    from hetero.export._sensitivity import layer_sensitivity, most_sensitive_alone
 
     b = _available("onnx")
     model, calibration, queries = tiny

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from devices import ArtifactError, parity
-from devices.manifest import artifact_bytes
-from devices.runtimes import get_runtime
-from export import get_backend
-from export.testing import TinyEmbedder, smooth_images
+from hetero.devices import ArtifactError, parity
+from hetero.devices.manifest import artifact_bytes
+from hetero.devices.runtimes import get_runtime
+from hetero.export import get_backend
+from hetero.export.testing import TinyEmbedder, smooth_images
 
 # Minimum cosine between torch and runtime embeddings, per precision. int8 is stricter than the
 # export threshold (0.99): on this small model a sound recipe gives 0.9995, and clipped activation
@@ -174,7 +174,7 @@ def test_tflite_runtime_is_the_fallback_interpreter(convert, monkeypatch: pytest
     import sys
     import types
 
-    from devices.runtimes import _tflite
+    from hetero.devices.runtimes import _tflite
 
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")
     artifact = convert("tflite", "int8")
@@ -204,7 +204,7 @@ def test_onnx_int8_cannot_saturate_on_any_x86_cpu(convert) -> None:
     CPU if the bound is ever lifted)."""
     import onnxruntime as ort
 
-    from export._onnx_precision import u8s8_pair_bound
+    from hetero.export._onnx_precision import u8s8_pair_bound
 
     artifact = convert("onnx", "int8")
     assert 0 < u8s8_pair_bound(artifact) <= 32767

@@ -24,7 +24,7 @@ from hetero.cli import main
 def search_setup(tmp_path_factory):
     """A tiny cloud model and a 300-image digits subset (as ``npz:FILE``)."""
     from hetero.data import load_data
-    from search_spaces import get_space, save_arch
+    from hetero.search_spaces import get_space, save_arch
 
     root = tmp_path_factory.mktemp("search")
     digits = load_data("digits")
@@ -44,7 +44,7 @@ def digits_models(tmp_path_factory):
 
     Read-only for the tests that share it: each writes what it makes into a folder of its own.
     """
-    from search_spaces import get_space, save_arch
+    from hetero.search_spaces import get_space, save_arch
 
     root = tmp_path_factory.mktemp("digits-models")
     save_arch(get_space("resnet").smallest_arch(), root / "cloud_arch.json")

@@ -1,6 +1,6 @@
 """Every bad input a user (or an attacker) can give: one line on stderr, exit 2, nothing written outside --out.
 
-Each case runs the CLI in-process (``hetero.cli.main`` or ``devices.run.main``) in its own
+Each case runs the CLI in-process (``hetero.cli.main`` or ``hetero.devices.run.main``) in its own
 working folder, three levels below a root whose whole tree is compared before and after: a
 profile named ``../../../x`` or an absolute path would land there. The shared models live in
 another folder, compared as well. No case trains: the cloud model is a one-layer convolution
@@ -35,7 +35,7 @@ class Case:
         argv: the command line; ``{in}`` is the shared inputs folder, ``{cwd}`` the case's folder.
         message: a fragment the one line must contain (it names the problem).
         setup: writes the case's own bad file(s) into the working folder before the snapshot.
-        entry: ``hetero`` or ``devices.run`` (``python -m devices.run``).
+        entry: ``hetero`` or ``hetero.devices.run`` (``python -m hetero.devices.run``).
         as_root: whether the case holds when run as root (root may write anywhere).
     """
 
@@ -141,10 +141,10 @@ CASES = [
     Case("not-a-number", TRAIN + " --out out --lr fast", "argument --lr: 'fast' is not a number"),
     # 5: the device runner refuses NaN inputs (and a corrupt artifact, and a bad flag).
     Case("runner-nan-inputs", RUNNER + " --inputs nan.npy --out out/emb.npy", "NaN or infinite values in 1 of 4 rows", _nan_inputs,
-         entry="devices.run"),
+         entry="hetero.devices.run"),
     Case("runner-corrupt-artifact", "art/ --inputs {in}/inputs.npy --out out/emb.npy", "is corrupt: sha256 mismatch",
-         _flip_byte("art/model.onnx"), entry="devices.run"),
-    Case("runner-bad-flag", RUNNER + " --inputs {in}/inputs.npy --batch many", "argument --batch", entry="devices.run"),
+         _flip_byte("art/model.onnx"), entry="hetero.devices.run"),
+    Case("runner-bad-flag", RUNNER + " --inputs {in}/inputs.npy --batch many", "argument --batch", entry="hetero.devices.run"),
     # 6: embeddings from a device with non-finite rows.
     Case("device-embeddings-inf", BENCH + " --embeddings emb.npy --out out", "NaN or infinite", _nan_embeddings),
     # 8: edge.pt beside the artifact is checked against the manifest's sha256.
@@ -177,10 +177,10 @@ CASES = [
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two imported cloud models, an untrained edge model and artifact folders around placeholders."""
-    from devices.manifest import artifact_entry, record_source_model, write_manifest
     from hetero.data import Preprocess, load_split
+    from hetero.devices.manifest import artifact_entry, record_source_model, write_manifest
     from hetero.models import build_edge, load_cloud, save_edge
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     root = tmp_path_factory.mktemp("bad-inputs")
     for name, seed in (("cloud", 0), ("cloud2", 1)):
@@ -221,7 +221,7 @@ def _tree(root: Path) -> dict[str, tuple]:
 def _run(case: Case, argv: list[str]) -> int:
     if case.entry == "hetero":
         return main(argv)
-    from devices.run import main as run_main
+    from hetero.devices.run import main as run_main
 
     try:
         return run_main(argv)
@@ -295,7 +295,7 @@ def test_storage_urls_and_paths_that_are_accepted(tmp_path: Path) -> None:
 
 def test_runner_refuses_an_artifact_that_embeds_to_nan(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import devices.run
+    import hetero.devices.run
 
     class Broken:  # a runtime whose artifact turns finite images into NaN embeddings
         def load(self, artifact, threads=None):
@@ -304,9 +304,9 @@ def test_runner_refuses_an_artifact_that_embeds_to_nan(inputs: Path, tmp_path: P
         def run(self, x):
             return np.full((len(x), EMBED_DIM), np.nan, np.float32)
 
-    monkeypatch.setattr(devices.run, "get_runtime", lambda backend: Broken())
+    monkeypatch.setattr(hetero.devices.run, "get_runtime", lambda backend: Broken())
     capsys.readouterr()
-    code = devices.run.main([str(inputs / "art"), "--inputs", str(inputs / "inputs.npy"), "--out", str(tmp_path / "emb.npy"),
+    code = hetero.devices.run.main([str(inputs / "art"), "--inputs", str(inputs / "inputs.npy"), "--out", str(tmp_path / "emb.npy"),
                              "--repeats", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "embeddings of" in err and "NaN or infinite values in 2 of 2 rows" in err

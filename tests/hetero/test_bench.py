@@ -49,9 +49,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hetero.data import load_split
     from hetero.models import save_cloud, save_edge
     from hetero.pipeline import train_cloud, train_edge
+    from hetero.search_spaces import get_space
     from hetero.stages import export_for_device
     from hetero.training import CLOUD_DEFAULTS, EDGE_DEFAULTS
-    from search_spaces import get_space
 
     root = tmp_path_factory.mktemp("bench")
     split = load_split("digits", seed=0)
@@ -138,11 +138,11 @@ def test_runner_path_gives_the_direct_report(work: Path, direct: dict) -> None:
     inputs_dir = work / "inputs"
     assert main(["bench", "--artifact", str(work / "artifact"), "--data", "digits", "--export-inputs", str(inputs_dir), *FAST]) == 0
     record = json.loads((inputs_dir / "inputs.json").read_text())
-    assert record["shape"][0] == 539 and "devices.run" in record["run_on_device"]
-    assert "devices.run" in (inputs_dir / "README.md").read_text()
+    assert record["shape"][0] == 539 and "hetero.devices.run" in record["run_on_device"]
+    assert "hetero.devices.run" in (inputs_dir / "README.md").read_text()
     emb, lat = work / "emb.npy", work / "latency.json"
     # The runner as on a device: a separate process that needs numpy and the runtime only.
-    run = subprocess.run([sys.executable, "-m", "devices.run", str(work / "artifact"), "--inputs", str(inputs_dir / "queries.npy"),
+    run = subprocess.run([sys.executable, "-m", "hetero.devices.run", str(work / "artifact"), "--inputs", str(inputs_dir / "queries.npy"),
                           "--out", str(emb), "--latency-out", str(lat), "--threads", "1", "--warmup", "1", "--repeats", "3",
                           "--cloud-fingerprint", record["cloud_fingerprint"]],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -218,7 +218,7 @@ def test_bad_flags_and_embeddings_are_one_line_errors(work: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_device_list_compares_runtimes_in_a_table_and_a_page(work: Path, direct: dict) -> None:
-    from devices.runtimes import get_runtime
+    from hetero.devices.runtimes import get_runtime
 
     out = work / "devices"
     devices = "x86-server,jetson-orin-nano,iphone-15"
@@ -280,7 +280,7 @@ def test_a_changed_edge_pt_in_the_artifact_is_refused(work: Path, tmp_path: Path
     import shutil
 
     manifest = json.loads((work / "artifact" / "manifest.json").read_text())
-    assert manifest["source_model"]["sha256"] == __import__("devices").sha256_file(work / "artifact" / "edge.pt")
+    assert manifest["source_model"]["sha256"] == __import__("hetero.devices", fromlist=["sha256_file"]).sha256_file(work / "artifact" / "edge.pt")
     shutil.copytree(work / "artifact", tmp_path / "art")
     edge = tmp_path / "art" / "edge.pt"
     data = bytearray(edge.read_bytes())
@@ -323,7 +323,7 @@ def test_faiss_search_ranks_ties_as_the_blocks_do(monkeypatch: pytest.MonkeyPatc
 
 def test_json_and_strict_on_train_and_update_check(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from hetero.data import load_data
-    from search_spaces import get_space, save_arch
+    from hetero.search_spaces import get_space, save_arch
 
     digits = load_data("digits")
     np.savez(tmp_path / "small.npz", images=digits.images[:200], labels=digits.labels[:200])

@@ -49,7 +49,7 @@ def test_device_latency_file_forms(tmp_path) -> None:
     many = read_latency(tmp_path / "many.json")
     assert [f["batch"] for f in many] == [1, 8] and many[1]["per_image_p50"] == 1.0
     (tmp_path / "bad.json").write_text(json.dumps({"p50": 1}))
-    with pytest.raises(UserError, match="devices.run"):
+    with pytest.raises(UserError, match="hetero.devices.run"):
         read_latency(tmp_path / "bad.json")
 
 

@@ -33,7 +33,7 @@ def resnet_edge(run, tmp_path_factory):
     For the int8 export tests, which convert and quantize it several times (per layer in the fallback):
     what they test does not depend on the architecture, and converting it takes half the time.
     """
-    from search_spaces import get_space, save_arch
+    from hetero.search_spaces import get_space, save_arch
 
     root = tmp_path_factory.mktemp("resnet-edge")
     save_arch(get_space("resnet").smallest_arch(), root / "arch.json")
@@ -153,7 +153,7 @@ def test_parity_is_judged_on_as_many_images_as_asked(run, tmp_path, capsys):
 
 def test_int8_is_judged_on_the_top1_decision_not_the_image():
     """A first image swapped for another of its class passes int8 parity; another class, or drift, does not."""
-    from devices import load_profile
+    from hetero.devices import load_profile
     from hetero.exporting import parity_failures, parity_thresholds
 
     thresholds = parity_thresholds(load_profile("x86-server-int8"))

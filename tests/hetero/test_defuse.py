@@ -125,7 +125,7 @@ def _models(tmp_path, channels=1):
     """An untrained cloud and an edge model said to be trained against it (what the CLI loads)."""
     from hetero.models import CloudModel, build_edge, build_net, save_cloud, save_edge
     from hetero.pipeline import default_preprocess
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     torch.manual_seed(0)
     cloud_arch = {**get_space("resnet").smallest_arch(), "resolution": 24}

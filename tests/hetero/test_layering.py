@@ -55,3 +55,42 @@ def test_no_library_module_imports_the_cli() -> None:
 ])
 def test_the_check_sees_each_form_of_import(source: str) -> None:
     assert cli_imports(source, "hetero.bench._multi")
+
+
+#: What each top-level folder may import of the hetero namespace (DESIGN: devices and search_spaces
+#: know nothing of the core library; export knows devices; devices is the lowest layer, whose atomic
+#: writer and error base class everyone shares).
+ALLOWED = {
+    "devices": ("hetero.devices",),
+    "search_spaces": ("hetero.search_spaces", "hetero.devices"),
+    "export": ("hetero.export", "hetero.devices"),
+}
+
+
+def hetero_imports(source: str) -> list[str]:
+    """Every absolute ``hetero...`` module name that ``source`` imports."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.append(node.module)
+    return [n for n in names if n == "hetero" or n.startswith("hetero.")]
+
+
+@pytest.mark.parametrize("folder", sorted(ALLOWED))
+def test_data_flows_one_way_between_the_folders(folder: str) -> None:
+    root = HETERO.parent / folder
+    files = sorted(root.rglob("*.py"))
+    assert files and (HETERO / folder).resolve() == root.resolve()  # installed as hetero.<folder>
+    offenders = {
+        str(path.relative_to(root.parent)): bad
+        for path in files
+        if (bad := [n for n in hetero_imports(path.read_text(encoding="utf-8"))
+                    if not any(n == a or n.startswith(a + ".") for a in ALLOWED[folder])])
+    }
+    assert not offenders, f"{folder}/ imports what it must not know: {offenders}"
+
+
+def test_the_flow_check_sees_a_core_import() -> None:
+    assert hetero_imports("from hetero.pipeline import train_edge\nimport hetero.devices") == ["hetero.pipeline", "hetero.devices"]

@@ -14,7 +14,7 @@ from hetero.pipeline import default_preprocess
 
 
 def _edge(seed: int = 0, embed_dim: int = 16, space: str = "mobilenet_v3"):
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     torch.manual_seed(seed)
     arch = get_space(space).smallest_arch()
@@ -74,7 +74,7 @@ def test_kfac_is_exact_for_one_linear_layer():
 
 
 def _cloud_and_data(embed_dim: int = 16):
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     torch.manual_seed(3)
     arch = {**get_space("resnet").default_arch(), "resolution": 24, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s3_depth": 1}
@@ -200,7 +200,7 @@ def test_derivative_masks_are_exact_float_steps():
 def _every_layer_kind() -> nn.Module:
     """A tiny body with each layer kind an LQF model linearises: conv, batch norm, hard swish
     (clamp), squeeze-excite (mean keepdim, ReLU, hard sigmoid, a broadcast mul), leaky ReLU, mean, linear."""
-    from search_spaces._layers import GlobalAvgPool, HardSwish, SqueezeExcite
+    from hetero.search_spaces._layers import GlobalAvgPool, HardSwish, SqueezeExcite
 
     torch.manual_seed(0)
     body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), HardSwish(), SqueezeExcite(8, 4),
@@ -221,8 +221,8 @@ def test_linearized_layers_export_with_parity(tmp_path, backend_name, precision,
     # (litert-torch once pinned the batch of reshapes around bool masks, which XNNPack then
     # refused), within the precision's parity thresholds. Whole LQF models through `hetero
     # export` on every profile: benchmarks/README.md, "LQF vs plain fine-tuning".
-    from devices import PARITY_THRESHOLDS, parity
-    from export import get_backend
+    from hetero.devices import PARITY_THRESHOLDS, parity
+    from hetero.export import get_backend
 
     pytest.importorskip(runtime_module, reason=f"{runtime_module} (the {backend_name} runtime) is not importable")
     backend = get_backend(backend_name)

@@ -20,7 +20,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def cloud(digits):
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     torch.manual_seed(0)
     cfg = TrainConfig(**{**CLOUD_DEFAULTS.to_dict(), "epochs": 1})
@@ -62,7 +62,7 @@ def test_edited_cloud_file_is_refused(cloud, tmp_path):
 
 
 def test_edge_training_is_deterministic_and_round_trips(cloud, digits, tmp_path):
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     arch = get_space("mobilenet_v3").smallest_arch()
     cfg = TrainConfig(epochs=1)
@@ -81,7 +81,7 @@ def test_edge_training_is_deterministic_and_round_trips(cloud, digits, tmp_path)
 
 
 def test_edge_output_dim_equals_cloud_dim(cloud):
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     edge = build_edge(get_space("mobilenet_v3").default_arch(), cloud.embed_dim, default_preprocess(32, 1), cloud.fingerprint)
     out = edge.net.eval()(torch.zeros(2, 1, 32, 32))

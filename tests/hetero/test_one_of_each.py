@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import devices
-import devices._atomic as atomic
-from devices._errors import ArtifactError, ProfileError, RuntimeUnavailableError
-from devices.manifest import atomic_write_bytes
-from export import ExportError
+import hetero.devices
+import hetero.devices._atomic as atomic
 from hetero import _io
+from hetero.devices._errors import ArtifactError, ProfileError, RuntimeUnavailableError
+from hetero.devices.manifest import atomic_write_bytes
 from hetero.errors import UserError
+from hetero.export import ExportError
 from hetero.metrics import parity
-from search_spaces import ArchError
+from hetero.search_spaces import ArchError
 
 
 @pytest.mark.parametrize("error", [ProfileError, ArtifactError, RuntimeUnavailableError, ExportError, ArchError])
@@ -50,6 +50,6 @@ def test_metrics_parity_adds_retrieval_figures_to_devices_row_figures() -> None:
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(20, 8)).astype(np.float32)
     cand = ref + rng.normal(scale=0.05, size=ref.shape).astype(np.float32)
-    row = devices.parity(ref, cand)
+    row = hetero.devices.parity(ref, cand)
     assert parity(ref, cand) == row
     assert row["cos_min"] < 1.0

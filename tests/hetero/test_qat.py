@@ -7,8 +7,8 @@ import json
 import torch
 from torch.nn.utils import parametrize
 
-from export.testing import TinyEmbedder, smooth_images
 from hetero.cli import main
+from hetero.export.testing import TinyEmbedder, smooth_images
 from hetero.training._qat import QAT_WEIGHT_BITS, _FakeQuantized
 
 

@@ -126,9 +126,9 @@ def test_storage_url_errors_are_one_line():
 
 
 def test_costs_and_budget_constraints():
-    from devices import load_profile
+    from hetero.devices import load_profile
     from hetero.search import CostModel
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     space = get_space("mobilenet_v3")
     costs = CostModel(space, load_profile("pixel-8"), "macs", 2_000_000, 128, 1)
@@ -157,7 +157,7 @@ def oneshot(search_setup):
 
 def test_oneshot_writes_pareto_best_and_summary(oneshot):
     from hetero.models import load_edge
-    from search_spaces import get_space, load_arch
+    from hetero.search_spaces import get_space, load_arch
 
     _, _, out, _ = oneshot
     summary = json.loads((out / "search.json").read_text())
@@ -229,8 +229,8 @@ def test_subnet_scored_in_the_supernet_is_the_extracted_network(search_setup):
     from hetero.data import load_split
     from hetero.models import load_cloud
     from hetero.search import SearchData, evaluate_subnet, train_supernet
+    from hetero.search_spaces import get_space
     from hetero.training import EDGE_DEFAULTS
-    from search_spaces import get_space
 
     root, data = search_setup
     cloud = load_cloud(root / "cloud")
@@ -254,8 +254,8 @@ def test_supernet_trains_the_largest_first_sorts_channels_then_distils_in_place(
     from hetero.models import load_cloud
     from hetero.search import SearchData, train_supernet
     from hetero.search._oneshot import warmup_epochs
+    from hetero.search_spaces import Supernet, get_space
     from hetero.training import EDGE_DEFAULTS
-    from search_spaces import Supernet, get_space
 
     root, data = search_setup
     cloud = load_cloud(root / "cloud")

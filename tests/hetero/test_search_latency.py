@@ -10,10 +10,10 @@ import numpy as np
 import optuna
 import pytest
 
-from devices import load_profile
+from hetero.devices import load_profile
 from hetero.errors import UserError
 from hetero.search._cost import CostModel
-from search_spaces import get_space
+from hetero.search_spaces import get_space
 
 
 @pytest.fixture(scope="module")

@@ -129,10 +129,10 @@ def test_scores_include_alignment_and_one_batch_calibration():
 
 
 def test_costs_counted_on_the_meta_device_equal_the_built_network():
-    from devices import load_profile
     from hetero.cost import count_cost
+    from hetero.devices import load_profile
     from hetero.search import CostModel
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     space = get_space("mobilenet_v3")
     costs = CostModel(space, load_profile("x86-server"), "macs", None, 32, 1)

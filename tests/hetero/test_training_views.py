@@ -153,7 +153,7 @@ def test_the_best_validation_epoch_is_kept_also_through_a_resume(tmp_path):
 def test_unlabeled_images_feed_the_label_free_terms():
     from hetero.data import Dataset, load_data
     from hetero.pipeline import train_cloud, train_edge
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     digits = load_data("digits")
     train = digits.subset(np.arange(200))

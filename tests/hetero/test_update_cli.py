@@ -13,8 +13,8 @@ from hetero.cli import main
 from hetero.data import load_split
 from hetero.metrics import gap_closed, retrieval_metrics
 from hetero.models import load_cloud, load_edge
+from hetero.search_spaces import get_space, save_arch
 from hetero.updates import UPDATE_GAP_FORMULA
-from search_spaces import get_space, save_arch
 
 FAST = ["--epochs", "2", "--batch-size", "64", "--quiet"]
 

@@ -58,7 +58,7 @@ def test_focal_flags_of_hetero_train():
 def test_training_with_focal_records_the_term():
     from hetero.data import load_split
     from hetero.pipeline import train_cloud, train_edge
-    from search_spaces import get_space
+    from hetero.search_spaces import get_space
 
     split = load_split("digits")
     train = split.train.subset(np.arange(300))

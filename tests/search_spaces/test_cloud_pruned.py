@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-import search_spaces as ss
-from search_spaces import ArchError
-from search_spaces._cloud_pruned import layer_stages, prune_network
+import hetero.search_spaces as ss
+from hetero.search_spaces import ArchError
+from hetero.search_spaces._cloud_pruned import layer_stages, prune_network
 
 pytest.importorskip("torch_pruning", reason="Torch-Pruning is not installed (pip install 'hetero[prune]')")
 
@@ -259,9 +259,9 @@ def pruned_mobilenet() -> torch.nn.Module:
 @pytest.mark.parametrize(("backend_name", "precision"), BACKENDS, ids=[f"{b}-{p}" for b, p in BACKENDS])
 def test_a_pruned_mobilenet_exports_to_every_backend(pruned_mobilenet: nn.Module, backend_name: str, precision: str,
                                                      tmp_path: Path) -> None:
-    from devices import parity
-    from export import get_backend
-    from export.testing import smooth_images
+    from hetero.devices import parity
+    from hetero.export import get_backend
+    from hetero.export.testing import smooth_images
 
     backend = get_backend(backend_name)
     ok, reason = backend.available()

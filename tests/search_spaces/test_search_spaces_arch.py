@@ -9,8 +9,8 @@ import optuna
 import pytest
 import torch
 
-import search_spaces as ss
-from search_spaces import ArchError, _registry
+import hetero.search_spaces as ss
+from hetero.search_spaces import ArchError, _registry
 
 SPACES = ["mobilenet_v3", "resnet"]
 

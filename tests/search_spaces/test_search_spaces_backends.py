@@ -15,10 +15,10 @@ import optuna
 import pytest
 import torch
 
-import search_spaces as ss
-from devices import parity
-from export import get_backend
-from export.testing import smooth_images
+import hetero.search_spaces as ss
+from hetero.devices import parity
+from hetero.export import get_backend
+from hetero.export.testing import smooth_images
 
 BACKENDS = ("tflite", "coreml", "tensorrt")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import search_spaces as ss
+import hetero.search_spaces as ss
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install -e '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install -e '.[onnx]'")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import search_spaces as ss
-from search_spaces import ArchError
+import hetero.search_spaces as ss
+from hetero.search_spaces import ArchError
 
 SPACES = ["mobilenet_v3", "resnet"]
 
