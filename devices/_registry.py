@@ -1,49 +1,88 @@
-"""A registry of named singletons (runtimes here, export backends in ``export``)."""
+"""The one registry helper: names to things, for every "added by one module" extension point.
+
+Runtimes and export backends register one instance each (``instances=True``); search spaces
+register classes, data sources loaders, Core ML ops evaluators. It lives in the lowest layer so
+that all of them can share it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+_D = TypeVar("_D")
 
 
 class Registry(Generic[T]):
-    """Maps names to one instance each of registered classes.
+    """Maps names to registered things; a second, different thing under a taken name is refused.
 
     Args:
-        what: What the names name, for error messages ("runtime", "export backend").
+        what: What the names name, for error messages ("runtime", "search space").
         error: The error raised for an unknown name (a ``ValueError`` the user can fix).
+        instances: The decorator registers one instance of the decorated class (made without
+            arguments, given ``name`` and the decorator's attributes) instead of the class or
+            function itself.
     """
 
-    def __init__(self, what: str, error: type[ValueError]) -> None:
+    def __init__(self, what: str, error: type[ValueError], instances: bool = False) -> None:
         self.what = what
         self.error = error
+        self.instances = instances
         self._items: dict[str, T] = {}
 
-    def register(self, name: str, **attributes: object) -> Callable[[type], type]:
-        """Class decorator: instantiate the class, set ``name`` and ``attributes``, register it."""
+    def register(self, name: str, **attributes: object) -> Callable[[_D], _D]:
+        """Decorator: register the class or function under ``name`` (see ``instances``) and
+        return it unchanged; a class also gets ``name`` and ``attributes`` set."""
 
-        def decorator(cls: type) -> type:
-            instance = cls()
-            instance.name = name
-            for key, value in attributes.items():
-                setattr(instance, key, value)
-            self._items[name] = instance
-            return cls
+        def decorator(obj: _D) -> _D:
+            if self.instances:
+                assert isinstance(obj, type)
+                item: Any = obj()
+                target = item
+            else:
+                item = target = obj
+            if isinstance(target, type) or self.instances:
+                target.name = name
+                for key, value in attributes.items():
+                    setattr(target, key, value)
+            self.add(name, item)
+            return obj
 
         return decorator
 
+    def add(self, name: str, item: T) -> None:
+        """Register ``item`` under ``name``.
+
+        Raises:
+            ValueError: Another thing is registered under ``name`` already (registering the same
+                definition again, as a reloaded module does, is harmless).
+        """
+        existing = self._items.get(name)
+        if existing is not None and _identity(existing) != _identity(item):
+            raise ValueError(f"{self.what} {name!r} is already registered by {_identity(existing)}")
+        self._items[name] = item
+
     def get(self, name: str) -> T:
-        """The instance registered as ``name``; raises ``error`` for an unknown name."""
+        """The thing registered as ``name``; raises ``error`` for an unknown name."""
         try:
             return self._items[name]
-        except KeyError:
-            raise self.error(f"unknown {self.what} {name!r}; use one of "
-                             f"{', '.join(self.names())}") from None
+        except (KeyError, TypeError):  # TypeError: an unhashable "name" read from a file
+            raise self.error(f"unknown {self.what} {name!r}; use one of {', '.join(self.names())}") from None
+
+    __getitem__ = get
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._items
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)
+
+
+def _identity(item: object) -> str:
+    """Where a registered thing is defined: equal for the same definition loaded twice."""
+    definition = item if isinstance(item, type) or callable(item) and hasattr(item, "__qualname__") else type(item)
+    return f"{getattr(definition, '__module__', '?')}.{getattr(definition, '__qualname__', repr(definition))}"

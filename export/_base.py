@@ -36,7 +36,7 @@ __all__ = [
     "tool_versions",
 ]
 
-_BACKENDS: Registry[Backend] = Registry("export backend", ExportError)
+_BACKENDS: Registry[Backend] = Registry("export backend", ExportError, instances=True)
 
 
 class Backend(abc.ABC):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hetero.devices._registry import Registry
 from hetero.search_spaces._errors import ArchError
 
 if TYPE_CHECKING:
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["get_space", "list_spaces", "register_space"]
 
-_SPACES: dict[str, type[SearchSpace]] = {}
+_SPACES: Registry[type[SearchSpace]] = Registry("search space", ArchError)
 
 _S = TypeVar("_S", bound="type[SearchSpace]")
 
@@ -29,17 +30,7 @@ def register_space(name: str) -> Callable[[_S], _S]:
     Raises:
         ValueError: If another class is already registered under ``name``.
     """
-
-    def decorator(cls: _S) -> _S:
-        existing = _SPACES.get(name)
-        # Re-registering the same class (a module reloaded) is harmless; a different one is a bug.
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"search space {name!r} is already registered by {existing!r}")
-        cls.name = name
-        _SPACES[name] = cls
-        return cls
-
-    return decorator
+    return _SPACES.register(name)
 
 
 def get_space(name: str, **kwargs: Any) -> SearchSpace:
@@ -55,15 +46,9 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
     Raises:
         ArchError: If no space is registered under ``name``.
     """
-    try:
-        cls = _SPACES[name]
-    except (KeyError, TypeError):
-        raise ArchError(
-            f"unknown search space {name!r}; use one of: {', '.join(list_spaces())}"
-        ) from None
-    return cls(**kwargs)
+    return _SPACES.get(name)(**kwargs)
 
 
 def list_spaces() -> list[str]:
     """Return the names of the registered search spaces, sorted."""
-    return sorted(_SPACES)
+    return _SPACES.names()

@@ -31,7 +31,7 @@ def nchw(dims: list[Dim] | tuple[Dim, ...]) -> tuple[Dim, tuple[Dim, Dim, Dim]]:
     n, c, h, w = (list(dims) + [None] * 4)[:4]
     return n, (c, h, w)
 
-_RUNTIMES: Registry[Runtime] = Registry("runtime", ArtifactError)
+_RUNTIMES: Registry[Runtime] = Registry("runtime", ArtifactError, instances=True)
 
 
 class Runner(abc.ABC):

@@ -13,17 +13,14 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from hetero.devices._errors import ArtifactError
+from hetero.devices._registry import Registry
+
 __all__ = ["CONSTEXPR_OPS", "OPS"]
 
-OPS: dict[str, Callable[..., Any]] = {}
-
-
-def _op(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        OPS[name] = fn
-        return fn
-
-    return decorator
+#: The MIL ops this interpreter evaluates, by their MIL name (unknown ones are refused at load).
+OPS: Registry[Callable[..., Any]] = Registry("Core ML op", ArtifactError)
+_op = OPS.register
 
 
 # Annotated as plain callables: numpy ufuncs and lambdas share the loops below.
@@ -37,13 +34,13 @@ _UNARY: dict[str, Callable[..., Any]] = {"identity": lambda x: x, "relu": lambda
 _REDUCE: dict[str, Callable[..., Any]] = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max,
            "reduce_min": np.min}
 for _name, _fn in _BINARY.items():
-    OPS[_name] = lambda x, y, _fn=_fn: _fn(x, y)
+    OPS.add(_name, lambda x, y, _fn=_fn: _fn(x, y))
 for _name, _fn in _UNARY.items():
-    OPS[_name] = lambda x, _fn=_fn: _fn(x)
+    OPS.add(_name, lambda x, _fn=_fn: _fn(x))
 for _name, _fn in _REDUCE.items():
-    OPS[_name] = lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(
+    OPS.add(_name, lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(
         x, axis=None if axes is None else tuple(int(a) for a in np.atleast_1d(axes)),
-        keepdims=bool(keep_dims))
+        keepdims=bool(keep_dims)))
 
 
 @_op("rsqrt")
@@ -266,8 +263,7 @@ def _constexpr_cast(source_val: np.ndarray, output_dtype: str) -> np.ndarray:
 
 
 # Compile-time ops: evaluated once when the model is loaded.
-CONSTEXPR_OPS: dict[str, Callable[..., Any]] = {
-    "constexpr_affine_dequantize": _affine_dequantize,
-    "constexpr_blockwise_shift_scale": _blockwise_shift_scale,
-    "constexpr_cast": _constexpr_cast,
-}
+CONSTEXPR_OPS: Registry[Callable[..., Any]] = Registry("Core ML compile-time op", ArtifactError)
+for _name, _fn in (("constexpr_affine_dequantize", _affine_dequantize),
+                   ("constexpr_blockwise_shift_scale", _blockwise_shift_scale), ("constexpr_cast", _constexpr_cast)):
+    CONSTEXPR_OPS.add(_name, _fn)

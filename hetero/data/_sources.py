@@ -18,6 +18,7 @@ import numpy as np
 
 from hetero.data._dataset import Dataset
 from hetero.data._imagefolder import MAX_LOAD_SIZE, load_imagefolder
+from hetero.devices._registry import Registry
 from hetero.errors import UserError
 
 __all__ = ["load_data", "register_source", "list_sources", "LOAD_SIZE", "FASHION_MNIST_DIR"]
@@ -26,7 +27,7 @@ __all__ = ["load_data", "register_source", "list_sources", "LOAD_SIZE", "FASHION
 LOAD_SIZE = 32
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 Loader = Callable[[str | None, str, int | None], Dataset]
-_SOURCES: dict[str, Loader] = {}
+_SOURCES: Registry[Loader] = Registry("data source", UserError)
 
 
 def register_source(name: str) -> Callable[[Loader], Loader]:
@@ -36,15 +37,11 @@ def register_source(name: str) -> Callable[[Loader], Loader]:
     reduces them to it.
     """
 
-    def decorator(fn: Loader) -> Loader:
-        _SOURCES[name] = fn
-        return fn
-
-    return decorator
+    return _SOURCES.register(name)
 
 
 def list_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return _SOURCES.names()
 
 
 def load_data(spec: str, size: int | None = None) -> Dataset:
@@ -60,7 +57,7 @@ def load_data(spec: str, size: int | None = None) -> Dataset:
         raise UserError(f"unknown data spec {spec!r}: use one of {', '.join(s + '[:...]' for s in list_sources())}")
     if size is not None and size < 1:
         raise UserError(f"load size must be a positive number of pixels, got {size}")
-    return _SOURCES[name](argument or None, spec, size)
+    return _SOURCES.get(name)(argument or None, spec, size)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:

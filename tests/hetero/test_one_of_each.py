@@ -1,4 +1,4 @@
-"""One of each mechanism: one atomic writer, one parity function, one user-error base class."""
+"""One of each mechanism: one registry, one atomic writer, one parity function, one user-error base class."""
 
 from __future__ import annotations
 
@@ -53,3 +53,35 @@ def test_metrics_parity_adds_retrieval_figures_to_devices_row_figures() -> None:
     row = hetero.devices.parity(ref, cand)
     assert parity(ref, cand) == row
     assert row["cos_min"] < 1.0
+
+
+def test_every_extension_point_is_the_one_registry() -> None:
+    from hetero.data import _sources
+    from hetero.devices._registry import Registry
+    from hetero.devices.runtimes import _base as runtimes
+    from hetero.devices.runtimes import _mil_ops
+    from hetero.export import _base as backends
+    from hetero.search_spaces import _registry as spaces
+
+    registries = [runtimes._RUNTIMES, backends._BACKENDS, spaces._SPACES, _sources._SOURCES, _mil_ops.OPS,
+                  _mil_ops.CONSTEXPR_OPS]
+    assert all(isinstance(r, Registry) and r.names() for r in registries)
+
+
+def test_the_registry_refuses_a_second_thing_under_a_taken_name() -> None:
+    from hetero.devices._registry import Registry
+
+    registry: Registry = Registry("widget", UserError)
+
+    @registry.register("a", size=2)
+    class A:
+        pass
+
+    registry.register("a")(A)  # the same definition again (a reloaded module): harmless
+    with pytest.raises(ValueError, match="widget 'a' is already registered by .*A"):
+        registry.add("a", len)
+    assert registry.get("a") is A and A.name == "a" and A.size == 2 and "a" in registry
+    with pytest.raises(UserError, match="unknown widget 'b'; use one of a"):
+        registry.get("b")
+    with pytest.raises(UserError, match="unknown widget"):
+        registry.get(["unhashable"])  # type: ignore[arg-type]

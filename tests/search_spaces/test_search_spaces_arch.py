@@ -31,7 +31,7 @@ def test_unknown_space_names_the_known_ones() -> None:
 
 def test_register_space_adds_a_space(monkeypatch: pytest.MonkeyPatch) -> None:
     # A private copy of the registry, so that the test space does not leak into other tests.
-    monkeypatch.setattr(_registry, "_SPACES", dict(_registry._SPACES))
+    monkeypatch.setattr(_registry._SPACES, "_items", dict(_registry._SPACES._items))
 
     @ss.register_space("test_tiny_resnet")
     class Tiny(ss.ResNetSpace):
