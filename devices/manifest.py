@@ -26,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from hetero.devices._atomic import atomic_path, atomic_write_bytes
 from hetero.devices._errors import ArtifactError
 
 __all__ = [
     "MANIFEST_NAME",
+    "Manifest",
     "SOURCE_MODEL",
     "record_source_model",
     "verify_source_model",
@@ -41,6 +42,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "check_fingerprint",
+    "check_manifest",
     "read_manifest",
     "sha256_file",
     "verify_artifact",
@@ -51,6 +53,65 @@ MANIFEST_NAME = "manifest.json"
 #: The PyTorch model an artifact was exported from, kept beside it (the bench compares against it).
 SOURCE_MODEL = "edge.pt"
 _CHUNK = 1 << 20
+
+
+class _ManifestRequired(TypedDict):
+    """The keys every manifest has (see :class:`Manifest`)."""
+
+    format: str
+    artifact: str
+    sha256: str
+    bytes: int
+    device: str
+    precision: str
+    input_shape: list[int]
+    dynamic_batch: bool
+    preprocess: dict[str, Any]
+    embedding_dim: int
+    cloud_fingerprint: str
+    edge: dict[str, Any]
+    parity: dict[str, float]
+    parity_thresholds: dict[str, float]
+    parity_thresholds_from: str
+    parity_passed: bool | None
+    verified: bool
+    not_verified_reason: str | None
+    allow_drift: bool
+    parity_data: dict[str, Any]
+    collapse: dict[str, Any]
+    status: str
+    cross_map_at_export: float | None
+    notes: dict[str, str]
+    tool_versions: dict[str, str]
+    created: str
+
+
+class Manifest(_ManifestRequired, total=False):
+    """The keys of ``manifest.json`` (docs/design.md names the same; a test holds them in step).
+
+    ``hetero export`` passes its manifest through :func:`check_manifest` before writing it, so a
+    new key is added here (and documented) first.
+    """
+
+    quantization: str
+    int8_drift: dict[str, Any]
+    int8_fallback: dict[str, Any]
+    int8_fallback_failed: list[dict[str, Any]]
+    source_model: dict[str, Any]
+
+
+def check_manifest(manifest: dict[str, Any]) -> Manifest:
+    """``manifest`` as a :class:`Manifest`, its keys checked against the schema.
+
+    Raises:
+        ValueError: A required key is missing or a key is not in the schema (a bug in the exporter).
+    """
+    missing = sorted(Manifest.__required_keys__ - set(manifest))
+    unknown = sorted(set(manifest) - Manifest.__required_keys__ - Manifest.__optional_keys__)
+    if missing or unknown:
+        raise ValueError(f"manifest keys out of step with hetero.devices.manifest.Manifest: missing {missing}, "
+                         f"unknown {unknown}")
+    return manifest  # type: ignore[return-value]  # checked above
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:

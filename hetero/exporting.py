@@ -74,8 +74,7 @@ def export_edge(
     Raises:
         UserError: the artifact misses its thresholds and ``allow_drift`` is off.
     """
-    from hetero.devices import write_manifest
-    from hetero.devices.manifest import artifact_entry
+    from hetero.devices.manifest import artifact_entry, check_manifest, write_manifest
     from hetero.export import get_backend
 
     if cloud is not None and cloud.fingerprint != edge.cloud_fingerprint:
@@ -183,7 +182,7 @@ def export_edge(
         "tool_versions": backend.versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    write_manifest(out, manifest)
+    write_manifest(out, check_manifest(manifest))
     return manifest
 
 

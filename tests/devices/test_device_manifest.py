@@ -114,3 +114,16 @@ def test_manifest_is_plain_sorted_json(tmp_path: Path) -> None:
     assert json.loads(text) == {"a": [1.5], "b": 1} and text.index('"a"') < text.index('"b"')
     with pytest.raises(ValueError):
         write_manifest(tmp_path, {"nan": float("nan")})  # not valid JSON for other readers
+
+
+def test_the_manifest_schema_is_documented_and_checked() -> None:
+    """Every key of the Manifest TypedDict is named in docs/design.md; the check refuses strays."""
+    from hetero.devices.manifest import Manifest, check_manifest
+
+    section = (Path(__file__).resolve().parents[2] / "docs" / "design.md").read_text().split("## manifest.json", 1)[1]
+    keys = Manifest.__required_keys__ | Manifest.__optional_keys__
+    assert sorted(k for k in keys if f"`{k}`" not in section) == []
+    full = {k: None for k in Manifest.__required_keys__}
+    assert check_manifest(full) is full
+    with pytest.raises(ValueError, match=r"missing \['status'\], unknown \['stray'\]"):
+        check_manifest({**{k: v for k, v in full.items() if k != "status"}, "stray": 1})
