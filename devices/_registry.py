@@ -8,7 +8,7 @@ that all of them can share it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = ["Registry"]
 
@@ -38,16 +38,11 @@ class Registry(Generic[T]):
         return it unchanged; a class also gets ``name`` and ``attributes`` set."""
 
         def decorator(obj: _D) -> _D:
-            if self.instances:
-                assert isinstance(obj, type)
-                item: Any = obj()
-                target = item
-            else:
-                item = target = obj
-            if isinstance(target, type) or self.instances:
-                target.name = name
+            item: Any = cast(type, obj)() if self.instances else obj
+            if self.instances or isinstance(obj, type):
+                item.name = name
                 for key, value in attributes.items():
-                    setattr(target, key, value)
+                    setattr(item, key, value)
             self.add(name, item)
             return obj
 
@@ -84,5 +79,6 @@ class Registry(Generic[T]):
 
 def _identity(item: object) -> str:
     """Where a registered thing is defined: equal for the same definition loaded twice."""
-    definition = item if isinstance(item, type) or callable(item) and hasattr(item, "__qualname__") else type(item)
-    return f"{getattr(definition, '__module__', '?')}.{getattr(definition, '__qualname__', repr(definition))}"
+    # Classes and functions carry their own qualified name; an instance is named by its class.
+    definition = item if hasattr(item, "__qualname__") else type(item)
+    return f"{definition.__module__}.{definition.__qualname__}"

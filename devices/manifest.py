@@ -1,22 +1,8 @@
 """Artifact manifests: what an exported model is, and proof that the file is the one exported.
 
 Every artifact directory holds the artifact (a file, or a directory such as a Core ML
-``.mlpackage``) and ``manifest.json``. The keys (DESIGN.md; written by ``hetero export``)::
-
-    format               backend name, also the runtime's: onnx | tflite | coreml | tensorrt
-    precision            fp32 | fp16 | int8
-    input_shape          [C, H, W] of one image; dynamic_batch: true where the batch is free
-    preprocess           how images were resized and normalised (``hetero.data.Preprocess``)
-    embedding_dim        D of the float32 [N, D] output
-    artifact             artifact file (or directory) name, relative to the manifest
-    sha256, bytes        of the artifact (directories: see :func:`sha256_file`)
-    cloud_fingerprint    "sha256:..." of the cloud model the embeddings are compatible with
-    parity               {"cos_min", "cos_mean", "max_abs", "top1_agreement", "top1_item_agreement", "nfr", ...} at export
-    cross_map_at_export  cross mAP measured at export
-    tool_versions        {"torch": ..., "onnxruntime": ..., ...}; notes: the backend's remarks
-    allow_drift          true if the export was kept despite failing parity
-    source_model         {"file": "edge.pt", "sha256", "bytes"}: the PyTorch model the artifact was
-                         exported from, copied beside it as the bench's reference
+``.mlpackage``) and ``manifest.json``, whose keys are :class:`Manifest` (docs/design.md describes
+them for users).
 
 hetero fills most keys; this module writes, reads and verifies them.
 """
@@ -58,31 +44,31 @@ _CHUNK = 1 << 20
 class _ManifestRequired(TypedDict):
     """The keys every manifest has (see :class:`Manifest`)."""
 
-    format: str
-    artifact: str
-    sha256: str
+    format: str  # backend name, also the runtime's: onnx | tflite | coreml | tensorrt
+    artifact: str  # artifact file (or directory) name, relative to the manifest
+    sha256: str  # of the artifact (directories: see sha256_file)
     bytes: int
     device: str
-    precision: str
-    input_shape: list[int]
-    dynamic_batch: bool
-    preprocess: dict[str, Any]
-    embedding_dim: int
-    cloud_fingerprint: str
+    precision: str  # fp32 | fp16 | int8
+    input_shape: list[int]  # [C, H, W] of one image
+    dynamic_batch: bool  # the batch is free
+    preprocess: dict[str, Any]  # how images were resized and normalised (hetero.data.Preprocess)
+    embedding_dim: int  # D of the float32 [N, D] output
+    cloud_fingerprint: str  # "sha256:..." of the cloud model the embeddings are compatible with
     edge: dict[str, Any]
-    parity: dict[str, float]
+    parity: dict[str, float]  # cos_min, cos_mean, max_abs, top1_agreement, top1_item_agreement, nfr, ...
     parity_thresholds: dict[str, float]
     parity_thresholds_from: str
     parity_passed: bool | None
     verified: bool
     not_verified_reason: str | None
-    allow_drift: bool
+    allow_drift: bool  # kept despite failing parity
     parity_data: dict[str, Any]
     collapse: dict[str, Any]
     status: str
     cross_map_at_export: float | None
     notes: dict[str, str]
-    tool_versions: dict[str, str]
+    tool_versions: dict[str, str]  # {"torch": ..., "onnxruntime": ...}; notes: the backend's remarks
     created: str
 
 
@@ -97,7 +83,7 @@ class Manifest(_ManifestRequired, total=False):
     int8_drift: dict[str, Any]
     int8_fallback: dict[str, Any]
     int8_fallback_failed: list[dict[str, Any]]
-    source_model: dict[str, Any]
+    source_model: dict[str, Any]  # {"file": "edge.pt", "sha256", "bytes"}: the bench's reference
 
 
 def check_manifest(manifest: dict[str, Any]) -> Manifest:

@@ -27,6 +27,7 @@ from hetero.export._errors import ExportError
 __all__ = [
     "Backend",
     "atomic_output",
+    "calibration_key",
     "describe_ops",
     "dynamic_batch",
     "get_backend",
@@ -239,6 +240,16 @@ def dynamic_batch(example: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, 
     """
     wide = example[:1].expand(2, *example.shape[1:]).contiguous()
     return wide, ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
+def calibration_key(model: bytes, images: np.ndarray) -> str:
+    """A key for the calibrated ranges of ``model`` (a float artifact's bytes) on ``images``: the
+    int8 fallback quantizes one float model tens of times, and its ranges depend on nothing else."""
+    import hashlib
+
+    images = np.ascontiguousarray(images)
+    return (hashlib.sha256(model).hexdigest()[:32]
+            + hashlib.sha256(repr((images.shape, images.dtype.str)).encode() + images.tobytes()).hexdigest()[:32])
 
 
 def describe_ops(counts: collections.Counter[str]) -> str:

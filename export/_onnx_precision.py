@@ -9,7 +9,6 @@ vector quantized to int8 loses accuracy for nothing, and the norm costs a handfu
 from __future__ import annotations
 
 import collections
-import hashlib
 import inspect
 import json
 import tempfile
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hetero.export._base import describe_ops
+from hetero.export._base import calibration_key, describe_ops
 from hetero.export._errors import ExportError
 from hetero.export._onnx_layers import layer_nodes
 
@@ -225,7 +224,7 @@ def _ranges_cache(q: ModuleType, path: Path, images: np.ndarray) -> dict[str, st
         return {}
     if _RANGES_DIR is None:
         _RANGES_DIR = tempfile.TemporaryDirectory(prefix="hetero-onnx-ranges-")  # removed at exit
-    key = hashlib.sha256(path.read_bytes()).hexdigest()[:32] + hashlib.sha256(repr(images.shape).encode() + images.tobytes()).hexdigest()[:32]
+    key = calibration_key(path.read_bytes(), images)
     return {"calibration_cache_path": str(Path(_RANGES_DIR.name) / f"{key}.json")}
 
 

@@ -27,7 +27,7 @@ import torch
 
 from hetero.devices._errors import one_line
 from hetero.devices.manifest import atomic_write_bytes
-from hetero.export._base import Backend, describe_ops, dynamic_batch, register_backend
+from hetero.export._base import Backend, calibration_key, describe_ops, dynamic_batch, register_backend
 from hetero.export._errors import ExportError
 
 __all__ = ["TfliteBackend"]
@@ -113,12 +113,10 @@ _RANGES_CACHE: dict[str, dict[str, dict[str, np.ndarray]]] = {}
 
 def _float_ranges(path: Path, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     """Every tensor's min/max on ``images`` under the all-int8 recipe, cached per model and images."""
-    import hashlib
-
     from ai_edge_quantizer import quantizer
 
     model = path.read_bytes()
-    key = hashlib.sha256(model).hexdigest() + hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    key = calibration_key(model, images)
     if key not in _RANGES_CACHE:
         q = quantizer.Quantizer(model)
         _static_recipe(q)

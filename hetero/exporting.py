@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from hetero.cost import count_cost
 from hetero.data import Dataset, Preprocess
 from hetero.devices import PARITY_THRESHOLDS, parity_failures, parity_thresholds
 from hetero.errors import UserError
-from hetero.metrics import embedding_collapse, parity, retrieval_metrics
+from hetero.metrics import RetrievalResult, embedding_collapse, parity, retrieval_metrics
 from hetero.models import CloudModel, EdgeModel
 
 __all__ = ["PARITY_THRESHOLDS", "export_edge", "parity_failures", "parity_thresholds", "artifact_preprocess", "top1_gaps"]
@@ -106,14 +107,18 @@ def export_edge(
 
     torch_emb = edge.embed_preprocessed(inputs)
     # The gallery is embedded once: the fallback measures tens of candidates against it.
-    gallery = cloud.embed(parity_data.images[parity_index]) if cloud is not None else None
-    # PyTorch's own retrieval is the same for every candidate: ranked once (a full ranking of the
-    # parity set costs as much as the candidate's, minutes on a 13,000-image split).
-    retrieved = torch_emb if gallery is None else gallery
+    cross = cloud is not None
+    gallery = cloud.embed(parity_data.images[parity_index]) if cloud is not None else torch_emb
+
+    @functools.cache
+    def reference() -> tuple[RetrievalResult, float]:
+        # PyTorch's own retrieval and top-1 gaps are the same for every candidate: computed once,
+        # and only once a runtime runs here (each is minutes on a 13,000-image split).
+        return (retrieval_metrics(torch_emb, gallery, labels, labels, same_images=True),
+                float(np.median(top1_gaps(torch_emb, gallery))))
+
     measure = functools.partial(_measure_parity, backend, inputs=inputs, labels=labels, torch_emb=torch_emb,
-                                gallery=gallery,
-                                reference=retrieval_metrics(torch_emb, retrieved, labels, labels, same_images=True),
-                                gap_median=float(np.median(top1_gaps(torch_emb, retrieved))))
+                                gallery=gallery, cross=cross, reference=reference)
     figures, verified_reason = measure(artifact)
     thresholds = parity_thresholds(profile)
     failures = parity_failures(figures, thresholds) if figures else []
@@ -218,11 +223,11 @@ def _sample(images: np.ndarray, k: int, preprocess: Preprocess) -> np.ndarray:
     return preprocess(images[_sample_index(len(images), k)]).numpy()
 
 
-def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, gallery, reference,
-                    gap_median: float) -> tuple[dict, str | None]:
+def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, gallery, cross: bool,
+                    reference: Callable[[], tuple[RetrievalResult, float]]) -> tuple[dict, str | None]:
     """Run the artifact on ``inputs`` and compare with PyTorch, retrieving in ``gallery`` (the
-    cloud's embeddings of the same images; ``None``: the edge's own; ``reference`` is PyTorch's
-    retrieval there); ``({}, reason)`` if it cannot run here."""
+    cloud's embeddings of the same images when ``cross``, else the edge's own; ``reference()`` is
+    PyTorch's retrieval there and its median top-1 gap); ``({}, reason)`` if it cannot run here."""
     from hetero.devices.runtimes import get_runtime
 
     ok, reason = get_runtime(backend.runtime or backend.name).available()
@@ -230,14 +235,13 @@ def _measure_parity(backend, artifact: Path, *, inputs, labels, torch_emb, galle
         return {}, f"runtime not available here: {reason}"
     runner = backend.load(artifact)
     runtime_emb = runner.run(inputs)
-    cross = gallery is not None
-    gallery = gallery if cross else torch_emb
+    ref, gap_median = reference()
     cand = retrieval_metrics(runtime_emb, gallery, labels, labels, same_images=True)
-    figures = parity(torch_emb, runtime_emb, reference, cand, gallery_labels=labels)
+    figures = parity(torch_emb, runtime_emb, ref, cand, gallery_labels=labels)
     figures["top1_gap_median"] = gap_median  # PyTorch's own: the same for every candidate
     if cross:
         figures["cross_map"] = cand.map
-        figures["cross_map_torch"] = reference.map
+        figures["cross_map_torch"] = ref.map
     return figures, None
 
 

@@ -21,6 +21,8 @@ __all__ = ["CONSTEXPR_OPS", "OPS"]
 #: The MIL ops this interpreter evaluates, by their MIL name (unknown ones are refused at load).
 OPS: Registry[Callable[..., Any]] = Registry("Core ML op", ArtifactError)
 _op = OPS.register
+#: Compile-time ops: evaluated once when the model is loaded.
+CONSTEXPR_OPS: Registry[Callable[..., Any]] = Registry("Core ML compile-time op", ArtifactError)
 
 
 # Annotated as plain callables: numpy ufuncs and lambdas share the loops below.
@@ -237,6 +239,7 @@ def _along(values: Any, axis: int, rank: int) -> Any:
     return values.reshape(shape)
 
 
+@CONSTEXPR_OPS.register("constexpr_affine_dequantize")
 def _affine_dequantize(quantized_data: np.ndarray, zero_point: Any, scale: Any,
                        axis: int) -> np.ndarray:
     rank = quantized_data.ndim
@@ -244,6 +247,7 @@ def _affine_dequantize(quantized_data: np.ndarray, zero_point: Any, scale: Any,
     return (q - _along(zero_point, int(axis), rank)) * _along(scale, int(axis), rank)
 
 
+@CONSTEXPR_OPS.register("constexpr_blockwise_shift_scale")
 def _blockwise_shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any = None) -> np.ndarray:
     # Each scale entry covers a block of data; repeat it up to the data's shape.
     def expand(values: np.ndarray) -> np.ndarray:
@@ -258,12 +262,7 @@ def _blockwise_shift_scale(data: np.ndarray, scale: np.ndarray, offset: Any = No
     return q * expand(scale)
 
 
+@CONSTEXPR_OPS.register("constexpr_cast")
 def _constexpr_cast(source_val: np.ndarray, output_dtype: str) -> np.ndarray:
     return source_val  # cast to the declared output dtype by the interpreter
 
-
-# Compile-time ops: evaluated once when the model is loaded.
-CONSTEXPR_OPS: Registry[Callable[..., Any]] = Registry("Core ML compile-time op", ArtifactError)
-for _name, _fn in (("constexpr_affine_dequantize", _affine_dequantize),
-                   ("constexpr_blockwise_shift_scale", _blockwise_shift_scale), ("constexpr_cast", _constexpr_cast)):
-    CONSTEXPR_OPS.add(_name, _fn)
