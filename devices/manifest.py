@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -100,7 +101,7 @@ def check_manifest(manifest: dict[str, Any]) -> Manifest:
     return manifest  # type: ignore[return-value]  # checked above
 
 
-def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(directory: str | Path, manifest: Mapping[str, Any]) -> Path:
     """Write ``manifest`` as ``directory/manifest.json``, atomically; returns its path."""
     path = Path(directory) / MANIFEST_NAME
     text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = ["format_table", "print_table"]
 
 
-def format_table(headers: list[str], rows: list[list[object]]) -> str:
+def format_table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:
     """``rows`` under ``headers``, columns aligned, numbers right-aligned and floats to 4 decimals."""
     numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
     cells = [headers] + [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
@@ -18,6 +20,6 @@ def format_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def print_table(headers: list[str], rows: list[list[object]]) -> None:
+def print_table(headers: list[str], rows: Sequence[Sequence[object]]) -> None:
     """A plain aligned table on stdout (readable in a terminal and in a CI log); numbers right-aligned."""
     print(format_table(headers, rows))

@@ -131,7 +131,7 @@ def export_edge(
         # Static int8 only: a dynamic-range model's activations are float already.
         can_fall_back = fallback_float and calib is not None and backend.keeps_layers_float
         fallback = None
-        if can_fall_back:
+        if can_fall_back and calib is not None:  # (calib is not None already: for the type checker)
             fallback = _fallback(backend, float_artifact, calib, measure, thresholds, drift, staging, artifact, inputs,
                                  torch_emb, figures)
         int8_report["fallback_tried"] = can_fall_back

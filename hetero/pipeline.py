@@ -153,13 +153,15 @@ def train_edge(
     kind = resolve_augment(config.augment, fit.images)
     samples = config.epochs_for(len(fit.labels)) * config.steps_per_epoch(len(fit.labels)) * config.batch_size
     teacher = cloud if config.uses_cloud and targets is None else None
-    moved = teacher is not None and device is not None and device.type != "cpu"
-    if moved:
-        cloud.to(device)  # the cloud's pass over the views runs where the edge trains
+    # The cloud's pass over the views runs where the edge trains.
+    moved_to = device if teacher is not None and device is not None and device.type != "cpu" else None
+    if moved_to is not None:
+        cloud.to(moved_to)
     try:
         views = TrainViews(fit.images, preprocess, kind, cloud=teacher, clean=None if targets is None else targets.embeddings,
                            views=config.cloud_views, samples=samples, seed=seed)
         if targets is None and config.uses_cloud:
+            assert views.clean is not None  # the views were embedded by the cloud (the teacher) above
             targets = CloudTargets.from_embeddings(cloud, views.clean, fit.labels, config.prototype_temperature)
         free = None
         if unlabeled is not None:
@@ -171,7 +173,7 @@ def train_edge(
             checkpoint=checkpoint, unlabeled=free, keep_best="val_cross_map" if val_mask is not None else None,
         )
     finally:
-        if moved:
+        if moved_to is not None:
             cloud.to(torch.device("cpu"))
     # A validated model's kept epoch was recalibrated before it was scored; a caller that scores
     # the epochs itself (the search's trials) gets the model it scored, its last epoch as trained.
@@ -179,7 +181,7 @@ def train_edge(
         _recalibrate(model.net, fit.images, preprocess)
     model.net.cpu().eval()
     schedule = _schedule(config, len(fit.labels), kind, views.mode)
-    if free is not None:
+    if free is not None and unlabeled is not None:
         schedule.update(unlabeled_spec=unlabeled.spec, unlabeled_images=len(unlabeled.images), unlabeled_targets=free.mode)
     kept = next((r for r in history if r.get("kept")), None)
     validation = {"note": val_note, "images": int(val_mask.sum()) if val_mask is not None else 0}

@@ -19,6 +19,7 @@ from hetero.bench._inputs import export_inputs, load_device_embeddings, query_in
 from hetero.bench._latency import TorchRunner, latency_sections, measure_batches, read_latency
 from hetero.bench._markdown import comparison_markdown, report_markdown, retrieval_table
 from hetero.bench._multi import bench_devices, comparison_row, select_devices
+from hetero.bench._schema import Report, RetrievalFigures, check_report
 
 __all__ = [
     "BenchInputs",
@@ -26,6 +27,9 @@ __all__ = [
     "load_artifact",
     "bench_artifact",
     "build_report",
+    "Report",
+    "RetrievalFigures",
+    "check_report",
     "merge_sections",
     "device_settings",
     "runtime_label",

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from hetero.bench._gallery import Gallery, build_gallery, search_method
 from hetero.bench._inputs import query_inputs
 from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
+from hetero.bench._schema import Report, check_report
 from hetero.data import Dataset, Preprocess
 from hetero.devices import PARITY_THRESHOLDS, parity_failures
 from hetero.errors import UserError
@@ -54,7 +56,14 @@ EMBEDDING_FILES = {
     "labels": "labels.npy",
 }
 #: The runtime's top-k gallery neighbours of every query, as a deployment would return them.
-NEIGHBOURS = {"k": 5, "runtime": "neighbours_runtime.npy"}
+class Neighbours(TypedDict):
+    """report.json's ``neighbours``: how many nearest gallery items are kept per query, and where."""
+
+    k: int
+    runtime: str
+
+
+NEIGHBOURS: Neighbours = {"k": 5, "runtime": "neighbours_runtime.npy"}
 SOURCE_MODEL = "edge.pt"
 INTERPRETER_ENGINE = "hetero-mil-interpreter"
 
@@ -241,7 +250,7 @@ def bench_artifact(
         neighbours_torch=gallery.search(torch_q, NEIGHBOURS["k"], same_images=True),
         retrieval=retrieval, latency=lat, runtime=runtime,
     )
-    report = build_report(result, protocol, seed)
+    report: dict[str, Any] = dict(build_report(result, protocol, seed))
     if cloud is not None:  # flips by classification need the cloud model's classifier
         merge_sections(report, bench_flips(cloud, labels, g, torch_q, runtime_q, retrieval["paragon"],
                                            retrieval["cross_torch"], retrieval["cross_runtime"]))
@@ -251,7 +260,7 @@ def bench_artifact(
     for key, array in (("queries_runtime", runtime_q), ("queries_torch", torch_q), ("gallery_cloud", g), ("labels", labels)):
         save_npy(out / EMBEDDING_FILES[key], array)
     save_npy(out / NEIGHBOURS["runtime"], result.neighbours_runtime)
-    write_json(out / "report.json", report)
+    write_json(out / "report.json", check_report(report))  # with the merged sections: every key in the schema
     write_text(out / "report.md", report_markdown(report))
     return report
 
@@ -262,7 +271,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(a, b)]))
 
 
-def build_report(result: BenchResult, protocol: str | None = None, seed: int | None = None) -> dict:
+def build_report(result: BenchResult, protocol: str | None = None, seed: int | None = None) -> Report:
     """report.json (DESIGN.md keys, plus runtime, latency per batch, gallery and neighbours)."""
     manifest, r = result.inputs.manifest, result.retrieval
     cloud = result.gallery.info["cloud"]
@@ -277,9 +286,10 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
     missed = parity_failures(figures, thresholds)
     # The runtime's queries are what a device searches with: a degenerate model (or runtime) is
     # never "ok", whatever its parity with PyTorch.
-    collapse = embedding_collapse(result.queries_runtime, name="the runtime's query embeddings").to_dict()
+    check = embedding_collapse(result.queries_runtime, name="the runtime's query embeddings")
+    collapse = check.to_dict()
     compatible = bool(r["cross_runtime"].map > r["homogeneous_edge"].map)
-    return {
+    return check_report({
         "device": manifest["device"],
         "backend": manifest["format"],
         "precision": manifest["precision"],
@@ -296,9 +306,9 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         "retrieval": summaries,
         **gap_closed_entry(r["cross_runtime"].map, r["homogeneous_edge"].map, r["paragon"].map),
         "compatible": compatible,
-        "collapsed": collapse["collapsed"],
+        "collapsed": check.collapsed,
         "collapse": collapse,
-        "status": result_status(compatible, collapse["collapsed"], missed),
+        "status": result_status(compatible, check.collapsed, missed),
         "parity": figures,
         "parity_thresholds": thresholds,
         "parity_passed": not missed,
@@ -317,7 +327,7 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         },
         "embeddings": dict(EMBEDDING_FILES),
         "neighbours": dict(NEIGHBOURS),
-    }
+    })
 
 
 def merge_sections(report: dict, sections: dict) -> dict:

@@ -94,11 +94,11 @@ def _check_same_cloud(gallery_fp: str, fingerprint: str, directory: Path | None,
         )
 
 
-def _data_record(test, protocol: str, seed: int) -> dict:
+def _data_record(test, protocol: str | None, seed: int | None) -> dict:
     return {"spec": test.spec, "protocol": protocol, "seed": None if seed is None else int(seed), "items": int(len(test.labels))}
 
 
-def build_gallery(cloud, test, protocol: str, seed: int, directory: str | os.PathLike[str] | None = None) -> Gallery:
+def build_gallery(cloud, test, protocol: str | None, seed: int | None, directory: str | os.PathLike[str] | None = None) -> Gallery:
     """Embed the gallery images with ``cloud``; cache them in ``directory`` when given."""
     from hetero.cost import count_cost
 

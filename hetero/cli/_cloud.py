@@ -70,7 +70,7 @@ def _train_defaults():
     return replace(CLOUD_COMMAND_DEFAULTS, val_fraction=SearchConfig().val_fraction)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace) -> Outcome:
     from hetero.runtime import resolve_device
     from hetero.search import cloud_training_part
     from hetero.search_spaces import get_space, load_arch

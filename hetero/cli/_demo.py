@@ -9,14 +9,25 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from hetero._io import read_json
 
 __all__ = ["register", "DEMO_EDGE", "DEMO_CLOUD_EPOCHS"]
 
 DEMO_CLOUD_EPOCHS = 12
+
+
+class _DemoEdge(TypedDict):
+    """The :class:`hetero.training.TrainConfig` fields the demo's edge training sets."""
+
+    epochs: int
+    alignment: float
+    contrastive: float
+
+
 #: The demo's edge training: longer than the default, since digits has only ~1,260 training images.
-DEMO_EDGE = {"epochs": 30, "alignment": 4.0, "contrastive": 1.0}
+DEMO_EDGE: _DemoEdge = {"epochs": 30, "alignment": 4.0, "contrastive": 1.0}
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from hetero.training import EpochCheckpoint
 __all__ = ["file_sha", "run_stage", "stage_checkpoint"]
 
 
-def run_stage(folder: Path, key: dict[str, Any], done_file: str, fresh: bool, work: Callable[[], None], label: str) -> bool:
+def run_stage(folder: Path, key: dict[str, Any], done_file: str, fresh: bool, work: Callable[[], object], label: str) -> bool:
     """Run ``work`` unless ``folder`` already holds its output for the same ``key``.
 
     Args:

@@ -116,6 +116,19 @@ def test_report_keeps_design_keys_and_adds_batch_latency(work: Path, direct: dic
     assert "runtime_vs_torch" in direct["flips"]  # hetero.bench._flips, merged in when the cloud model is given
 
 
+def test_the_report_schema_is_documented_and_checked(direct: dict) -> None:
+    """Every key of the Report TypedDict is named in docs/design.md; a real report passes; strays are refused."""
+    from hetero.bench import Report, check_report
+
+    section = (ROOT / "docs" / "design.md").read_text().split("## report.json", 1)[1].split("## manifest.json", 1)[0]
+    keys = Report.__required_keys__ | Report.__optional_keys__
+    assert sorted(k for k in keys if f'"{k}"' not in section and f"`{k}`" not in section) == []
+    assert set(_documented_report()) <= keys
+    assert check_report(direct) is direct
+    with pytest.raises(ValueError, match=r"missing \['status'\], unknown \['stray'\]"):
+        check_report({**{k: v for k, v in direct.items() if k != "status"}, "stray": 1})
+
+
 def test_report_metrics_match_an_independent_numpy_recomputation(work: Path, direct: dict) -> None:
     out = work / "direct"
     files = {k: np.load(out / v) for k, v in direct["embeddings"].items()}
