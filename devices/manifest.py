@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 
 from hetero.devices._atomic import atomic_path, atomic_write_bytes
 from hetero.devices._errors import ArtifactError
+from hetero.devices._keys import check_keys
 
 __all__ = [
     "MANIFEST_NAME",
@@ -93,11 +94,7 @@ def check_manifest(manifest: dict[str, Any]) -> Manifest:
     Raises:
         ValueError: A required key is missing or a key is not in the schema (a bug in the exporter).
     """
-    missing = sorted(Manifest.__required_keys__ - set(manifest))
-    unknown = sorted(set(manifest) - Manifest.__required_keys__ - Manifest.__optional_keys__)
-    if missing or unknown:
-        raise ValueError(f"manifest keys out of step with hetero.devices.manifest.Manifest: missing {missing}, "
-                         f"unknown {unknown}")
+    check_keys(Manifest, manifest, "manifest")
     return manifest  # type: ignore[return-value]  # checked above
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from hetero.devices._keys import check_keys
+
 __all__ = ["Report", "RetrievalFigures", "check_report"]
 
 
@@ -64,8 +66,5 @@ def check_report(report: dict[str, Any]) -> Report:
     Raises:
         ValueError: A required key is missing or a key is not in the schema (a bug in the bench).
     """
-    missing = sorted(Report.__required_keys__ - set(report))
-    unknown = sorted(set(report) - Report.__required_keys__ - Report.__optional_keys__)
-    if missing or unknown:
-        raise ValueError(f"report keys out of step with hetero.bench.Report: missing {missing}, unknown {unknown}")
+    check_keys(Report, report, "report")
     return report  # type: ignore[return-value]  # checked above
