@@ -72,6 +72,10 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._items
 
+    def items(self) -> list[tuple[str, T]]:
+        """(name, thing) pairs in the order they were registered."""
+        return list(self._items.items())
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)

@@ -1,7 +1,8 @@
 """The `hetero` command: one sub-command per pipeline stage (DESIGN.md, "The pipeline").
 
-Each sub-command lives in its own module exposing ``register(subparsers, common)``; adding a
-command is adding its module to ``_COMMAND_MODULES``.
+Each sub-command lives in its own module, whose ``register(subparsers, common)`` is registered in
+``COMMANDS`` under the command's name; adding a command is adding its module to ``_COMMAND_MODULES``
+(which also orders ``hetero --help``).
 
 Exit codes: 0 success, 1 a bug (traceback), 2 a user error (one line on stderr, nothing
 written), 3 a result that fails its quality gate under ``--strict``, 130 interrupted.
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
-from hetero.cli._common import EXIT_GATE, Outcome, check_output_dir, finite_float, json_ready
+from hetero.cli._common import COMMANDS, EXIT_GATE, Outcome, check_output_dir, finite_float, json_ready
 from hetero.errors import UserError
 
 __all__ = ["main", "build_parser", "EXIT_USER", "EXIT_GATE"]
@@ -92,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hetero {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
-    for name in _COMMAND_MODULES:
+    for module in _COMMAND_MODULES:
         # A command module that fails to import is a broken install or a bug: the error surfaces.
-        importlib.import_module(name).register(sub, common)
+        importlib.import_module(module)
+    order = {module: i for i, module in enumerate(_COMMAND_MODULES)}
+    unlisted = sorted(name for name, add in COMMANDS.items() if add.__module__ not in order)
+    if unlisted:  # registered by a module build_parser does not know: a bug, not a silent extra command
+        raise RuntimeError(f"commands {unlisted} are registered outside hetero.cli._COMMAND_MODULES")
+    for _, add_command in sorted(COMMANDS.items(), key=lambda item: order[item[1].__module__]):
+        add_command(sub, common)
     return parser
 
 

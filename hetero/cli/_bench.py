@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures, split_from_args
+from hetero.cli._common import COMMANDS, Outcome, add_data_options, add_result_options, gate_failures, split_from_args
 from hetero.errors import UserError
 
 __all__ = ["register"]
 
 
+@COMMANDS.register("bench")
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "bench",

@@ -6,13 +6,14 @@ import argparse
 import json
 from dataclasses import replace
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, add_train_options, split_from_args
+from hetero.cli._common import COMMANDS, Outcome, add_data_options, add_result_options, add_train_options, split_from_args
 from hetero.cli._schedule import config_with_length, refine_train_flags
 from hetero.errors import UserError
 
 __all__ = ["register"]
 
 
+@COMMANDS.register("cloud")
 def register(sub, common: argparse.ArgumentParser) -> None:
     defaults = _train_defaults()
 

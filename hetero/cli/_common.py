@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hetero._table import print_table
 from hetero.data import Split, load_split
+from hetero.devices._registry import Registry
 from hetero.errors import UserError
 
 __all__ = [
+    "COMMANDS",
     "EXIT_GATE",
     "Outcome",
     "add_data_options",
@@ -30,6 +33,10 @@ __all__ = [
 
 #: Exit code of a run whose result fails its quality gate under ``--strict`` (DESIGN.md).
 EXIT_GATE = 3
+
+#: The sub-commands, by name: each command module registers its ``register(subparsers, common)``,
+#: which adds the command's parser (hetero.cli.build_parser calls them in its order).
+COMMANDS: Registry[Callable[[Any, argparse.ArgumentParser], None]] = Registry("command", UserError)
 
 
 def add_data_options(parser: argparse.ArgumentParser, required: bool = True, default_help: str = "") -> None:

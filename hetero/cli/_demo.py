@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from hetero._io import read_json
+from hetero.cli._common import COMMANDS
 
 __all__ = ["register", "DEMO_EDGE", "DEMO_CLOUD_EPOCHS"]
 
@@ -30,6 +31,7 @@ class _DemoEdge(TypedDict):
 DEMO_EDGE: _DemoEdge = {"epochs": 30, "alignment": 4.0, "contrastive": 1.0}
 
 
+@COMMANDS.register("demo")
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures
+from hetero.cli._common import COMMANDS, Outcome, add_data_options, add_result_options, gate_failures
 
 __all__ = ["register", "print_manifest", "print_int8_report"]
 
 
+@COMMANDS.register("export")
 def register(sub, common: argparse.ArgumentParser) -> None:
     from hetero.devices import PARITY_THRESHOLDS, describe_thresholds  # numpy only: cheap at start-up
 

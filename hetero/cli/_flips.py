@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from hetero.cli._common import Outcome, add_result_options
+from hetero.cli._common import COMMANDS, Outcome, add_result_options
 
 __all__ = ["register"]
 
 
+@COMMANDS.register("flips")
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "flips",

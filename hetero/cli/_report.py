@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from hetero.cli._common import COMMANDS
+
 __all__ = ["register"]
 
 
+@COMMANDS.register("report")
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "report",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, print_table, split_from_args
+from hetero.cli._common import COMMANDS, Outcome, add_data_options, add_result_options, print_table, split_from_args
 
 __all__ = ["register", "print_summary"]
 
@@ -26,6 +26,7 @@ examples:
 """
 
 
+@COMMANDS.register("search")
 def register(sub, common: argparse.ArgumentParser) -> None:
     from hetero.search import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
     from hetero.search._budget import DEFAULT_STEPS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hetero.cli._common import (
+    COMMANDS,
     Outcome,
     add_data_options,
     add_result_options,
@@ -19,6 +20,7 @@ from hetero.errors import UserError
 __all__ = ["register"]
 
 
+@COMMANDS.register("train")
 def register(sub, common: argparse.ArgumentParser) -> None:
     from hetero.training import EDGE_COMMAND_DEFAULTS
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from hetero.cli._common import Outcome, add_data_options, add_result_options, gate_failures, print_table, split_from_args
+from hetero.cli._common import (
+    COMMANDS,
+    Outcome,
+    add_data_options,
+    add_result_options,
+    gate_failures,
+    print_table,
+    split_from_args,
+)
 
 __all__ = ["register"]
 
 
+@COMMANDS.register("update-check")
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "update-check",

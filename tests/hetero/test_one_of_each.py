@@ -56,6 +56,8 @@ def test_metrics_parity_adds_retrieval_figures_to_devices_row_figures() -> None:
 
 
 def test_every_extension_point_is_the_one_registry() -> None:
+    from hetero.cli import _common as cli
+    from hetero.cli import build_parser
     from hetero.data import _sources
     from hetero.devices._registry import Registry
     from hetero.devices.runtimes import _base as runtimes
@@ -63,9 +65,22 @@ def test_every_extension_point_is_the_one_registry() -> None:
     from hetero.export import _base as backends
     from hetero.search_spaces import _registry as spaces
 
+    build_parser()  # imports the command modules, which register the commands
     registries = [runtimes._RUNTIMES, backends._BACKENDS, spaces._SPACES, _sources._SOURCES, _mil_ops.OPS,
-                  _mil_ops.CONSTEXPR_OPS]
+                  _mil_ops.CONSTEXPR_OPS, cli.COMMANDS]
     assert all(isinstance(r, Registry) and r.names() for r in registries)
+
+
+def test_every_command_module_registers_its_command_and_help_keeps_their_order() -> None:
+    import argparse
+
+    from hetero.cli import _COMMAND_MODULES, build_parser
+    from hetero.cli._common import COMMANDS
+
+    parser = build_parser()
+    shown = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert sorted({add.__module__ for _, add in COMMANDS.items()}) == sorted(_COMMAND_MODULES)
+    assert list(shown)[:2] == ["demo", "cloud"] and set(shown) == set(COMMANDS.names())
 
 
 def test_the_registry_refuses_a_second_thing_under_a_taken_name() -> None:
