@@ -122,7 +122,8 @@ def train_edge(
 
     Args:
         net: start from these weights (e.g. a subnet extracted from a supernet) instead of
-            a fresh network of ``arch``.
+            a fresh network of ``arch``; a ``cloud_pruned`` ``arch`` without it starts from the
+            cloud pruned to ``arch`` (:func:`hetero.models._pruned.start_from_cloud`).
         targets: precomputed cloud targets for ``train`` (saves a cloud pass per trial). They hold
             the unaugmented images' embeddings only, so the edge then trains on the images as they
             are (augmented views need the cloud's embedding of each view).
@@ -139,6 +140,10 @@ def train_edge(
     """
     from hetero.search_spaces import get_space
 
+    if net is None and arch["space"] == "cloud_pruned" and "cloud" not in arch:
+        from hetero.models._pruned import start_from_cloud
+
+        arch, net = start_from_cloud(cloud, arch)  # a pruned copy of the cloud, its weights kept
     preprocess = default_preprocess(get_space(arch["space"]).resolution(arch), train.images.shape[1])
     with _seeded(seed):
         model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)

@@ -83,11 +83,6 @@ def _run(args: argparse.Namespace) -> Outcome:
 
     cloud = load_cloud(args.cloud)
     arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
-    net = None
-    if arch["space"] == "cloud_pruned":  # the edge starts as a pruned copy of the cloud, its weights kept
-        from hetero.models._pruned import start_from_cloud
-
-        arch, net = start_from_cloud(cloud, arch)
     config = config_with_length(args, EDGE_COMMAND_DEFAULTS)
     as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
     if as_cloud and not config.metric:
@@ -101,7 +96,7 @@ def _run(args: argparse.Namespace) -> Outcome:
     key = {"command": "train", "cloud": cloud.fingerprint, "data": args.data, "split": split.describe(), "arch": arch,
            "train": config.to_dict(), "unlabeled": args.unlabeled}
     edge, evaluation, path = train_edge_stage(cloud, split, arch, config, resolve_device(args.accelerator), args.seed, args.out, key,
-                                              net=net, unlabeled=unlabeled, protocol=split.protocol)
+                                              unlabeled=unlabeled, protocol=split.protocol)
     print(schedule_line(edge.meta))
     print_evaluation(evaluation.summary())
     print(f"edge model written to {path}")
