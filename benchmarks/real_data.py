@@ -29,6 +29,9 @@ Methods (--methods):
   gallery   `long` plus the test split's own images as --unlabeled (transductive: the gallery a
             service indexed is always at hand; `hetero train --unlabeled imagefolder:GALLERY`)
 
+`python benchmarks/tables.py record real_data OUT/results.json` records a run's rows and rewrites
+the tables of benchmarks/README.md from them.
+
 Clouds trained here are small and fast (--cloud-arch small: a ResNet of one block per stage at
 28 px, --cloud-steps optimizer steps): what is measured is the edge model's compatibility with the
 cloud it is given, and a 600-step default cloud took over 10 minutes on 280 images on the shared
@@ -173,6 +176,7 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             "cross": s["cross_torch"]["map"], "cross_over_paragon": s["cross_torch"]["map"] / s["paragon"]["map"],
             "macs_ratio": macs, "compatible": s["compatible"], "collapsed": s["collapsed"], "status": s["status"],
             "steps": edge.meta["schedule"]["steps"], "edge_seconds": seconds,
+            "edge_arch": None if edge_arch is None else {k: v for k, v in edge_arch.items() if k != "cloud"},
         })
         print(json.dumps(rows[-1]), flush=True)
     return rows

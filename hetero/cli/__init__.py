@@ -130,6 +130,22 @@ def _stdout_to_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+#: The optional packages and the extra that installs each (pyproject.toml): a command that needs one
+#: that is absent says which `pip install` brings it, in one line (exit 2), not with a traceback.
+OPTIONAL_PACKAGES = {
+    "optuna": "search", "optuna_dashboard": "search", "psycopg": "search", "faiss": "index", "onnx": "onnx",
+    "onnxruntime": "onnx", "onnxscript": "onnx", "litert_torch": "tflite", "ai_edge_litert": "tflite",
+    "coremltools": "coreml", "torch_pruning": "prune", "tensorrt": "tensorrt", "polygraphy": "tensorrt",
+}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for an optional package that is not installed (``None``: not one of them)."""
+    package = (exc.name or "").split(".")[0]
+    extra = OPTIONAL_PACKAGES.get(package)
+    return None if extra is None else f"{package} is not installed: pip install 'hetero[{extra}]' (or '.[{extra}]' in a checkout)"
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every output folder flag of the command, checked before any work (see ``output_flags``)."""
     for name in getattr(args, "output_flags", ("out",)):
@@ -155,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             result = args.run(args)
     except UserError as exc:
         print(f"hetero {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except ModuleNotFoundError as exc:
+        message = _missing_extra(exc)
+        if message is None:  # hetero's own module or a required dependency missing: a broken install
+            raise
+        print(f"hetero {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print(f"hetero {args.command}: interrupted; finished files are kept, re-run to resume", file=sys.stderr)

@@ -14,54 +14,76 @@ Example:
     >>> summary = run_search(cloud, split, load_profile("x86-server"), SearchConfig(trials=50), "runs/s1")
 """
 
-from hetero.search._choice import choose_pick, describe_choice
-from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
-from hetero.search._cost import BYTES_PER_PARAM, CostModel
-from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts
-from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
-from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet
-from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau
-from hetero.search._report import write_report
-from hetero.search._results import best_feasible, pareto_front, rates, trial_rows
-from hetero.search._run import BEST_DIR, PARETO_FILE, SEARCH_FILE, run_search
-from hetero.search._storage import DEFAULT_STUDY, JOURNAL_FILE, fail_dead_trials, open_storage, open_study, run_trials
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "BEST_DIR",
-    "BYTES_PER_PARAM",
-    "CostModel",
-    "DEFAULT_STUDY",
-    "JOURNAL_FILE",
-    "KNOBS",
-    "OBJECTIVES",
-    "PARETO_FILE",
-    "PRUNERS",
-    "SAMPLERS",
-    "SEARCH_FILE",
-    "STRATEGIES",
-    "SearchConfig",
-    "SearchData",
-    "best_feasible",
-    "choose_pick",
-    "cloud_training_part",
-    "describe_choice",
-    "describe_ranking",
-    "describe_validation",
-    "evaluate_subnet",
-    "fail_dead_trials",
-    "finalist_ranking",
-    "kendall_tau",
-    "knobs_of",
-    "load_or_train_supernet",
-    "open_storage",
-    "open_study",
-    "pareto_front",
-    "rates",
-    "run_search",
-    "run_trials",
-    "sample_knobs",
-    "search_parts",
-    "train_supernet",
-    "trial_rows",
-    "write_report",
-]
+if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ imports each on first use
+    from hetero.search._choice import choose_pick, describe_choice  # noqa: F401
+    from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig  # noqa: F401
+    from hetero.search._cost import BYTES_PER_PARAM, CostModel  # noqa: F401
+    from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts  # noqa: F401
+    from hetero.search._knobs import KNOBS, knobs_of, sample_knobs  # noqa: F401
+    from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet  # noqa: F401
+    from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau  # noqa: F401
+    from hetero.search._report import write_report  # noqa: F401
+    from hetero.search._results import best_feasible, pareto_front, rates, trial_rows  # noqa: F401
+    from hetero.search._run import BEST_DIR, PARETO_FILE, SEARCH_FILE, run_search  # noqa: F401
+    from hetero.search._storage import DEFAULT_STUDY, JOURNAL_FILE, fail_dead_trials, open_storage, open_study, run_trials  # noqa: F401
+
+#: Where each public name lives. The package imports a module only when one of its names is first
+#: used: optuna (the [search] extra) is then needed for the search itself, not for the CLI's flags or
+#: SearchConfig, so `hetero demo` runs where only the demo's extras are installed.
+_WHERE: dict[str, str] = {
+    "choose_pick": "_choice",
+    "describe_choice": "_choice",
+    "OBJECTIVES": "_config",
+    "PRUNERS": "_config",
+    "SAMPLERS": "_config",
+    "STRATEGIES": "_config",
+    "SearchConfig": "_config",
+    "BYTES_PER_PARAM": "_cost",
+    "CostModel": "_cost",
+    "SearchData": "_data",
+    "cloud_training_part": "_data",
+    "describe_validation": "_data",
+    "search_parts": "_data",
+    "KNOBS": "_knobs",
+    "knobs_of": "_knobs",
+    "sample_knobs": "_knobs",
+    "evaluate_subnet": "_oneshot",
+    "load_or_train_supernet": "_oneshot",
+    "train_supernet": "_oneshot",
+    "describe_ranking": "_ranking",
+    "finalist_ranking": "_ranking",
+    "kendall_tau": "_ranking",
+    "write_report": "_report",
+    "best_feasible": "_results",
+    "pareto_front": "_results",
+    "rates": "_results",
+    "trial_rows": "_results",
+    "BEST_DIR": "_run",
+    "PARETO_FILE": "_run",
+    "SEARCH_FILE": "_run",
+    "run_search": "_run",
+    "DEFAULT_STUDY": "_storage",
+    "JOURNAL_FILE": "_storage",
+    "fail_dead_trials": "_storage",
+    "open_storage": "_storage",
+    "open_study": "_storage",
+    "run_trials": "_storage",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -1,0 +1,42 @@
+"""benchmarks/README.md's marked tables are what benchmarks/tables.py renders from benchmarks/results/."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("benchmark_tables", ROOT / "benchmarks" / "tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_tables_are_rendered_from_the_recorded_results() -> None:
+    tables = _tables()
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    assert tables.MARKER.search(text), "benchmarks/README.md has no generated table"
+    assert tables.rendered_readme(text) == text, "run `python benchmarks/tables.py` after recording results"
+
+
+def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tmp_path, monkeypatch) -> None:
+    tables = _tables()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    row = {"set": "s", "method": "m", "paragon": 0.5, "homogeneous": 0.2, "cross": 0.3, "cross_over_paragon": 0.6,
+           "macs_ratio": 8.4, "compatible": True, "collapsed": False, "steps": 10, "edge_seconds": 60.0}
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"space": "cloud_pruned", "keep": 0.37, "resolution": 48}))
+    for cross, method in ((0.3, "m"), (0.4, "m"), (0.1, "other")):
+        run = tmp_path / "run.json"
+        run.write_text(json.dumps([{**row, "cross": cross, "method": method}]))
+        tables.record("real_data", run, arch)
+    rows = tables.load("real_data")
+    assert [(r["method"], r["cross"]) for r in rows] == [("m", 0.4), ("other", 0.1)]
+    table = tables.render("real_data", rows, {"method": "m"})
+    assert "| s | m | cloud_pruned keep 0.37 @48 px | 8.4x | 0.5000 | 0.2000 | 0.4000 | **0.600** |" in table
+    assert table.count("\n") == 3  # header, rule, the one row the filter keeps
