@@ -61,6 +61,8 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("homogeneous", True, lambda r: f"{r['homogeneous']:.4f}"),
             ("cross", True, lambda r: f"{r['cross']:.4f}"),
             ("cross/paragon", True, lambda r: f"**{r['cross_over_paragon']:.3f}**"),
+            ("held-out queries: cross/paragon", True,
+             lambda r: f"{r['held_out']['cross_over_paragon']:.3f}" if r.get("held_out") else "-"),
             ("compatible", False, lambda r: str(r["compatible"])),
             ("collapsed", False, lambda r: str(r["collapsed"])),
             ("steps", True, lambda r: str(r["steps"])),
