@@ -127,7 +127,7 @@ def record(name: str, results: Path, edge_arch: Path | None) -> None:
         if arch is not None and "edge_arch" not in row:  # rows of a run older than the edge_arch field
             row["edge_arch"] = arch
         row.setdefault("machine", _machine())
-        row.setdefault("commit", commit)
+        row.setdefault("recorded_at_commit", commit)  # the run itself may be older
         row.setdefault("recorded", date.today().isoformat())
     merged = {_row_key(name, r): r for r in load(name)}
     merged.update({_row_key(name, r): r for r in rows})
