@@ -78,7 +78,7 @@ def _pixels(im, size: int, grey: bool) -> np.ndarray:
     w, h = im.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((new_w, new_h), Image.BILINEAR)
+    im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     im = im.crop((left, top, left + size, top + size))
     return np.asarray(im, dtype=np.float32) / 255.0

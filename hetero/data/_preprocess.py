@@ -62,7 +62,7 @@ class Preprocess:
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def batches(self, images: np.ndarray, batch_size: int = 512):
+    def batches(self, images: np.ndarray | torch.Tensor, batch_size: int = 512):
         """Yield preprocessed batches of ``images`` (bounded memory for large sets)."""
         for start in range(0, len(images), batch_size):
             yield self(images[start : start + batch_size])

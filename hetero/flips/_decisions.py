@@ -71,8 +71,10 @@ def classification_flips(
         :func:`flip_summary` of the two models' right/wrong predictions, or ``None`` where a
         model has no classifier or it does not know every class in ``labels`` (open-set data).
     """
+    if reference_head is None or candidate_head is None:
+        return None
     heads = (reference_head, candidate_head)
-    if any(h is None or h[0] is None or h[1] is None for h in heads):
+    if any(h[0] is None or h[1] is None for h in heads):
         return None
     if any(not set(np.unique(labels).tolist()) <= set(np.asarray(h[1]).tolist()) for h in heads):
         return None

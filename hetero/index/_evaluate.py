@@ -11,6 +11,7 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def search_report(
     bar.close()
     found, approx_s = _approximate(index, queries, own, k)
     record = index.index_record()
-    section = {
+    section: dict[str, Any] = {
         "items": int(len(index)),
         "queries": int(len(queries)),
         "dim": int(index.embeddings.shape[1]),
@@ -104,6 +105,7 @@ def search_report(
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     if labelled:
+        assert index.labels is not None  # labelled says so
         ok = ~np.isnan(exact.average_precision)
         hits = index.labels[np.maximum(found[:, 0], 0)] == np.asarray(query_labels)
         section["approximate"]["top1"] = float((hits & (found[:, 0] >= 0))[ok].mean()) if ok.any() else float("nan")
@@ -113,7 +115,7 @@ def search_report(
 def bench_index(
     gallery_dir: str | os.PathLike[str],
     queries: np.ndarray,
-    query_labels: np.ndarray,
+    query_labels: np.ndarray | None,
     query_ids: np.ndarray,
     fingerprint: str,
     out_dir: str | os.PathLike[str],

@@ -309,8 +309,7 @@ def _same_bucket_counts(pos_key: torch.Tensor, pos_sim: torch.Tensor, key: torch
 
 def _gallery_order_ties(sims: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Order each row by similarity, then gallery index (what a stable full sort gives)."""
-    order = np.lexsort((idx.numpy(), -sims.numpy()), axis=-1)
-    order = torch.from_numpy(order)
+    order = torch.from_numpy(np.lexsort((idx.numpy(), -sims.numpy()), axis=-1))
     return sims.gather(1, order), idx.gather(1, order)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +129,10 @@ class LinearizedNet(nn.Module):
 
     Attributes:
         delta: one tensor per parameter of ``body`` (same shape), named by :func:`delta_name`.
+        arch: the ``lqf`` architecture it was built from (set by the search space).
     """
+
+    arch: dict[str, Any]
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -187,7 +188,7 @@ def import_cloud(
     net = build_net(source, embed_dim or 0)
     state = _read_weights(Path(weights))
     try:
-        net.inner.load_state_dict(state)
+        cast(nn.Module, net.inner).load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"--weights do not fit the model from {factory} ({str(exc).splitlines()[0]})") from None
     net.eval().requires_grad_(False)

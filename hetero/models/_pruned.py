@@ -50,6 +50,7 @@ class FromCloud(nn.Module):
         cm, cs = _per_channel(cloud.mean, cloud.channels), _per_channel(cloud.std, cloud.channels)
         # pixel p = x_edge * es + em, and the cloud wants (p - cm) / cs.
         self.input_map.weight.copy_((es / cs).reshape(-1, 1, 1, 1))
+        assert self.input_map.bias is not None  # made with a bias above
         self.input_map.bias.copy_((em - cm) / cs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

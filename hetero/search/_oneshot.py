@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import optuna
@@ -96,7 +97,7 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
 
     def warmup_step(idx: torch.Tensor) -> dict[str, float]:
         terms = loss_terms(embed(largest, idx, generator.get_state()), y[idx].to(device), head, idx, config, data.targets, device)
-        sum(w * v for w, v in terms.values()).backward()
+        cast(torch.Tensor, sum(w * v for w, v in terms.values())).backward()
         return {name: float(value.detach()) for name, (_, value) in terms.items()}
 
     def sandwich_step(idx: torch.Tensor) -> dict[str, float]:
@@ -111,7 +112,7 @@ def train_supernet(supernet, data: SearchData, config: TrainConfig, sandwich_ran
                 teacher = q.detach()  # the largest subnet comes first: the others distil from it
             else:
                 terms["inplace"] = (inplace_weight, alignment_loss(q, teacher))
-            (sum(w * v for w, v in terms.values()) / len(archs)).backward()
+            (cast(torch.Tensor, sum(w * v for w, v in terms.values())) / len(archs)).backward()
             for name, (_, value) in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(archs)
         return sums

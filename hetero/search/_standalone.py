@@ -65,6 +65,7 @@ def train_scored(arch: dict, train_config: TrainConfig, data: SearchData, device
 def standalone_objective(space, data: SearchData, costs: CostModel, config: SearchConfig, base: TrainConfig,
                          device: torch.device) -> Callable[[optuna.Trial], float | tuple[float, float]]:
     """The trial function: sample an architecture and knobs, train a few epochs, score on validation."""
+    assert config.epochs is not None  # the budget resolves every length before the search runs
     base = replace(base, epochs=config.epochs, batch_size=config.batch_size)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:

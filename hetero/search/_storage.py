@@ -192,7 +192,7 @@ def open_study(storage, name: str, directions: list[str], sampler, pruner, setti
         UserError: The study exists with other directions or settings (a different search).
     """
     study = optuna.create_study(
-        storage=storage, study_name=name, directions=directions, sampler=sampler, pruner=pruner, load_if_exists=True
+        storage=storage, study_name=name, directions=[optuna.study.StudyDirection[d.upper()] for d in directions], sampler=sampler, pruner=pruner, load_if_exists=True
     )
     found = [d.name.lower() for d in study.directions]
     if found != directions:

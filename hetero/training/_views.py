@@ -103,6 +103,7 @@ class TrainViews:
         n = len(self.images)
         params = [identity_params(n)] + [draw_params(self.kind, n, generator) for _ in range(views - 1)]
         self.params = torch.stack(params)
+        assert self.clean is not None  # set in __init__ whenever there is a cloud to cache views of
         embeddings = [self.clean]
         for view in self.params[1:]:
             parts = [self._cloud_embed(self.images[i : i + _CHUNK], view[i : i + _CHUNK]) for i in range(0, n, _CHUNK)]
