@@ -19,6 +19,7 @@ kernels saturate) and prints its cosine against PyTorch there: the int8 figures 
 on the CPU.
 
     python benchmarks/int8_export.py --model NAME:EDGE_DIR:CLOUD_DIR:DATA_SPEC [...] --work DIR [--avx2] [--qat]
+    python benchmarks/tables.py record int8_export DIR/results.json   # its table in benchmarks/README.md
 """
 
 from __future__ import annotations

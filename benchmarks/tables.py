@@ -70,7 +70,28 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
+    "int8_export": (
+        ("model", "backend", "scheme"),
+        [
+            ("model", False, lambda r: r["model"]),
+            ("backend", False, lambda r: r["backend"]),
+            ("scheme", False, lambda r: r["scheme"]),
+            ("cos min", True, lambda r: _number(r["cos_min"], ".6f")),
+            ("top-1 agr", True, lambda r: _number(r["top1_agreement"], ".4f")),
+            ("cross mAP (torch)", True, lambda r: f"{_number(r['cross_map'], '.4f')} ({_number(r['cross_map_torch'], '.4f')})"),
+            ("bytes", True, lambda r: f"{r['bytes']:,}"),
+            ("b32 latency vs fp32", True, lambda r: f"x{r['latency_x_fp32']:.2f}"),
+            ("parity", False, lambda r: "PASS" if r["passed"] else "MISS"),
+            ("layers kept float", True, lambda r: r["kept_float"] or "-"),
+            ("AVX2-only cos min", True, lambda r: r.get("avx2_cos_min") or "-"),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
 }
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _row_key(name: str, row: Row) -> str:
@@ -120,13 +141,16 @@ def _machine() -> str:
 
 def record(name: str, results: Path, edge_arch: Path | None) -> None:
     """Merge a run's rows into benchmarks/results/NAME.json (atomically) and rewrite the README."""
-    rows = json.loads(results.read_text())
+    found = json.loads(results.read_text())
+    # A benchmark writes a list of rows, or {"cpu": ..., "rows": [...]} where it names the CPU itself.
+    rows = found["rows"] if isinstance(found, dict) else found
+    machine = f"{found['cpu']}, {os.cpu_count()} cores" if isinstance(found, dict) and "cpu" in found else _machine()
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     arch = json.loads(edge_arch.read_text()) if edge_arch else None
     for row in rows:
         if arch is not None and "edge_arch" not in row:  # rows of a run older than the edge_arch field
             row["edge_arch"] = arch
-        row.setdefault("machine", _machine())
+        row.setdefault("machine", machine)
         row.setdefault("recorded_at_commit", commit)  # the run itself may be older
         row.setdefault("recorded", date.today().isoformat())
     merged = {_row_key(name, r): r for r in load(name)}
