@@ -31,6 +31,8 @@ Methods (--methods):
   gallery-half  `long` plus half of each test class's images as --unlabeled (the gallery), the
             other half never seen: the deployment case, new query photos against a gallery the
             edge saw without labels
+  gallery-half-8v  `gallery-half` with 8 cached cloud views per image instead of 4 and alignment
+            weight 2 (`--cloud-views 8 --alignment 2`)
 
 Every row also has `held_out`: the other half's edge queries against the first half's cloud
 gallery (cross) and the same with cloud queries (paragon), so methods compare on queries that no
@@ -119,6 +121,7 @@ def methods():
         "long": replace(EDGE_COMMAND_DEFAULTS, epochs=30),
         "gallery": replace(EDGE_COMMAND_DEFAULTS, epochs=30),
         "gallery-half": replace(EDGE_COMMAND_DEFAULTS, epochs=30),
+        "gallery-half-8v": replace(EDGE_COMMAND_DEFAULTS, epochs=30, cloud_views=8, alignment=2.0),
     }
 
 
@@ -196,7 +199,7 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             unlabeled = load_data(unlabeled_spec, get_space("resnet").resolution(trained_arch))
         elif method == "gallery":
             unlabeled = split.test  # labels unused: the label-free terms see the images only
-        elif method == "gallery-half":
+        elif method.startswith("gallery-half"):
             unlabeled = split.test.subset(gallery_half(split.test, seed))
         start = time.perf_counter()
         edge = train_edge(cloud, split.train, arch, methods()[method], seed=seed, protocol=split.protocol, unlabeled=unlabeled)
