@@ -44,14 +44,6 @@ def _profile(backend: str, precision: str, work: Path) -> Path:
     return path
 
 
-def _cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{model} ({', '.join(isa) or 'no AVX2'})"
-
-
 def _latency_ratios(runners: dict[str, object], inputs: np.ndarray, rounds: int = 7) -> dict[str, float]:
     """Per artifact, the median over rounds of its batch-32 time over the fp32 artifact's."""
     batch = inputs[:32]
@@ -162,12 +154,14 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {_cpu()}", flush=True)
+    from hetero.runtime import cpu_description
+
+    print(f"CPU: {cpu_description()}", flush=True)
     rows = []
     for entry in args.model:
         name, edge_dir, cloud_dir, spec = entry.split(":", 3)
         rows += bench_model(name, Path(edge_dir), Path(cloud_dir), spec, args.work, args)
-    (args.work / "results.json").write_text(json.dumps({"cpu": _cpu(), "rows": rows}, indent=1))
+    (args.work / "results.json").write_text(json.dumps({"cpu": cpu_description(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

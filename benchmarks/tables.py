@@ -126,25 +126,16 @@ def rendered_readme(text: str) -> str:
     return MARKER.sub(fill, text)
 
 
-def _machine() -> str:
-    """The CPU model, its int8-relevant flags and the core count: what a figure depends on."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"{os.cpu_count()} cores"
-    model = re.search(r"model name\s*:\s*(.+)", info)
-    flags_line = re.search(r"flags\s*:\s*(.+)", info)
-    flags = set(flags_line.group(1).split()) if flags_line else set()
-    isa = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model.group(1).strip() if model else 'CPU'} ({isa}), {os.cpu_count()} cores"
-
-
 def record(name: str, results: Path, edge_arch: Path | None) -> None:
     """Merge a run's rows into benchmarks/results/NAME.json (atomically) and rewrite the README."""
+    from hetero._io import write_json
+    from hetero.runtime import cpu_description
+
     found = json.loads(results.read_text())
     # A benchmark writes a list of rows, or {"cpu": ..., "rows": [...]} where it names the CPU itself.
     rows = found["rows"] if isinstance(found, dict) else found
-    machine = f"{found['cpu']}, {os.cpu_count()} cores" if isinstance(found, dict) and "cpu" in found else _machine()
+    cpu = found["cpu"] if isinstance(found, dict) and "cpu" in found else cpu_description()
+    machine = f"{cpu}, {os.cpu_count()} cores"
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     arch = json.loads(edge_arch.read_text()) if edge_arch else None
     for row in rows:
@@ -156,9 +147,7 @@ def record(name: str, results: Path, edge_arch: Path | None) -> None:
     merged = {_row_key(name, r): r for r in load(name)}
     merged.update({_row_key(name, r): r for r in rows})
     RESULTS.mkdir(exist_ok=True)
-    tmp = RESULTS / f".{name}.json.tmp"
-    tmp.write_text(json.dumps({"benchmark": f"benchmarks/{name}.py", "rows": list(merged.values())}, indent=1) + "\n")
-    tmp.replace(RESULTS / f"{name}.json")
+    write_json(RESULTS / f"{name}.json", {"benchmark": f"benchmarks/{name}.py", "rows": list(merged.values())})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,9 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     text = README.read_text()
     new = rendered_readme(text)
     if new != text:
-        tmp = README.with_name(".README.md.tmp")
-        tmp.write_text(new)
-        tmp.replace(README)
+        from hetero._io import write_text
+
+        write_text(README, new)
     print(f"{README.relative_to(HERE.parent)}: {len(MARKER.findall(new))} table(s) rendered", file=sys.stderr)
 
 

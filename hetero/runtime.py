@@ -10,7 +10,7 @@ import torch
 
 from hetero.errors import UserError
 
-__all__ = ["seed_everything", "resolve_device", "progress"]
+__all__ = ["seed_everything", "resolve_device", "progress", "cpu_description"]
 
 _QUIET = False
 
@@ -50,3 +50,16 @@ def progress(iterable=None, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=_QUIET, dynamic_ncols=True, leave=False, **kwargs)
+
+
+def cpu_description() -> str:
+    """The CPU model and its int8-relevant instruction sets, e.g. ``AMD EPYC (avx2, avx512f, avx512_vnni)``:
+    what an int8 or speed figure depends on (onnxruntime's U8S8 kernels saturate without VNNI)."""
+    try:
+        info = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:  # not Linux
+        info = ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{model} ({', '.join(isa) or 'no AVX2'})"

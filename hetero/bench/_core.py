@@ -21,7 +21,7 @@ from hetero.bench._gallery import Gallery, build_gallery, search_method
 from hetero.bench._inputs import query_inputs
 from hetero.bench._latency import latency_sections, measure_batches
 from hetero.bench._markdown import report_markdown
-from hetero.bench._schema import Report, check_report
+from hetero.bench._schema import check_report
 from hetero.data import Dataset, Preprocess
 from hetero.devices import PARITY_THRESHOLDS, parity_failures
 from hetero.errors import UserError
@@ -250,7 +250,7 @@ def bench_artifact(
         neighbours_torch=gallery.search(torch_q, NEIGHBOURS["k"], same_images=True),
         retrieval=retrieval, latency=lat, runtime=runtime,
     )
-    report: dict[str, Any] = dict(build_report(result, protocol, seed))
+    report = build_report(result, protocol, seed)
     if cloud is not None:  # flips by classification need the cloud model's classifier
         merge_sections(report, bench_flips(cloud, labels, g, torch_q, runtime_q, retrieval["paragon"],
                                            retrieval["cross_torch"], retrieval["cross_runtime"]))
@@ -271,8 +271,9 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(a, b)]))
 
 
-def build_report(result: BenchResult, protocol: str | None = None, seed: int | None = None) -> Report:
-    """report.json (DESIGN.md keys, plus runtime, latency per batch, gallery and neighbours)."""
+def build_report(result: BenchResult, protocol: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """report.json (DESIGN.md keys, plus runtime, latency per batch, gallery and neighbours); checked
+    against :class:`hetero.bench.Report` once its other sections are merged, before it is written."""
     manifest, r = result.inputs.manifest, result.retrieval
     cloud = result.gallery.info["cloud"]
     summaries = {k: v.summary() for k, v in r.items()}
@@ -289,7 +290,7 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
     check = embedding_collapse(result.queries_runtime, name="the runtime's query embeddings")
     collapse = check.to_dict()
     compatible = bool(r["cross_runtime"].map > r["homogeneous_edge"].map)
-    return check_report({
+    return {
         "device": manifest["device"],
         "backend": manifest["format"],
         "precision": manifest["precision"],
@@ -327,7 +328,7 @@ def build_report(result: BenchResult, protocol: str | None = None, seed: int | N
         },
         "embeddings": dict(EMBEDDING_FILES),
         "neighbours": dict(NEIGHBOURS),
-    })
+    }
 
 
 def merge_sections(report: dict, sections: dict) -> dict:

@@ -130,19 +130,31 @@ def _stdout_to_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-#: The optional packages and the extra that installs each (pyproject.toml): a command that needs one
-#: that is absent says which `pip install` brings it, in one line (exit 2), not with a traceback.
-OPTIONAL_PACKAGES = {
-    "optuna": "search", "optuna_dashboard": "search", "psycopg": "search", "faiss": "index", "onnx": "onnx",
-    "onnxruntime": "onnx", "onnxscript": "onnx", "litert_torch": "tflite", "ai_edge_litert": "tflite",
-    "coremltools": "coreml", "torch_pruning": "prune", "tensorrt": "tensorrt", "polygraphy": "tensorrt",
+#: The optional packages outside the export backends and the extra that installs each
+#: (pyproject.toml); every backend names its own (``Backend.requires`` and ``Backend.extra``).
+_OTHER_OPTIONAL_PACKAGES = {
+    "optuna": "search", "optuna_dashboard": "search", "psycopg": "search", "faiss": "index", "torch_pruning": "prune",
+    "tensorrt": "tensorrt",
 }
+
+
+def optional_packages() -> dict[str, str]:
+    """Each optional package and the extra that installs it: a command that needs one that is absent
+    says which `pip install` brings it, in one line (exit 2), not with a traceback."""
+    from hetero.export import get_backend, list_backends  # torch and numpy only: no converter is imported
+
+    packages = dict(_OTHER_OPTIONAL_PACKAGES)
+    for name in list_backends():  # sorted: onnx's own extra comes before tensorrt's, which also needs it
+        backend = get_backend(name)
+        for module in backend.requires:
+            packages.setdefault(module, backend.extra)
+    return packages
 
 
 def _missing_extra(exc: ModuleNotFoundError) -> str | None:
     """The one-line message for an optional package that is not installed (``None``: not one of them)."""
     package = (exc.name or "").split(".")[0]
-    extra = OPTIONAL_PACKAGES.get(package)
+    extra = optional_packages().get(package)
     return None if extra is None else f"{package} is not installed: pip install 'hetero[{extra}]' (or '.[{extra}]' in a checkout)"
 
 
