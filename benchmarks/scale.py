@@ -1,9 +1,18 @@
 """Galleries at scale: exact blockwise search vs faiss flat, IVF and HNSW at 10k, 100k and 1M items.
 
-The gallery is a stated synthetic clustered set, not real images (a 1M-image gallery cannot be
-embedded on the 2 shared cores this ran on): ``N / 100`` classes, their centres uniform on the
-128-d sphere, each item ``centre + 1.75 * noise / sqrt(D)`` normalised (same-class cosine
-~0.25, other-class ~0 +- 0.09). The queries are fresh draws from the same classes. Each method runs in its own
+Two sources of gallery (``--source``):
+
+- ``synthetic`` (default): a stated synthetic clustered set: ``N / 100`` classes, their centres
+  uniform on the 128-d sphere, each item ``centre + 1.75 * noise / sqrt(D)`` normalised (same-class
+  cosine ~0.25, other-class ~0 +- 0.09); the queries are fresh draws from the same classes.
+- ``omniglot``: real cloud embeddings of augmented Omniglot images. A small cloud (resnet, one block
+  per stage, 28 px) is trained on Omniglot's open-set training classes (or ``--cloud DIR`` is
+  used); two images of each of the 1,623 characters are held out as query sources, and the gallery
+  is ``N`` augmented views (the training's ``glyph`` moves, seeded) of the other 18 per character,
+  embedded in chunks straight into the memory-mapped ``.npy``. A query is one augmented view of a
+  held-out image, so its drawing is never in the gallery.
+
+Each method runs in its own
 subprocess so its peak memory (``resource.getrusage``) is its own; the ratios (throughput against
 the exact search, recall against its top-k) come from the same run.
 
@@ -31,7 +40,11 @@ PER_CLASS = 100
 NOISE = 1.75
 K = 10
 #: Search settings tried on the one built index, the default (from hetero.index.default_params) first.
-SWEEP = {"ivf": ("nprobe", (None, 128, 256, 512)), "hnsw": ("ef_search", (None, 256, 512))}
+SWEEP = {"ivf": ("nprobe", (None, 16, 32, 64, 128, 256, 512)), "hnsw": ("ef_search", (None, 256, 512))}
+REPO = Path(__file__).resolve().parents[1]
+OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
+QUERY_IMAGES_PER_CLASS = 2  # held out of an Omniglot gallery as query sources
+_EMBED_ROWS = 32_768  # augmented images rendered and embedded at once
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -58,6 +71,74 @@ def make_set(work: Path, n: int, queries: int, seed: int = 0, noise: float = NOI
     ql = rng.integers(0, classes, size=queries)
     np.save(folder / "queries.npy", _unit(centres[ql] + noise * rng.normal(size=(queries, DIM)) / np.sqrt(DIM)))
     np.save(folder / "query_labels.npy", ql.astype(np.int64))
+    (folder / "done").write_text("ok")
+    return folder
+
+
+def _omniglot_cloud(work: Path, cloud_dir: str | None, steps: int = 1500):
+    """The cloud that embeds the Omniglot gallery: ``cloud_dir``, or a small one trained here (cached)."""
+    from dataclasses import replace
+
+    from hetero.data import load_split
+    from hetero.models import load_cloud, save_cloud
+    from hetero.pipeline import train_cloud
+    from hetero.search_spaces import get_space
+    from hetero.training import CLOUD_COMMAND_DEFAULTS
+
+    if cloud_dir:
+        return load_cloud(cloud_dir)
+    folder = work / f"omniglot-cloud-{steps}"
+    if not (folder / "cloud.pt").is_file():
+        arch = {**get_space("resnet").default_arch(),
+                "resolution": 28, "s0_depth": 1, "s1_depth": 1, "s2_depth": 1, "s3_depth": 1}
+        split = load_split(f"omniglot:{OMNIGLOT}", seed=0, size=28)
+        t = time.perf_counter()
+        save_cloud(train_cloud(split.train, arch, DIM, replace(CLOUD_COMMAND_DEFAULTS, min_steps=steps), seed=0), folder)
+        print(f"omniglot cloud: {steps} steps on {len(split.train.labels)} images in {time.perf_counter() - t:.0f} s", flush=True)
+    return load_cloud(folder)
+
+
+def make_omniglot_set(work: Path, n: int, queries: int, cloud_dir: str | None = None, seed: int = 0) -> Path:
+    """Write ``n`` cloud embeddings of augmented Omniglot views, their labels, and the queries' embeddings."""
+    import torch
+
+    from hetero.data import draw_params, load_data, render
+
+    folder = work / f"g{n}-omniglot"
+    if (folder / "done").is_file():
+        return folder
+    cloud = _omniglot_cloud(work, cloud_dir)
+    data = load_data(f"omniglot:{OMNIGLOT}", size=28)
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(data.labels), dtype=bool)
+    for c in np.unique(data.labels):
+        held[rng.permutation(np.flatnonzero(data.labels == c))[:QUERY_IMAGES_PER_CLASS]] = True
+    sources = np.flatnonzero(~held)
+    images = torch.from_numpy(np.asarray(data.images, dtype=np.float32))
+    generator = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def embed_views(picks: np.ndarray) -> np.ndarray:
+        batch = images[torch.from_numpy(picks)]
+        return cloud.embed(render(batch, draw_params("glyph", len(picks), generator)).numpy())
+
+    out = None
+    t = time.perf_counter()
+    for s in range(0, n, _EMBED_ROWS):
+        e = min(n, s + _EMBED_ROWS)
+        emb = embed_views(sources[np.arange(s, e) % len(sources)])  # view k of every source, k = 0, 1, ...
+        if out is None:
+            out = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, emb.shape[1]))
+        out[s:e] = _unit(emb)
+        print(f"\r  embedded {e:,} of {n:,} gallery views ({time.perf_counter() - t:.0f} s)", end="", flush=True)
+    print(flush=True)
+    assert out is not None
+    out.flush()
+    del out
+    np.save(folder / "labels.npy", data.labels[sources[np.arange(n) % len(sources)]].astype(np.int64))
+    q_sources = rng.permutation(np.flatnonzero(held))[:queries]
+    np.save(folder / "queries.npy", _unit(embed_views(q_sources)))
+    np.save(folder / "query_labels.npy", data.labels[q_sources].astype(np.int64))
     (folder / "done").write_text("ok")
     return folder
 
@@ -149,7 +230,12 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/hetero-scale")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--noise", type=float, default=NOISE, help=f"spread of a class around its centre (default {NOISE})")
-    p.add_argument("--out", default=None, help="append each row as a JSON line here")
+    p.add_argument("--source", choices=("synthetic", "omniglot"), default="synthetic",
+                   help="the gallery: a synthetic clustered set, or real cloud embeddings of augmented Omniglot views")
+    p.add_argument("--cloud", default=None, metavar="DIR",
+                   help="with --source omniglot: the cloud that embeds it (default: a small one trained here)")
+    p.add_argument("--out", default=None,
+                   help="append each row as a JSON line here (benchmarks/tables.py record scale OUT adds them to the README)")
     p.add_argument("--worker", default=None)
     p.add_argument("--folder", default=None)
     p.add_argument("--no-metrics", action="store_true", help="exact: top-k only (no labels, no mAP)")
@@ -161,16 +247,21 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(s) for s in args.queries.split(",")]
     methods = args.methods.split(",")
-    print(f"threads {os.environ.get('HETERO_THREADS', '1')}; dim {DIM}; {PER_CLASS} items a class; noise {args.noise}; "
-          f"work {args.work}")
+    what = (f"dim {DIM}; {PER_CLASS} items a class; noise {args.noise}" if args.source == "synthetic" else
+            "real cloud embeddings of augmented Omniglot views")
+    print(f"threads {os.environ.get('HETERO_THREADS', '1')}; {what}; work {args.work}")
     header = f"{'items':>8} {'queries':>7} {'method':>6} {'setting':>14} {'build s':>8} {'search s':>9} {'q/s':>9} {'x exact':>8} " \
              f"{'R@1':>6} {'R@10':>6} {'mAP':>6} {'peak MiB':>9}"
     print(header)
     for n, nq in zip(sizes, counts):
-        folder = make_set(Path(args.work), n, max(counts), noise=args.noise)
+        if args.source == "omniglot":
+            folder = make_omniglot_set(Path(args.work), n, max(counts), args.cloud)
+        else:
+            folder = make_set(Path(args.work), n, max(counts), noise=args.noise)
         exact_qps = None
+        gallery = f"synthetic, noise {args.noise:g}" if args.source == "synthetic" else "omniglot cloud embeddings"
         for method, row in ((m, r) for m in methods for r in _run_worker(m, folder, nq, True, args.timeout)):
-            row.update(items=n, queries=nq)
+            row.update(items=n, queries=nq, gallery=gallery)
             if method == "exact" and "queries_per_s" in row:
                 exact_qps = row["queries_per_s"]
             if exact_qps and "queries_per_s" in row:

@@ -14,6 +14,10 @@ and fine-tuned scores of --tau-subnets random subnets of the oneshot supernet.
 
     python benchmarks/search_efficiency.py [--data omniglot:../shared/data/omniglot] [--minutes 3]
 
+``--space cloud_pruned`` searches pruned copies of the cloud instead (keep ratio x resolution, every
+trial starting from the cloud's weights; random and standalone only, as that space has no
+supernet), against the same default (mobilenet_v3's) under the same MACs budget.
+
 Run with HETERO_THREADS=1 on a shared CPU: tiny networks on two busy cores run far slower with
 two threads each.
 """
@@ -184,7 +188,10 @@ def main() -> None:
     parser.add_argument("--train-classes", type=int, default=100, help="training classes used (default 100 of 964)")
     parser.add_argument("--test-classes", type=int, default=100, help="test classes used (default 100 of 659)")
     parser.add_argument("--max-macs", type=int, default=None, help="MACs budget of the pick (default: the default architecture's)")
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[24, 28])
+    parser.add_argument("--space", choices=("mobilenet_v3", "cloud_pruned"), default="mobilenet_v3",
+                        help="the space searched (the default architecture compared against is mobilenet_v3's either way)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=None,
+                        help="resolutions searched (default: 24 28; cloud_pruned: 16 20 24 28)")
     parser.add_argument("--cloud-epochs", type=int, default=15)
     parser.add_argument("--trial-epochs", type=int, default=2, help="epochs of a standalone trial (default 2)")
     parser.add_argument("--final-epochs", type=int, default=12, help="epochs training each pick and the default (default 12)")
@@ -209,6 +216,7 @@ def main() -> None:
     from hetero.devices import load_profile
     from hetero.runtime import seed_everything
     from hetero.search import CostModel, SearchData, knobs_of
+    from hetero.search._nets import net_builder, search_space
     from hetero.search_spaces import get_space
     from hetero.training import EDGE_DEFAULTS
 
@@ -220,10 +228,16 @@ def main() -> None:
     cloud = _cloud(args, split, Path(args.work))
     base = EDGE_DEFAULTS
     data = SearchData.prepare(cloud, split, VAL_FRACTION, args.seed, base.prototype_temperature)
-    space = get_space("mobilenet_v3", resolutions=tuple(args.resolutions))
+    if args.resolutions is None:
+        args.resolutions = [16, 20, 24, 28] if args.space == "cloud_pruned" else [24, 28]
+    default_space = get_space("mobilenet_v3", resolutions=(24, 28))
+    space = search_space(args.space, cloud, "standalone", tuple(args.resolutions))
+    default_macs = CostModel(default_space, load_profile("x86-server"), "macs", None, cloud.embed_dim,
+                             data.channels).measure(default_space.default_arch())["macs"]
     if args.max_macs is None:  # the target: a pick better than the default at no more than its MACs
-        args.max_macs = CostModel(space, load_profile("x86-server"), "macs", None, cloud.embed_dim, data.channels).measure(space.default_arch())["macs"]
-    costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels)
+        args.max_macs = default_macs
+    costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels,
+                      build=net_builder(space, cloud, data.channels))
     from hetero.search import describe_validation
 
     print(describe_validation(data.validation_check()), flush=True)
@@ -232,7 +246,8 @@ def main() -> None:
     from hetero.metrics import probability_better
 
     results = []
-    for name in ("random", "standalone", "oneshot"):
+    strategies = ("random", "standalone") if args.space == "cloud_pruned" else ("random", "standalone", "oneshot")
+    for name in strategies:
         result = _run_strategy(name, args, space, data, costs, base, device)
         pick = result["pick"]
         if pick is not None:
@@ -241,7 +256,7 @@ def main() -> None:
         results.append(result)
         test = f"; pick {pick['macs']:,} MACs, test cross mAP {result['test']['cross_torch']['map']:.4f}" if pick else ""
         print(f"  {name}: {result['finished']} finished, {result['evaluated']} evaluated in {result['seconds']:.0f} s{test}", flush=True)
-    default = space.default_arch()
+    default = default_space.default_arch()
     default_test, default_ap = _final(default, knobs_of(base), None, args, data, base, device)
     print(f"  default: test cross mAP {default_test['cross_torch']['map']:.4f}", flush=True)
     paragon = default_test["paragon"]["map"]
@@ -258,8 +273,10 @@ def main() -> None:
               f"{pick['macs'] if pick else 0:>10,} {pick['cross_map'] if pick else float('nan'):>9.4f} "
               f"{test['cross_torch']['map'] if test else float('nan'):>14.4f} "
               f"{probability_better(r['test_ap'], default_ap) if test else float('nan'):>12.3f}")
-    print(f"{'default':<11} {'-':>9} {'-':>8} {'-':>7} {costs.measure(default)['macs']:>10,} {'-':>9} {default_test['cross_torch']['map']:>14.4f}")
-    oneshot = next(r for r in results if r["name"] == "oneshot")
+    print(f"{'default':<11} {'-':>9} {'-':>8} {'-':>7} {default_macs:>10,} {'-':>9} {default_test['cross_torch']['map']:>14.4f}")
+    oneshot = next((r for r in results if r["name"] == "oneshot"), None)
+    if oneshot is None:  # a space without a supernet: no oneshot rate, no ranking of inherited weights
+        return
     standalone = [r["per_arch"] for r in results if r["name"] != "oneshot" and r["per_arch"]]
     if oneshot["per_arch"] and standalone:
         print(f"oneshot evaluates an architecture in {oneshot['per_arch']:.2f} s; standalone trains one in "

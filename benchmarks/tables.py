@@ -2,7 +2,8 @@
 
 A benchmark's run is recorded once: its rows, as the benchmark wrote them, go into
 ``benchmarks/results/NAME.json`` with the machine and commit they ran on. Each table in the README
-sits between two markers naming the benchmark and, optionally, a filter on the rows::
+sits between two markers naming the benchmark and, optionally, filters on the rows (a value may
+list alternatives, ``set=a,b``)::
 
     <!-- table real_data set=tiny-imagenet-100 -->
     | ... rendered here ... |
@@ -47,6 +48,13 @@ def _edge(row: Row) -> str:
     return f"{arch['space']} @{arch.get('resolution', '?')} px"
 
 
+def _setting(row: Row) -> str:
+    """A faiss index's settings in a few words (``nlist 1024, nprobe 64``); ``-`` for exact search."""
+    params = row.get("params") or {}
+    names = {"nlist": "nlist", "nprobe": "nprobe", "M": "M", "ef_construction": "efC", "ef_search": "efSearch"}
+    return ", ".join(f"{short} {params[key]}" for key, short in names.items() if key in params) or "-"
+
+
 #: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
 #: table's columns as (header, right-aligned, cell).
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
@@ -67,6 +75,25 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("collapsed", False, lambda r: str(r["collapsed"])),
             ("steps", True, lambda r: str(r["steps"])),
             ("edge min", True, lambda r: f"{r['edge_seconds'] / 60:.1f}"),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "scale": (
+        ("gallery", "items", "queries", "method", "setting"),
+        [
+            ("gallery", False, lambda r: r["gallery"]),
+            ("items", True, lambda r: f"{r['items']:,}"),
+            ("queries", True, lambda r: f"{r['queries']:,}"),
+            ("method", False, lambda r: r["method"]),
+            ("setting", False, _setting),
+            ("build s", True, lambda r: f"{r['build_s']:.1f}" if "build_s" in r else "-"),
+            ("search s", True, lambda r: f"{r['search_s']:.2f}" if "search_s" in r else "-"),
+            ("queries/s", True, lambda r: f"{r['queries_per_s']:.1f}" if "queries_per_s" in r else "-"),
+            ("x exact", True, lambda r: f"{r['x_exact']:.1f}" if "x_exact" in r else "-"),
+            ("R@1", True, lambda r: "(1)" if r["method"] == "exact" else _number(r.get("recall_at_1"), ".3f")),
+            ("R@10", True, lambda r: "(1)" if r["method"] == "exact" else _number(r.get("recall_at_10"), ".3f")),
+            ("mAP", True, lambda r: _number(r.get("map"), ".3f")),
+            ("peak MiB", True, lambda r: f"{r['peak_rss_mib']:.0f}" if "peak_rss_mib" in r else r.get("error", "-")),
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
@@ -94,14 +121,19 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+#: Key parts computed from a row rather than read from it.
+_DERIVED: dict[str, Callable[[Row], str]] = {"edge": _edge, "setting": _setting}
+
+
 def _row_key(name: str, row: Row) -> str:
-    return json.dumps([row.get(k) if k != "edge" else _edge(row) for k in TABLES[name][0]])
+    return json.dumps([_DERIVED[k](row) if k in _DERIVED else row.get(k) for k in TABLES[name][0]])
 
 
 def render(name: str, rows: list[Row], filters: dict[str, str]) -> str:
     """The markdown table of ``rows`` (those matching ``filters``) for benchmark ``name``."""
     columns = TABLES[name][1]
-    chosen = [r for r in rows if all(str(r.get(k)) == v for k, v in filters.items())]
+    # A filter's value may list alternatives: set=fashion-10x60,omniglot-40x10
+    chosen = [r for r in rows if all(str(r.get(k)) in v.split(",") for k, v in filters.items())]
     lines = ["| " + " | ".join(h for h, _, _ in columns) + " |",
              "|" + "|".join("---:" if right else "---" for _, right, _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(r) for _, _, cell in columns) + " |" for r in chosen]
@@ -131,7 +163,11 @@ def record(name: str, results: Path, edge_arch: Path | None) -> None:
     from hetero._io import write_json
     from hetero.runtime import cpu_description
 
-    found = json.loads(results.read_text())
+    text = results.read_text()
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:  # JSON lines (benchmarks/scale.py --out)
+        found = [json.loads(line) for line in text.splitlines() if line.strip()]
     # A benchmark writes a list of rows, or {"cpu": ..., "rows": [...]} where it names the CPU itself.
     rows = found["rows"] if isinstance(found, dict) else found
     cpu = found["cpu"] if isinstance(found, dict) and "cpu" in found else cpu_description()

@@ -40,3 +40,24 @@ def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tmp_pat
     table = tables.render("real_data", rows, {"method": "m"})
     assert "| s | m | cloud_pruned keep 0.37 @48 px | 8.4x | 0.5000 | 0.2000 | 0.4000 | **0.600** |" in table
     assert table.count("\n") == 3  # header, rule, the one row the filter keeps
+
+
+def test_a_filter_may_list_alternatives() -> None:
+    tables = _tables()
+    rows = [{"set": name, "method": "m", "paragon": 0.5, "homogeneous": 0.2, "cross": 0.3, "cross_over_paragon": 0.6,
+             "macs_ratio": 8.4, "compatible": True, "collapsed": False, "steps": 10, "edge_seconds": 60.0,
+             "machine": "cpu"} for name in ("a", "b", "c")]
+    table = tables.render("real_data", rows, {"set": "a,c"})
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| a", "| c"]
+
+
+def test_scale_rows_are_keyed_by_their_index_settings(tmp_path, monkeypatch) -> None:
+    tables = _tables()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    base = {"gallery": "g", "items": 1000, "queries": 10, "method": "ivf", "build_s": 1.0, "search_s": 0.5,
+            "queries_per_s": 20.0, "x_exact": 10.0, "recall_at_1": 0.9, "recall_at_10": 0.8, "peak_rss_mib": 100.0}
+    run = tmp_path / "rows.jsonl"  # benchmarks/scale.py --out writes JSON lines
+    run.write_text("\n".join(json.dumps({**base, "params": {"nlist": 32, "nprobe": p}}) for p in (4, 8)) + "\n")
+    tables.record("scale", run, None)
+    table = tables.render("scale", tables.load("scale"), {"gallery": "g"})
+    assert "| nlist 32, nprobe 4 |" in table and "| nlist 32, nprobe 8 |" in table
