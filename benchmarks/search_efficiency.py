@@ -51,12 +51,14 @@ def _subset(split, train_classes: int, test_classes: int, seed: int):
 
 
 def _cloud(args, split, work: Path):
-    """The cloud, trained (once, cached in --work) on the training classes less the search's validation part."""
+    """The cloud: ``--cloud``, or one trained (once, cached in --work) on the training classes less the search's validation part."""
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import evaluate_cloud, train_cloud
     from hetero.search import cloud_training_part
     from hetero.training import CLOUD_DEFAULTS
 
+    if args.cloud:
+        return load_cloud(args.cloud)
     if not (work / "cloud" / "cloud.pt").exists():
         start = time.perf_counter()
         train, holdout, note = cloud_training_part(split, VAL_FRACTION, args.seed)
@@ -180,6 +182,32 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+def _data_name(spec: str) -> str:
+    """A data spec's folder name (``tiny-imagenet-100`` for ``imagefolder:.../tiny-imagenet-100/images``)."""
+    parts = [p for p in Path(spec.split(":", 1)[-1]).parts if p not in ("images", "/")]
+    return parts[-1] if parts else spec
+
+
+def _rows(args, split, results, default, default_macs, default_test, default_ap) -> list[dict]:
+    """The table as rows: one per strategy and one for the default (benchmarks/tables.py renders them)."""
+    from hetero.metrics import probability_better
+
+    common = {"data": _data_name(args.data), "protocol": split.protocol, "space": args.space, "minutes": args.minutes,
+              "final_epochs": args.final_epochs, "trial_epochs": args.trial_epochs, "max_macs": args.max_macs,
+              "paragon": default_test["paragon"]["map"]}
+    rows = []
+    for r in results:
+        pick, test = r["pick"], r.get("test")
+        rows.append({**common, "strategy": r["name"], "evaluated": r["evaluated"], "seconds_per_arch": r["per_arch"],
+                     "pick": pick["arch"] if pick else None, "pick_macs": pick["macs"] if pick else None,
+                     "val_score": pick["cross_map"] if pick else None,
+                     "test_cross_map": test["cross_torch"]["map"] if test else None,
+                     "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None})
+    rows.append({**common, "strategy": "default", "pick": default, "pick_macs": default_macs,
+                 "test_cross_map": default_test["cross_torch"]["map"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=f"omniglot:{REPO.parent / 'shared' / 'data' / 'omniglot'}")
@@ -192,6 +220,10 @@ def main() -> None:
                         help="the space searched (the default architecture compared against is mobilenet_v3's either way)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=None,
                         help="resolutions searched (default: 24 28; cloud_pruned: 16 20 24 28)")
+    parser.add_argument("--cloud", default=None, metavar="DIR",
+                        help="a cloud model to use (e.g. the imported MobileNetV2 for tiny-imagenet-100); default: train a small ResNet")
+    parser.add_argument("--default-resolution", type=int, default=None, metavar="PX",
+                        help="resolution of the default architecture compared against (default 28; its MACs set the budget)")
     parser.add_argument("--cloud-epochs", type=int, default=15)
     parser.add_argument("--trial-epochs", type=int, default=2, help="epochs of a standalone trial (default 2)")
     parser.add_argument("--final-epochs", type=int, default=12, help="epochs training each pick and the default (default 12)")
@@ -203,6 +235,8 @@ def main() -> None:
                         help="random subnets under the budget whose inherited and fine-tuned ranks are compared (default 10; 0 skips)")
     parser.add_argument("--tau-epochs", type=int, default=3, help="epochs fine-tuning each of those subnets (default 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, metavar="FILE.json",
+                        help="also write the table's rows as JSON (for `python benchmarks/tables.py record search_efficiency FILE`)")
     args = parser.parse_args()
     if args.bn_images is None:
         from hetero.search import SearchConfig
@@ -212,8 +246,10 @@ def main() -> None:
     import optuna
     import torch
 
+    from hetero._io import write_json
     from hetero.data import load_split
     from hetero.devices import load_profile
+    from hetero.models import load_cloud
     from hetero.runtime import seed_everything
     from hetero.search import CostModel, SearchData, knobs_of
     from hetero.search._nets import net_builder, search_space
@@ -223,14 +259,16 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed_everything(args.seed)
     device = torch.device("cpu")
-    split = _subset(load_split(args.data, seed=args.seed), args.train_classes, args.test_classes, args.seed)
+    # A given cloud sets the size the images are loaded at, as `hetero train` does.
+    size = load_cloud(args.cloud).input_shape[-1] if args.cloud else None
+    split = _subset(load_split(args.data, seed=args.seed, size=size), args.train_classes, args.test_classes, args.seed)
     print(f"data {args.data}: {split.describe()}", flush=True)
     cloud = _cloud(args, split, Path(args.work))
     base = EDGE_DEFAULTS
     data = SearchData.prepare(cloud, split, VAL_FRACTION, args.seed, base.prototype_temperature)
     if args.resolutions is None:
         args.resolutions = [16, 20, 24, 28] if args.space == "cloud_pruned" else [24, 28]
-    default_space = get_space("mobilenet_v3", resolutions=(24, 28))
+    default_space = get_space("mobilenet_v3", resolutions=(args.default_resolution or 28,))
     space = search_space(args.space, cloud, "standalone", tuple(args.resolutions))
     default_macs = CostModel(default_space, load_profile("x86-server"), "macs", None, cloud.embed_dim,
                              data.channels).measure(default_space.default_arch())["macs"]
@@ -274,6 +312,9 @@ def main() -> None:
               f"{test['cross_torch']['map'] if test else float('nan'):>14.4f} "
               f"{probability_better(r['test_ap'], default_ap) if test else float('nan'):>12.3f}")
     print(f"{'default':<11} {'-':>9} {'-':>8} {'-':>7} {default_macs:>10,} {'-':>9} {default_test['cross_torch']['map']:>14.4f}")
+    rows = _rows(args, split, results, default, default_macs, default_test, default_ap)
+    if args.out:
+        write_json(Path(args.out), {"rows": rows})
     oneshot = next((r for r in results if r["name"] == "oneshot"), None)
     if oneshot is None:  # a space without a supernet: no oneshot rate, no ranking of inherited weights
         return
@@ -292,6 +333,11 @@ def main() -> None:
         print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs) validation cross mAP of "
               f"{ranking['subnets']} random subnets under the budget: {'n/a' if tau is None else f'{tau:+.3f}'} "
               f"({ranking['seconds']:.0f} s)")
+        if args.out:
+            for row in rows:
+                if row["strategy"] == "oneshot":
+                    row.update(kendall_tau=tau, tau_subnets=ranking["subnets"])
+            write_json(Path(args.out), {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A benchmark's run is recorded once: its rows, as the benchmark wrote them, go into
 ``benchmarks/results/NAME.json`` with the machine and commit they ran on. Each table in the README
 sits between two markers naming the benchmark and, optionally, filters on the rows (a value may
-list alternatives, ``set=a,b``)::
+list alternatives, ``set=a,b``, and is quoted where it holds spaces, ``gallery="synthetic noise 1.75"``)::
 
     <!-- table real_data set=tiny-imagenet-100 -->
     | ... rendered here ... |
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
-MARKER = re.compile(r"<!-- table (?P<name>[\w-]+)(?P<filters>(?: [\w-]+=[^ >]+)*) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+MARKER = re.compile(r'<!-- table (?P<name>[\w-]+)(?P<filters>(?: [\w-]+=(?:"[^"]*"|[^ >"]+))*) -->\n(?P<body>.*?)<!-- /table -->', re.S)
 
 Row = dict[str, Any]
 
@@ -46,6 +47,14 @@ def _edge(row: Row) -> str:
     if arch["space"] == "cloud_pruned":
         return f"cloud_pruned keep {arch['keep']:g} @{arch['resolution']} px"
     return f"{arch['space']} @{arch.get('resolution', '?')} px"
+
+
+def _pick(row: Row) -> str:
+    """A search's pick in a few words (``cloud_pruned keep 0.375 @24 px``, ``mobilenet_v3 @28 px``)."""
+    arch = row.get("pick")
+    if not arch:
+        return "-"
+    return _edge({"edge_arch": arch}) + (" (default)" if row["strategy"] == "default" else "")
 
 
 def _setting(row: Row) -> str:
@@ -94,6 +103,23 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("R@10", True, lambda r: "(1)" if r["method"] == "exact" else _number(r.get("recall_at_10"), ".3f")),
             ("mAP", True, lambda r: _number(r.get("map"), ".3f")),
             ("peak MiB", True, lambda r: f"{r['peak_rss_mib']:.0f}" if "peak_rss_mib" in r else r.get("error", "-")),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "search_efficiency": (
+        ("data", "space", "minutes", "strategy"),
+        [
+            ("data", False, lambda r: r["data"]),
+            ("space searched", False, lambda r: r["space"]),
+            ("min per strategy", True, lambda r: f"{r['minutes']:g}"),
+            ("strategy", False, lambda r: r["strategy"]),
+            ("evaluated", True, lambda r: str(r["evaluated"]) if "evaluated" in r else "-"),
+            ("pick", False, _pick),
+            ("pick MACs", True, lambda r: f"{r['pick_macs']:,}" if r.get("pick_macs") else "-"),
+            ("test cross mAP", True, lambda r: f"**{r['test_cross_map']:.4f}**" if r.get("test_cross_map") is not None else "-"),
+            ("P(> default)", True, lambda r: _number(r.get("p_better_than_default"), ".3f")),
+            ("paragon", True, lambda r: f"{r['paragon']:.4f}"),
+            ("epochs: trial / final", True, lambda r: f"{r['trial_epochs']} / {r['final_epochs']}"),
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
@@ -152,7 +178,7 @@ def rendered_readme(text: str) -> str:
         name = match["name"]
         if name not in TABLES:
             raise SystemExit(f"README table names unknown benchmark {name!r}; known: {', '.join(TABLES)}")
-        filters = dict(item.split("=", 1) for item in match["filters"].split())
+        filters = dict(item.split("=", 1) for item in shlex.split(match["filters"]))
         return f"<!-- table {name}{match['filters']} -->\n{render(name, load(name), filters)}<!-- /table -->"
 
     return MARKER.sub(fill, text)

@@ -61,3 +61,15 @@ def test_scale_rows_are_keyed_by_their_index_settings(tmp_path, monkeypatch) -> 
     tables.record("scale", run, None)
     table = tables.render("scale", tables.load("scale"), {"gallery": "g"})
     assert "| nlist 32, nprobe 4 |" in table and "| nlist 32, nprobe 8 |" in table
+
+
+def test_a_quoted_filter_value_may_hold_spaces(tmp_path, monkeypatch) -> None:
+    tables = _tables()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    base = {"items": 1000, "queries": 10, "method": "flat", "queries_per_s": 20.0, "machine": "cpu"}
+    rows = [{**base, "gallery": "omniglot cloud embeddings"}, {**base, "gallery": "synthetic noise 1.75"}]
+    (tmp_path / "scale.json").write_text(json.dumps({"rows": rows}))
+    text = '<!-- table scale gallery="synthetic noise 1.75" -->\n<!-- /table -->'
+    rendered = tables.rendered_readme(text)
+    assert rendered.startswith(text.split("\n")[0]) and "| synthetic noise 1.75 |" in rendered
+    assert "omniglot" not in rendered

@@ -41,10 +41,15 @@ def default_kind(items: int) -> str:
 
 
 def default_params(kind: str, items: int) -> dict:
-    """Build and search settings: IVF with about sqrt(N) lists, a quarter of them probed (recall@1 0.81-0.94 at 1M in benchmarks/scale.py); HNSW M=32."""
+    """Build and search settings: IVF with about sqrt(N) lists, 1/16 of them probed; HNSW M=32.
+
+    On real cloud embeddings (1M augmented Omniglot views, benchmarks/scale.py) IVF probing 1/16
+    of 1,024 lists finds exact search's top-1 for every query at 35x its throughput (1/64: 0.998 at
+    143x); on a synthetic set of isotropic noise, far harder for any index, it needs half the lists.
+    """
     if kind == "ivf":
         nlist = int(min(65_536, max(1, 2 ** round(math.log2(max(math.sqrt(items), 1))))))
-        return {"nlist": nlist, "nprobe": max(1, nlist // 4), "train_items": int(min(items, 64 * nlist))}
+        return {"nlist": nlist, "nprobe": max(1, nlist // 16), "train_items": int(min(items, 64 * nlist))}
     if kind == "hnsw":
         return {"M": 32, "ef_construction": 40, "ef_search": 128}
     if kind == "flat":
