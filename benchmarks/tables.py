@@ -194,7 +194,10 @@ def record(name: str, results: Path, edge_arch: Path | None) -> None:
         found = json.loads(text)
     except json.JSONDecodeError:  # JSON lines (benchmarks/scale.py --out)
         found = [json.loads(line) for line in text.splitlines() if line.strip()]
-    # A benchmark writes a list of rows, or {"cpu": ..., "rows": [...]} where it names the CPU itself.
+    # A benchmark writes a list of rows, or {"cpu": ..., "rows": [...]} where it names the CPU itself;
+    # a JSON-lines file of one line parses as that one row.
+    if isinstance(found, dict) and "rows" not in found:
+        found = [found]
     rows = found["rows"] if isinstance(found, dict) else found
     cpu = found["cpu"] if isinstance(found, dict) and "cpu" in found else cpu_description()
     machine = f"{cpu}, {os.cpu_count()} cores"

@@ -73,3 +73,13 @@ def test_a_quoted_filter_value_may_hold_spaces(tmp_path, monkeypatch) -> None:
     rendered = tables.rendered_readme(text)
     assert rendered.startswith(text.split("\n")[0]) and "| synthetic noise 1.75 |" in rendered
     assert "omniglot" not in rendered
+
+
+def test_a_json_lines_file_of_one_row_is_recorded_as_that_row(tmp_path, monkeypatch) -> None:
+    tables = _tables()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    row = {"gallery": "g", "items": 1000, "queries": 1000, "method": "exact", "queries_per_s": 90.0, "map": 0.3}
+    run = tmp_path / "one.jsonl"
+    run.write_text(json.dumps(row) + "\n")
+    tables.record("scale", run, None)
+    assert [(r["method"], r["map"]) for r in tables.load("scale")] == [("exact", 0.3)]
