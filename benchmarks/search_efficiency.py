@@ -268,6 +268,12 @@ def main() -> None:
     data = SearchData.prepare(cloud, split, VAL_FRACTION, args.seed, base.prototype_temperature)
     if args.resolutions is None:
         args.resolutions = [16, 20, 24, 28] if args.space == "cloud_pruned" else [24, 28]
+    # The default is trained by `hetero.search`'s own code, which rebuilds it in the space's stock
+    # resolutions: refuse another one now rather than after the strategies' minutes.
+    stock = get_space("mobilenet_v3").resolutions
+    if (args.default_resolution or 28) not in stock:
+        raise SystemExit(f"--default-resolution {args.default_resolution} is not one of mobilenet_v3's resolutions "
+                         f"{list(stock)} (hetero train's default on larger images is {max(stock)}); pick one of them")
     default_space = get_space("mobilenet_v3", resolutions=(args.default_resolution or 28,))
     space = search_space(args.space, cloud, "standalone", tuple(args.resolutions))
     default_macs = CostModel(default_space, load_profile("x86-server"), "macs", None, cloud.embed_dim,
