@@ -25,6 +25,7 @@ two threads each.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -80,13 +81,16 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
 
     budget = args.minutes * 60.0
     start = time.perf_counter()
-    supernet = None
+    supernet, epochs = None, None
     if name == "oneshot":
         config = SearchConfig(strategy="oneshot", trials=1, bn_images=args.bn_images, seed=args.seed)
         supernet = space.supernet(data.cloud.embed_dim, data.channels)
         # Size the supernet's epochs from measured steps to use about --supernet-share of the budget.
-        per_epoch = _epoch_seconds(space, data, base, args, device)
-        epochs = max(1, round((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
+        if args.supernet_epochs:
+            epochs = args.supernet_epochs
+        else:
+            per_epoch = _epoch_seconds(space, data, base, args, device)
+            epochs = max(1, round((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
         train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
         print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
         study = optuna.create_study(directions=config.directions, sampler=optuna.samplers.NSGAIISampler(seed=args.seed, population_size=20))
@@ -107,7 +111,7 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
     pick = (best_feasible(rows, 1) or [None])[0]
     return {"name": name, "seconds": seconds, "evaluated": len(trained), "finished": len(finished),
             "search_seconds": time.perf_counter() - search_start, "per_arch": float(np.mean([r["seconds"] for r in trained])) if trained else None,
-            "pick": pick, "supernet": supernet}
+            "pick": pick, "supernet": supernet, "supernet_epochs": epochs if supernet is not None else None}
 
 
 def _epoch_seconds(space, data, base, args, device) -> float:
@@ -151,35 +155,55 @@ def _final(arch, knobs, supernet, args, data, base, device) -> tuple[dict, np.nd
 
 
 def _ranking(supernet, args, space, data, costs, base, device) -> dict:
-    """Kendall tau between inherited-weight and fine-tuned validation cross mAP of random subnets under the budget.
+    """Kendall tau between inherited-weight and fine-tuned cross mAP of random subnets.
 
-    ``--tau-subnets`` subnets are drawn (the same draw for a given seed), scored with inherited weights
+    ``--tau-subnets`` subnets are drawn (the same draw for a given seed) under the MACs budget
+    (``--tau-sample budget``) or anywhere in the space (``space``), scored with inherited weights
     after batch-norm recalibration, then each trained ``--tau-epochs`` from those weights with the
-    default knobs and scored again on the same validation images.
+    default knobs (``--tau-seeds`` times, with different batch orders) and scored again on the same
+    images: the search's validation part (``--tau-on val``) or the test classes (``test``, 5x more
+    images, used for this measurement only). With two or more seeds the tau between two
+    fine-tunings of the same subnets is the noise ceiling: no proxy can agree with fine-tuning
+    better than fine-tuning agrees with itself.
     """
+    from dataclasses import replace as replace_data
+
     from hetero.search import evaluate_subnet, kendall_tau, knobs_of
     from hetero.search._standalone import train_scored
 
+    if args.tau_on == "test":  # the same fit part and targets; scored on the test classes instead
+        fit_inputs = {k: v for k, v in data._cache.items() if k[0] == "fit"}
+        data = replace_data(data, val=data.split.test, gallery=data.cloud.embed(data.split.test.images), _cache=fit_inputs)
     rng = np.random.default_rng(args.seed + 7)
     archs: list[dict] = []
     for _ in range(200 * args.tau_subnets):
         if len(archs) == args.tau_subnets:
             break
         arch = space.random_arch(rng)
-        if costs.measure(arch)["macs"] <= args.max_macs and arch not in archs:
+        if (args.tau_sample == "space" or costs.measure(arch)["macs"] <= args.max_macs) and arch not in archs:
             archs.append(arch)
-    inherited, tuned = [], []
+    inherited: list[float] = []
+    tuned: list[list[float]] = []  # per subnet, one score per seed
     config = replace(base, epochs=args.tau_epochs, batch_size=args.batch_size, **knobs_of(base))
     start = time.perf_counter()
     for arch in archs:
         inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
-        _, scores = train_scored(arch, config, data, device, args.seed, net=supernet.extract(arch))
-        tuned.append(scores["cross_map"])
-        so_far = kendall_tau(inherited, tuned) if len(tuned) > 1 else None
-        print(f"  subnet {len(tuned)}/{len(archs)} ({costs.measure(arch)['macs']:,} MACs): inherited {inherited[-1]:.4f}, "
-              f"fine-tuned {tuned[-1]:.4f}; Kendall tau so far {'n/a' if so_far is None else f'{so_far:+.3f}'}", flush=True)
-    return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, tuned), "inherited": inherited, "fine_tuned": tuned,
-            "seconds": time.perf_counter() - start}
+        weights = supernet.extract(arch)
+        runs = []
+        for k in range(args.tau_seeds):
+            _, scores = train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))
+            runs.append(scores["cross_map"])
+        tuned.append(runs)
+        mean = [float(np.mean(r)) for r in tuned]
+        so_far = kendall_tau(inherited, mean) if len(tuned) > 1 else None
+        print(f"  subnet {len(tuned)}/{len(archs)} ({costs.measure(arch)['macs']:,} MACs, {arch['resolution']} px): inherited "
+              f"{inherited[-1]:.4f}, fine-tuned {' / '.join(f'{r:.4f}' for r in runs)}; Kendall tau so far "
+              f"{'n/a' if so_far is None else f'{so_far:+.3f}'}", flush=True)
+    mean = [float(np.mean(r)) for r in tuned]
+    ceiling = kendall_tau([r[0] for r in tuned], [r[1] for r in tuned]) if args.tau_seeds > 1 else None
+    return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, mean), "inherited": inherited, "fine_tuned": mean,
+            "fine_tuned_runs": tuned, "seed_tau": ceiling, "seconds": time.perf_counter() - start,
+            "macs": [costs.measure(a)["macs"] for a in archs]}
 
 
 def _data_name(spec: str) -> str:
@@ -202,7 +226,8 @@ def _rows(args, split, results, default, default_macs, default_test, default_ap)
                      "pick": pick["arch"] if pick else None, "pick_macs": pick["macs"] if pick else None,
                      "val_score": pick["cross_map"] if pick else None,
                      "test_cross_map": test["cross_torch"]["map"] if test else None,
-                     "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None})
+                     "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None,
+                     **({"supernet_epochs": r["supernet_epochs"]} if r.get("supernet_epochs") else {})})
     rows.append({**common, "strategy": "default", "pick": default, "pick_macs": default_macs,
                  "test_cross_map": default_test["cross_torch"]["map"]})
     return rows
@@ -230,14 +255,34 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sandwich-random", type=int, default=2, help="random subnets per supernet step (default 2)")
     parser.add_argument("--supernet-share", type=float, default=0.7, help="share of oneshot's budget spent training the supernet")
+    parser.add_argument("--supernet-epochs", type=int, default=None,
+                        help="train the supernet this many epochs instead of sizing it from --supernet-share (the search "
+                             "then takes longer than --minutes)")
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated subset of random,standalone,oneshot to run (default: all the space allows)")
     parser.add_argument("--bn-images", type=int, default=None, help="images re-estimating a subnet's batch norm (default: hetero search's)")
     parser.add_argument("--tau-subnets", type=int, default=10,
                         help="random subnets under the budget whose inherited and fine-tuned ranks are compared (default 10; 0 skips)")
     parser.add_argument("--tau-epochs", type=int, default=3, help="epochs fine-tuning each of those subnets (default 3)")
+    parser.add_argument("--tau-sample", choices=("budget", "space"), default="budget",
+                        help="draw those subnets under the MACs budget (default) or anywhere in the space")
+    parser.add_argument("--tau-on", choices=("val", "test"), default="val",
+                        help="score them on the search's validation part (default) or on the test classes (more images)")
+    parser.add_argument("--tau-seeds", type=int, default=1,
+                        help="fine-tunings per subnet (2 or more also measure fine-tuning's own seed-to-seed tau)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, metavar="FILE.json",
                         help="also write the table's rows as JSON (for `python benchmarks/tables.py record search_efficiency FILE`)")
     args = parser.parse_args()
+    # Checked before minutes of loading and training the cloud.
+    strategies: tuple[str, ...] = ("random", "standalone") if args.space == "cloud_pruned" else ("random", "standalone", "oneshot")
+    if args.strategies:
+        asked = tuple(name.strip() for name in args.strategies.split(",") if name.strip())
+        unknown = [name for name in asked if name not in strategies]
+        if unknown or not asked:
+            raise SystemExit(f"--strategies {args.strategies}: {', '.join(unknown) or 'nothing'} not available for space "
+                             f"{args.space} (choose from {', '.join(strategies)})")
+        strategies = asked
     if args.bn_images is None:
         from hetero.search import SearchConfig
 
@@ -290,7 +335,6 @@ def main() -> None:
     from hetero.metrics import probability_better
 
     results = []
-    strategies = ("random", "standalone") if args.space == "cloud_pruned" else ("random", "standalone", "oneshot")
     for name in strategies:
         result = _run_strategy(name, args, space, data, costs, base, device)
         pick = result["pick"]
@@ -336,13 +380,21 @@ def main() -> None:
     ranking = _ranking(oneshot_supernet, args, space, data, costs, base, device) if args.tau_subnets else None
     if ranking is not None:
         tau = ranking["kendall_tau"]
-        print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs) validation cross mAP of "
-              f"{ranking['subnets']} random subnets under the budget: {'n/a' if tau is None else f'{tau:+.3f}'} "
+        where = "under the budget" if args.tau_sample == "budget" else "of the whole space"
+        scored = "validation" if args.tau_on == "val" else "test-class"
+        print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs, {args.tau_seeds} seed(s)) {scored} "
+              f"cross mAP of {ranking['subnets']} random subnets {where}: {'n/a' if tau is None else f'{tau:+.3f}'} "
               f"({ranking['seconds']:.0f} s)")
+        if ranking["seed_tau"] is not None:
+            print(f"Kendall tau between two fine-tunings (seeds {args.seed} and {args.seed + 1}) of the same subnets: "
+                  f"{ranking['seed_tau']:+.3f} (the noise ceiling of the figure above)")
         if args.out:
             for row in rows:
                 if row["strategy"] == "oneshot":
-                    row.update(kendall_tau=tau, tau_subnets=ranking["subnets"])
+                    row.update(kendall_tau=tau, tau_subnets=ranking["subnets"], tau_epochs=args.tau_epochs,
+                               tau_sample=args.tau_sample, tau_on=args.tau_on, tau_seeds=args.tau_seeds,
+                               tau_seed_ceiling=ranking["seed_tau"], tau_macs=ranking["macs"],
+                               tau_inherited=ranking["inherited"], tau_fine_tuned=ranking["fine_tuned_runs"])
             write_json(Path(args.out), {"rows": rows})
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -141,6 +142,7 @@ def lqf_finetune(
     kind = resolve_augment(config.augment, train.images)
     views = TrainViews(train.images, init.preprocess, kind, cloud=cloud, views=config.views,
                        samples=config.views * count, seed=seed)
+    assert views.clean is not None  # views made with the cloud keep the clean images' embeddings
     protos, rows = _prototypes(views.clean.numpy(), train.labels)
     onehot = torch.nn.functional.one_hot(torch.from_numpy(rows), len(protos)).float()
 
@@ -195,7 +197,7 @@ def lqf_finetune(
 
 
 def _dot(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum((a[n] * b[n]).sum() for n in a)
+    return cast(torch.Tensor, sum((a[n] * b[n]).sum() for n in a))
 
 
 def _quadratic_step(body, x, radius, direction, previous, grads, deltas, protos, config: LQFConfig) -> dict:

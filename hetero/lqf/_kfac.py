@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -53,11 +54,13 @@ class _Block:
         if isinstance(m, nn.Linear):
             rows = x.reshape(-1, x.shape[-1])
         else:
-            cols = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)  # [N, C*k*k, L]
+            conv = cast(nn.Conv2d, m)  # blocks are made of Linear and Conv2d layers only
+            padding = cast(tuple[int, ...], conv.padding)  # hetero's convolutions pad by numbers, not "same"
+            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)  # [N, C*k*k, L]
             if self.depthwise:
                 n, _, length = cols.shape
-                k2 = cols.shape[1] // m.in_channels
-                per = cols.reshape(n, m.in_channels, k2, length).permute(1, 0, 3, 2).reshape(m.in_channels, -1, k2)
+                k2 = cols.shape[1] // conv.in_channels
+                per = cols.reshape(n, conv.in_channels, k2, length).permute(1, 0, 3, 2).reshape(conv.in_channels, -1, k2)
                 if m.bias is not None:
                     per = torch.cat([per, per.new_ones(per.shape[:2] + (1,))], dim=2)
                 return per
@@ -68,6 +71,7 @@ class _Block:
 
     def accumulate(self, grad_out: torch.Tensor, batch: int) -> None:
         x = self.input
+        assert x is not None, "the forward hook keeps the layer's input before its backward hook runs"
         p = self.patches(x)
         if self.depthwise:
             a = torch.einsum("crk,crj->ckj", p, p) / p.shape[1]
@@ -82,6 +86,7 @@ class _Block:
         self.count += batch
 
     def finish(self, damping: float) -> None:
+        assert self.a_sum is not None and self.g_sum is not None, "finish() after accumulate()"
         a = self.a_sum / self.count
         g = self.g_sum / self.count
         self.la, self.qa = torch.linalg.eigh(a.double())
@@ -154,9 +159,8 @@ class KFAC:
             p.requires_grad_(True)
         handles = []
         for block in self.blocks.values():
-            handles.append(block.module.register_forward_hook(lambda m, i, o, b=block: setattr(b, "input", i[0].detach())))
-            handles.append(block.module.register_full_backward_hook(
-                lambda m, gi, go, b=block: b.accumulate(go[0].detach(), go[0].shape[0])))
+            handles.append(block.module.register_forward_hook(_keep_input(block)))
+            handles.append(block.module.register_full_backward_hook(_accumulate(block)))
         count = 0
         try:
             for x in batches:
@@ -191,6 +195,7 @@ class KFAC:
     def _mean_eigenvalue(self) -> float:
         total, count = 0.0, 0
         for b in self.blocks.values():
+            assert b.a_sum is not None and b.g_sum is not None, "after the statistics pass"
             a, g = b.a_sum / b.count, b.g_sum / b.count
             if b.depthwise:
                 total += float((torch.diagonal(a, dim1=1, dim2=2).sum(1) * g).sum())
@@ -215,3 +220,17 @@ class KFAC:
         for n in self.diagonal_names:
             out[n] = grads[n] / (self.diagonal.get(n, torch.zeros_like(grads[n])) + self.damping)
         return out
+
+
+def _keep_input(block: _Block) -> Callable[..., None]:
+    """A forward hook keeping ``block``'s layer input for its backward hook."""
+    def hook(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
+        block.input = inputs[0].detach()
+    return hook
+
+
+def _accumulate(block: _Block) -> Callable[..., None]:
+    """A full backward hook adding the layer's output gradient to ``block``'s statistics."""
+    def hook(_module: nn.Module, _grad_in: tuple, grad_out: tuple) -> None:
+        block.accumulate(grad_out[0].detach(), grad_out[0].shape[0])
+    return hook

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import operator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,8 @@ def tangent_forward(body: nn.Module, deltas: dict[str, torch.Tensor], x: torch.T
     def f(*ws: torch.Tensor) -> torch.Tensor:
         return functional_call(body, {**buffers, **dict(zip(names, ws))}, (x,))
 
-    return jvp(f, primals, tuple(deltas[n] for n in names))
+    # Without has_aux jvp returns (output, tangent); its annotation also allows the has_aux triple.
+    return cast(tuple[torch.Tensor, torch.Tensor], jvp(f, primals, tuple(deltas[n] for n in names)))
 
 
 def _step(z: torch.Tensor) -> torch.Tensor:
@@ -205,7 +207,9 @@ class LinearizedNet(nn.Module):
             tangent = F.batch_norm(a, m.running_mean, m.running_var, deltas[prefix + "weight"],
                                    deltas[prefix + "bias"], False, 0.0, m.eps)
             if da is not None:
-                tangent = tangent + F.batch_norm(da, torch.zeros_like(m.running_mean), m.running_var, m.weight,
+                # hetero's networks keep running statistics (the primal batch norm above uses them too).
+                running_mean = cast(torch.Tensor, m.running_mean)
+                tangent = tangent + F.batch_norm(da, torch.zeros_like(running_mean), m.running_var, m.weight,
                                                  None, False, 0.0, m.eps)
             return m(a), tangent
         if isinstance(m, (nn.LeakyReLU, nn.ReLU)):
@@ -227,13 +231,14 @@ class LinearizedNet(nn.Module):
         prim = [a for a, _ in args]
         tan = [t for _, t in args]
         if node.op == "call_method":
-            name = fn
+            name = cast(str, fn)
             out = getattr(prim[0], name)(*prim[1:], **kwargs)
             if name in ("mean", "sum", "flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous"):
                 return out, None if tan[0] is None else getattr(tan[0], name)(*prim[1:], **kwargs)
             if name == "size":
                 return out, None
             raise UserError(f"LQF cannot linearise method {name!r}")
+        fn = cast(Callable[..., Any], fn)
         out = fn(*prim, **kwargs)
         if fn in (operator.add, torch.add):
             return out, _add(tan[0], tan[1] if len(tan) > 1 else None)

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, replace
 
 from hetero.errors import UserError
+from hetero.search._config import SearchConfig
 
 __all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "adapted_trials", "adapted_final_epochs", "parse_duration", "plan_budget",
            "resolve_lengths", "steps_per_epoch"]
@@ -92,7 +93,7 @@ class PhaseCosts:
         return self.train_step * self.steps_per_epoch + self.val_pass
 
 
-def plan_budget(config, seconds: float, costs: PhaseCosts) -> tuple[object, dict]:
+def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tuple[SearchConfig, dict]:
     """The lengths left ``None`` in ``config`` that make the search take about ``seconds``.
 
     Returns:

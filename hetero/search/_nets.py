@@ -9,7 +9,8 @@ every architecture already inherits its weights from the cloud, so it is searche
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ def fresh_net(arch: dict, cloud, channels: int, seed: int | None = None) -> tupl
     return arch, get_space(arch["space"]).build(arch, cloud.embed_dim, channels)
 
 
-def net_builder(space, cloud, channels: int) -> Callable[[dict], nn.Module] | None:
+def net_builder(space, cloud, channels: int) -> Callable[[Mapping[str, Any]], nn.Module] | None:
     """What the cost model builds an architecture with: ``None`` (the space's own build, on the meta
     device) except for ``cloud_pruned``, whose networks are pruned copies of the real cloud network
     (with the input map an edge model of it carries)."""

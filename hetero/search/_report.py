@@ -13,7 +13,9 @@ import html
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
@@ -37,7 +39,9 @@ def _plot(summary: dict, path: Path) -> bytes:
     unit = summary["device"]["objective"] if summary["device"]["objective"] == "macs" else "latency_ms"
     rows = [r for r in summary["trials"] if r.get("cross_map") is not None and r.get(unit) is not None]
     fig, ax = plt.subplots(figsize=(10, 5))
-    for state, style in (("COMPLETE", {"marker": "o", "alpha": 0.55}), ("PRUNED", {"marker": "x", "alpha": 0.45})):
+    styles: tuple[tuple[str, dict[str, Any]], ...] = (("COMPLETE", {"marker": "o", "alpha": 0.55}),
+                                                     ("PRUNED", {"marker": "x", "alpha": 0.45}))
+    for state, style in styles:
         for feasible, colour in ((True, "tab:blue"), (False, "tab:red")):
             pts = [r for r in rows if r["state"] == state and bool(r.get("feasible")) == feasible]
             if pts:
@@ -170,7 +174,7 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
     table = []
     for r in summary["trials"]:
         notes = [n for n, on in (("Pareto", r["number"] in front), ("default", r.get("reference") == "default"),
-                                 ("pick", bool(pick) and r["number"] == pick["search_trial"]),
+                                 ("pick", pick is not None and r["number"] == pick["search_trial"]),
                                  (f"retry of {r.get('retry_of')}", r.get("retry_of") is not None)) if on]
         table.append([str(r["number"]), r["state"], _fmt(r.get("macs")), _fmt(r.get("params")), _fmt(r.get("latency_ms"), 3),
                       _fmt(r.get("cross_map")), _fmt(r.get("homogeneous_map")), _fmt(r.get("feasible")), _fmt(r.get("seconds"), 2),
@@ -200,7 +204,7 @@ def _html_table(content) -> str:
 
 
 def _markdown(blocks: list[tuple[str, object]], png_name: str) -> str:
-    render = {
+    render: dict[str, Callable[[Any], str]] = {
         "h1": lambda c: f"# {c}",
         "h2": lambda c: f"## {c}",
         "p": str,
@@ -215,7 +219,7 @@ def _markdown(blocks: list[tuple[str, object]], png_name: str) -> str:
 def _html(blocks: list[tuple[str, object]], png: bytes, title: str) -> str:
     e = html.escape
     image = base64.b64encode(png).decode("ascii")
-    render = {
+    render: dict[str, Callable[[Any], str]] = {
         "h1": lambda c: f"<h1>{e(c)}</h1>",
         "h2": lambda c: f"<h2>{e(c)}</h2>",
         "p": lambda c: f"<p>{e(c)}</p>",

@@ -87,6 +87,7 @@ def _sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    assert config.trials is not None, "set by _lengths before the study is made"
     population = min(50, max(8, config.trials // 4))
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
 
@@ -95,6 +96,7 @@ def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     if not config.prunes:
         return optuna.pruners.NopPruner()
     if config.pruner == "hyperband":
+        assert config.epochs is not None, "set by _lengths before the study is made"
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
 
@@ -103,6 +105,7 @@ def _objective(run: SearchRun):
     if run.config.strategy == "oneshot":
         from hetero.search._oneshot import load_or_train_supernet, oneshot_objective
 
+        assert run.config.supernet_epochs is not None, "set by _lengths before the supernet trains"
         config = replace(run.base, epochs=run.config.supernet_epochs, batch_size=run.config.batch_size)
         run.supernet, run.supernet_info = load_or_train_supernet(
             run.run_dir, run.space, run.data, config, run.config.sandwich_random, run.device, run.config.seed
@@ -189,7 +192,7 @@ def _phases(run: SearchRun, study: optuna.Study, plan: dict, bar: SearchProgress
         ran = _search_trials(run, study, objective, plan, started)
     config = run.config
     rows = trial_rows(study, space)
-    summary = {
+    summary: dict[str, Any] = {
         "format": "hetero.search/1",
         "config": config.to_dict(),
         "plan": plan,
@@ -232,9 +235,11 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
     from hetero.search._budget import MIN_TRIALS, PLANNED, adapted_trials
 
     desc = f"{run.config.strategy} trials"
+    assert run.config.trials is not None, "set by _lengths"
     if not plan.get("adapt_trials") or plan.get("trials_adapted"):
         return run_trials(study, objective, run.config.trials, desc=desc)
     start = time.perf_counter()
+    assert run.config.time_budget is not None, "a plan adapts trials only under a time budget"
     ran = run_trials(study, objective, min(run.config.trials, MIN_TRIALS), desc=desc)
     finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
@@ -250,6 +255,7 @@ def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     if not plan.get("adapt_final") or plan.get("final_adapted"):
         return
     costs = plan["costs"]
+    assert run.config.time_budget is not None, "a plan adapts the fine-tuning only under a time budget"
     slowdown = 1.0
     info = run.supernet_info
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import cast
 
 import numpy as np
 import torch
@@ -75,12 +76,12 @@ class _FakeQuantized:
         for module in self.weighted:
             qmax = QAT_WEIGHT_BITS["depthwise" if _is_depthwise(module) else "dense"]
             parametrize.register_parametrization(module, "weight", _WeightFakeQuant(qmax))
-        for module in net.modules():
-            if isinstance(module, _ACTIVATION_MODULES):
+        for activation in net.modules():
+            if isinstance(activation, _ACTIVATION_MODULES):
                 fq = FakeQuantize(observer=MinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8,
                                   qscheme=torch.per_tensor_affine)
-                self.quantizers[module] = fq
-                self.hooks.append(module.register_forward_hook(self._hook))
+                self.quantizers[activation] = fq
+                self.hooks.append(activation.register_forward_hook(self._hook))
 
     def _hook(self, module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
         return self.quantizers[module](output) if self.enabled else output
@@ -96,7 +97,10 @@ class _FakeQuantized:
     def _switch(self, enabled: bool) -> None:
         self.enabled = enabled
         for module in self.weighted:
-            module.parametrizations.weight[0].enabled = enabled
+            # register_parametrization put a ParametrizationList of our one _WeightFakeQuant here.
+            weight = cast(nn.ModuleDict, module.parametrizations)["weight"]
+            quantizer = cast(_WeightFakeQuant, cast(nn.ModuleList, weight)[0])
+            quantizer.enabled = enabled
 
     def remove(self) -> None:
         for hook in self.hooks:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -146,15 +147,17 @@ def train_embedding(
         batch = views.batch(idx, generator)
         x, free = batch.inputs, None
         if extra_batch:
+            assert unlabeled is not None  # extra_batch is 0 without unlabeled images
             more = unlabeled.batch(torch.randint(0, len(unlabeled), (extra_batch,), generator=generator), generator)
             x = torch.cat([x, more.inputs])
         out = net(x.to(device))
         q = out[: len(idx)]
         if extra_batch:
+            assert more.cloud is not None  # unlabeled views always carry the cloud's targets
             free = (out[len(idx) :], more.cloud.to(device))
         cloud = batch.cloud.to(device) if batch.cloud is not None else None
         terms = loss_terms(q, y[idx].to(device), head, idx, config, targets, device, cloud=cloud, unlabeled=free)
-        sum(weight * value for weight, value in terms.values()).backward()
+        cast(torch.Tensor, sum(weight * value for weight, value in terms.values())).backward()
         return {name: float(value.detach()) for name, (_, value) in terms.items()}
 
     history = run_epochs(net, params, len(views), config, generator, step, description, on_epoch, checkpoint, keep_best)
@@ -211,6 +214,7 @@ def run_epochs(
     extra = [p for p in params if id(p) not in in_module]
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
+        assert checkpoint is not None  # saved comes from it
         _restore(module, extra, saved)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -333,6 +337,7 @@ def loss_terms(
         if config.focal_head == "own":
             # PCT's form: the model's own classifier against the reference's, class for class.
             own = head / head.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            assert targets.columns is not None  # set whenever the targets come from a classifier
             student, teacher = config.metric_scale * q @ own.T, teacher[:, targets.columns.to(device)]
         terms["focal"] = (
             config.focal,
