@@ -130,11 +130,15 @@ def run_set(name: str, args, work: Path) -> list[dict]:
     rng = np.random.default_rng(args.seed + 1)
     train_idx, test_idx = _per_class(new.labels, (n_train, n_test), rng)
     pool, test = new.subset(train_idx), new.subset(test_idx)
+    paragon = _paragon(cloud, test)
     print(f"{name}: new data {new.num_classes} classes; fine-tune pool {len(pool.labels)} images, "
           f"test {len(test.labels)}; old-class test {len(old_test.labels)} images; "
-          f"paragon (cloud->cloud) new {_paragon(cloud, test):.4f}", flush=True)
+          f"paragon (cloud->cloud) new {paragon:.4f}", flush=True)
+    # What the run started from, in every row (the recorded tables key on it).
+    setting = {"base": f"{args.base_steps} steps" if name == "omniglot" else Path(args.tiny_init).name, "paragon": paragon,
+               "seed": args.seed}
     before_new, before_old = _scores(cloud, init, test), _scores(cloud, init, old_test)
-    rows = [_row(name, "before", "-", before_new, before_old, 0.0, 0)]
+    rows = [_row(name, "before", "-", before_new, before_old, 0.0, 0, **setting)]
     print(json.dumps(rows[-1]), flush=True)
     for shots in args.shots.split(","):
         if shots == "full":
@@ -153,8 +157,10 @@ def run_set(name: str, args, work: Path) -> list[dict]:
                 model = lqf_finetune(init, cloud, ft, config, seed=args.seed)
                 steps = args.lqf_epochs * -(-len(ft.labels) // args.lqf_batch)
             seconds = time.perf_counter() - start
+            lqf_epochs = {} if method == "plain" else {"lqf_epochs": args.lqf_epochs}
             rows.append(_row(name, method, shots, _scores(cloud, model, test, before_new),
-                             _scores(cloud, model, old_test, before_old), seconds, steps, len(ft.labels)))
+                             _scores(cloud, model, old_test, before_old), seconds, steps, len(ft.labels), **setting,
+                             **lqf_epochs))
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -165,8 +171,9 @@ def _paragon(cloud, test) -> float:
     return evaluate_cloud(cloud, test)["map"]
 
 
-def _row(name, method, shots, new, old, seconds, steps, images=0) -> dict:
-    return {"set": name, "method": method, "shots": shots, "images": images, "new_cross_map": new["cross"],
+def _row(name, method, shots, new, old, seconds, steps, images=0, **setting) -> dict:
+    """One table row; ``setting`` names what the run started from (base model, paragon)."""
+    return {**setting, "set": name, "method": method, "shots": shots, "images": images, "new_cross_map": new["cross"],
             "new_homogeneous_map": new["homogeneous"], "new_top1": new["top1"], "compatible": new["compatible"],
             "nfr_new": new.get("nfr"), "old_cross_map": old["cross"], "nfr_old": old.get("nfr"),
             "seconds": seconds, "steps": steps}

@@ -66,6 +66,23 @@ def _setting(row: Row) -> str:
 
 #: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
 #: table's columns as (header, right-aligned, cell).
+# Tables that show another benchmark's recorded rows (the kendall_tau table: search_efficiency's).
+RESULTS_OF = {"kendall_tau": "search_efficiency"}
+
+
+def _search_epochs(row: Row) -> str:
+    """Trial and final epochs; a oneshot row given --supernet-epochs names its supernet's instead."""
+    first = f"supernet {row['supernet_epochs']}" if row.get("supernet_epochs") else str(row["trial_epochs"])
+    return f"{first} / {row['final_epochs']}"
+
+
+def _tau_range(row: Row) -> str:
+    """The spread of the fine-tuned scores the ranking is judged on (mean over seeds)."""
+    runs = row.get("tau_fine_tuned") or []
+    means = [sum(r) / len(r) if isinstance(r, list) else r for r in runs]
+    return f"{min(means):.3f}-{max(means):.3f}" if means else "-"
+
+
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
     "real_data": (
         ("set", "method", "edge"),
@@ -107,7 +124,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ],
     ),
     "search_efficiency": (
-        ("data", "space", "minutes", "strategy"),
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "strategy"),
         [
             ("data", False, lambda r: r["data"]),
             ("space searched", False, lambda r: r["space"]),
@@ -121,7 +138,44 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("P(> default)", True, lambda r: _number(r.get("p_better_than_default"), ".3f")),
             ("paragon", True, lambda r: f"{r['paragon']:.4f}"),
             ("Kendall tau", True, lambda r: _number(r.get("kendall_tau"), "+.3f")),
-            ("epochs: trial / final", True, lambda r: f"{r['trial_epochs']} / {r['final_epochs']}"),
+            ("epochs: trial / final", True, _search_epochs),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    # The oneshot rows that measured a ranking (search_efficiency.py --tau-*), in more detail.
+    "kendall_tau": (
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "strategy"),
+        [
+            ("data", False, lambda r: r["data"]),
+            ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget")),
+            ("subnets", True, lambda r: str(r["tau_subnets"])),
+            ("drawn from", False, lambda r: "the whole space" if r.get("tau_sample") == "space" else "under the MACs budget"),
+            ("scored on", False, lambda r: "test classes" if r.get("tau_on") == "test" else "validation part"),
+            ("fine-tuning epochs x seeds", True, lambda r: f"{r.get('tau_epochs', 3)} x {r.get('tau_seeds', 1)}"),
+            ("fine-tuned range", True, lambda r: _tau_range(r)),
+            ("Kendall tau", True, lambda r: f"**{r['kendall_tau']:+.3f}**"),
+            ("seed-to-seed tau", True, lambda r: _number(r.get("tau_seed_ceiling"), "+.3f")),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "lqf": (
+        ("set", "base", "seed", "shots", "method", "lqf_epochs"),
+        [
+            ("set", False, lambda r: r["set"]),
+            ("base edge", False, lambda r: r.get("base", "-")),
+            ("seed", True, lambda r: str(r.get("seed", 0))),
+            ("shots", True, lambda r: str(r["shots"])),
+            ("method", False, lambda r: r["method"] + (f", {r['lqf_epochs']} epochs" if r.get("lqf_epochs") else "")),
+            ("images", True, lambda r: str(r["images"]) if r["images"] else "-"),
+            ("new cross mAP", True, lambda r: f"**{r['new_cross_map']:.4f}**"),
+            ("new homog. mAP", True, lambda r: f"{r['new_homogeneous_map']:.4f}"),
+            ("compatible", False, lambda r: str(r["compatible"])),
+            ("NFR new", True, lambda r: _number(r.get("nfr_new"), ".4f")),
+            ("old cross mAP", True, lambda r: f"{r['old_cross_map']:.4f}"),
+            ("NFR old", True, lambda r: _number(r.get("nfr_old"), ".4f")),
+            ("steps", True, lambda r: str(r["steps"]) if r["steps"] else "-"),
+            ("s", True, lambda r: f"{r['seconds']:.0f}" if r["seconds"] else "-"),
+            ("paragon", True, lambda r: _number(r.get("paragon"), ".4f")),
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
@@ -181,7 +235,7 @@ def rendered_readme(text: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"README table names unknown benchmark {name!r}; known: {', '.join(TABLES)}")
         filters = dict(item.split("=", 1) for item in shlex.split(match["filters"]))
-        return f"<!-- table {name}{match['filters']} -->\n{render(name, load(name), filters)}<!-- /table -->"
+        return f"<!-- table {name}{match['filters']} -->\n{render(name, load(RESULTS_OF.get(name, name)), filters)}<!-- /table -->"
 
     return MARKER.sub(fill, text)
 
@@ -221,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action")
     rec = sub.add_parser("record", help="add a run's results.json to benchmarks/results/ and rewrite the tables")
-    rec.add_argument("benchmark", choices=sorted(TABLES))
+    rec.add_argument("benchmark", choices=sorted(set(TABLES) - set(RESULTS_OF)))
     rec.add_argument("results", type=Path)
     rec.add_argument("--edge-arch", type=Path, help="the --edge-arch the run was given (for rows that lack it)")
     args = parser.parse_args(argv)
