@@ -67,7 +67,16 @@ def _setting(row: Row) -> str:
 #: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
 #: table's columns as (header, right-aligned, cell).
 # Tables that show another benchmark's recorded rows (the kendall_tau table: search_efficiency's).
-RESULTS_OF = {"kendall_tau": "search_efficiency"}
+RESULTS_OF = {"kendall_tau": "search_efficiency", "defuse_correction": "defuse"}
+
+
+def _rows_of(name: str, rows: list[Row]) -> list[Row]:
+    """The rows table ``name`` shows: defuse_correction has one per lambda of each recorded run."""
+    if name == "defuse_correction":
+        return [{**r, **step} for r in rows for step in r["sweep"]]
+    if name == "kendall_tau":
+        return [r for r in rows if r.get("kendall_tau") is not None]
+    return rows
 
 
 def _search_epochs(row: Row) -> str:
@@ -179,6 +188,36 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
+    "defuse": (
+        ("set", "seed", "edge_steps", "defuse_seed"),
+        [
+            ("set (edge steps)", False, lambda r: f"{r['set']} ({r['edge_steps']})"),
+            ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
+            ("cloud right", True, lambda r: f"{r['reference_accuracy']:.3f}"),
+            ("edge right", True, lambda r: f"{r['candidate_accuracy']:.3f}"),
+            ("kept", True, lambda r: str(r["kept"])),
+            ("groups (sizes)", False, lambda r: f"**{r['groups']}** ({', '.join(map(str, r['group_sizes']))})"),
+            ("active dims", True, lambda r: str(r["active_dims"])),
+            ("held-out failures", True, lambda r: str(r["held_out_failures"])),
+            ("test top-1 before", True, lambda r: f"{r['test_before']['top1']:.4f}"),
+            ("find s", True, lambda r: f"{r['find_seconds']:.0f}"),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "defuse_correction": (
+        ("set", "seed", "edge_steps", "defuse_seed", "lambda"),
+        [
+            ("set (edge steps)", False, lambda r: f"{r['set']} ({r['edge_steps']})"),
+            ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
+            ("lambda", True, lambda r: f"{r['lambda']:g}"),
+            ("held-out failure acc", True, lambda r: f"{r['failure_accuracy']:.3f}"),
+            ("pts vs before", True, lambda r: f"{r['failure_gain_points']:+.1f}"),
+            ("pts vs lambda 0", True, lambda r: f"{r['failure_gain_over_control_points']:+.1f}"),
+            ("test top-1 (pts)", True, lambda r: f"{r['test_top1']:.4f} ({r['test_top1_change_points']:+.2f})"),
+            ("test mAP (pts)", True, lambda r: f"{r['test_map']:.4f} ({r['test_map_change_points']:+.2f})"),
+            ("s", True, lambda r: f"{r['seconds']:.0f}"),
+        ],
+    ),
     "int8_export": (
         ("model", "backend", "scheme"),
         [
@@ -235,7 +274,7 @@ def rendered_readme(text: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"README table names unknown benchmark {name!r}; known: {', '.join(TABLES)}")
         filters = dict(item.split("=", 1) for item in shlex.split(match["filters"]))
-        return f"<!-- table {name}{match['filters']} -->\n{render(name, load(RESULTS_OF.get(name, name)), filters)}<!-- /table -->"
+        return f"<!-- table {name}{match['filters']} -->\n{render(name, _rows_of(name, load(RESULTS_OF.get(name, name))), filters)}<!-- /table -->"
 
     return MARKER.sub(fill, text)
 
