@@ -218,6 +218,24 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("s", True, lambda r: f"{r['seconds']:.0f}"),
         ],
     ),
+    "updates": (
+        ("data", "seed", "old_classes", "old_epochs", "epochs", "update"),
+        [
+            ("update", False, lambda r: r["update"]),
+            ("new,new top-1", True, lambda r: f"{r['new_new_top1']:.4f}"),
+            ("new,new mAP", True, lambda r: f"{r['new_new_map']:.4f}"),
+            ("new->old top-1", True, lambda r: f"{r['new_old_top1']:.4f}"),
+            ("new->old mAP", True, lambda r: f"**{r['new_old_map']:.4f}**"),
+            ("old,old mAP", True, lambda r: _number(r.get("old_old_map"), ".4f")),
+            ("compatible", False, lambda r: str(r["compatible"])),
+            ("gap closed", True, lambda r: _number(r.get("gap_closed"), "+.3f")),
+            ("NFR new->old", True, lambda r: f"{r['nfr_new_old']:.4f}"),
+            ("NFR new->new", True, lambda r: f"{r['nfr_new_new']:.4f}"),
+            ("NFI new->new", True, lambda r: f"{r['nfi_new_new']:.4f}"),
+            ("epochs", True, lambda r: str(r["epochs"])),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
     "int8_export": (
         ("model", "backend", "scheme"),
         [

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown --variants {sorted(unknown)}; use {', '.join(makers)}")
 
     reference = None
-    rows, results = [], {}
+    rows, results, records = [], {}, []
     for name in variants:
         config, make = makers[name]
         new = _cached(out / name, {**base, "arch": NEW_ARCH, "train": config.to_dict(), "old": old.fingerprint}, make)
@@ -142,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             str(report["compatible"]), report["update_gap_closed"],
             f["new_old_vs_old_old"]["nfr"], f["new_new_vs_old_old"]["nfr"], f["new_new_vs_old_old"]["nfi"],
         ])
+        # One flat row per update, for `python benchmarks/tables.py record updates OUT/results.json`.
+        records.append({
+            "data": args.data.split(":", 1)[0], "seed": args.seed, "old_classes": args.old_classes, "old_epochs": args.old_epochs,
+            "epochs": args.epochs, "update": name, "new_new_top1": r["new_new"]["top1"], "new_new_map": r["new_new"]["map"],
+            "new_old_top1": r["new_old"]["top1"], "new_old_map": r["new_old"]["map"], "compatible": report["compatible"],
+            "gap_closed": report["update_gap_closed"], "nfr_new_old": f["new_old_vs_old_old"]["nfr"],
+            "nfr_new_new": f["new_new_vs_old_old"]["nfr"], "nfi_new_new": f["new_new_vs_old_old"]["nfi"],
+            "old_old_top1": reference[1].top1 if reference else None, "old_old_map": reference[1].map if reference else None,
+        })
 
     old_row = reference[1] if reference else None
     print()
@@ -164,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         _, html = write_flips(analysis, source, out / "check-bct+focal", test.images)
         sizes = [len(analysis.group_members(g)) for g in range(analysis.groups.k)]
         print(f"flips of bct+focal (new->old vs old->old): {analysis.summary['flips']} in {analysis.groups.k} groups {sizes}: {html}")
-    write_json(out / "results.json", {"settings": vars(args), "updates": results})
+    write_json(out / "results.json", {"settings": vars(args), "rows": records, "updates": results})
     print(f"total {time.perf_counter() - t0:.0f} s; reports under {out}")
     return 0
 
