@@ -161,7 +161,18 @@ def main() -> None:
               f"{lat[b]['p50_ms']:>12.3f}{lat[b]['ratio']:>9.3f}{row['artifact_bytes']:>10,}  {row['status']}")
     from hetero._io import write_json
 
-    write_json(work / "runtimes.json", {"rows": rows, "latency": {n: {str(k): v for k, v in d.items()} for n, d in latency.items()},
+    # One flat row per runtime (eager first), latency merged in, for `python benchmarks/tables.py record runtimes`.
+    data = args.data.split(":", 1)[0]
+    common = {"data": data, "threads": args.threads, "batch": b, "edge_epochs": args.edge_epochs, "queries": any_report["data"]["queries"]}
+    table = [{**common, "device": "pytorch eager", "backend": "pytorch eager", "precision": "fp32",
+              "cross_map_runtime": retrieval["cross_torch"]["map"], "p50_b1_ms": eager[1]["p50_ms"], "ratio_b1": 1.0,
+              "p50_batch_ms": eager[b]["p50_ms"], "ratio_batch": 1.0}]
+    for row in rows:
+        lat = latency.get(row["device"])
+        timing = {} if lat is None else {"p50_b1_ms": lat[1]["p50_ms"], "ratio_b1": lat[1]["ratio"],
+                                         "p50_batch_ms": lat[b]["p50_ms"], "ratio_batch": lat[b]["ratio"]}
+        table.append({**common, **row, **timing})
+    write_json(work / "runtimes.json", {"rows": table, "latency": {n: {str(k): v for k, v in d.items()} for n, d in latency.items()},
                                         "threads": args.threads, "batch": b, "rounds": args.rounds, "repeats": args.repeats})
     print(f"\n{time.perf_counter() - t0:.0f} s in all; comparison page {work / 'bench' / 'index.html'}; figures {work / 'runtimes.json'}")
 

@@ -236,6 +236,25 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
+    "runtimes": (
+        ("data", "edge_epochs", "threads", "device"),
+        [
+            ("runtime", False, lambda r: r["backend"]),
+            ("prec", False, lambda r: r["precision"]),
+            ("cross mAP", True, lambda r: _number(r.get("cross_map_runtime"), ".4f")),
+            ("cos min", True, lambda r: _number(r.get("cos_min"), ".7f")),
+            ("top-1 agr", True, lambda r: _number(r.get("top1_agreement"), ".4f")),
+            ("same img", True, lambda r: _number(r.get("top1_item_agreement"), ".4f")),
+            ("NFR", True, lambda r: _number(r.get("nfr"), ".4f")),
+            ("p50 b1 ms", True, lambda r: _number(r.get("p50_b1_ms"), ".3f")),
+            ("x eager", True, lambda r: _number(r.get("ratio_b1"), ".3f")),
+            ("p50 batch ms", True, lambda r: _number(r.get("p50_batch_ms"), ".3f")),
+            ("x eager (batch)", True, lambda r: _number(r.get("ratio_batch"), ".3f")),
+            ("bytes", True, lambda r: f"{r['artifact_bytes']:,}" if r.get("artifact_bytes") else "-"),
+            ("status", False, lambda r: r.get("status", "")),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
     "int8_export": (
         ("model", "backend", "scheme"),
         [
