@@ -166,27 +166,27 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     fine-tunings of the same subnets is the noise ceiling: no proxy can agree with fine-tuning
     better than fine-tuning agrees with itself.
     """
-    from dataclasses import replace as replace_data
-
     from hetero.search import evaluate_subnet, kendall_tau, knobs_of
     from hetero.search._standalone import train_scored
 
     if args.tau_on == "test":  # the same fit part and targets; scored on the test classes instead
-        fit_inputs = {k: v for k, v in data._cache.items() if k[0] == "fit"}
-        data = replace_data(data, val=data.split.test, gallery=data.cloud.embed(data.split.test.images), _cache=fit_inputs)
+        data = data.judged_on(data.split.test)
     rng = np.random.default_rng(args.seed + 7)
     archs: list[dict] = []
+    macs: list[int] = []
     for _ in range(200 * args.tau_subnets):
         if len(archs) == args.tau_subnets:
             break
         arch = space.random_arch(rng)
-        if (args.tau_sample == "space" or costs.measure(arch)["macs"] <= args.max_macs) and arch not in archs:
+        cost = costs.measure(arch)["macs"]
+        if (args.tau_sample == "space" or cost <= args.max_macs) and arch not in archs:
             archs.append(arch)
+            macs.append(cost)
     inherited: list[float] = []
     tuned: list[list[float]] = []  # per subnet, one score per seed
     config = replace(base, epochs=args.tau_epochs, batch_size=args.batch_size, **knobs_of(base))
     start = time.perf_counter()
-    for arch in archs:
+    for arch, cost in zip(archs, macs):
         inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
         weights = supernet.extract(arch)
         runs = []
@@ -194,9 +194,8 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
             _, scores = train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))
             runs.append(scores["cross_map"])
         tuned.append(runs)
-        mean = [float(np.mean(r)) for r in tuned]
-        so_far = kendall_tau(inherited, mean) if len(tuned) > 1 else None
-        print(f"  subnet {len(tuned)}/{len(archs)} ({costs.measure(arch)['macs']:,} MACs, {arch['resolution']} px): inherited "
+        so_far = kendall_tau(inherited, [float(np.mean(r)) for r in tuned]) if len(tuned) > 1 else None
+        print(f"  subnet {len(tuned)}/{len(archs)} ({cost:,} MACs, {arch['resolution']} px): inherited "
               f"{inherited[-1]:.4f}, fine-tuned {' / '.join(f'{r:.4f}' for r in runs)}; Kendall tau so far "
               f"{'n/a' if so_far is None else f'{so_far:+.3f}'}", flush=True)
     mean = [float(np.mean(r)) for r in tuned]
@@ -206,7 +205,7 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     ceiling = float(np.mean(known)) if known else None
     return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, mean), "inherited": inherited, "fine_tuned": mean,
             "fine_tuned_runs": tuned, "seed_tau": ceiling, "seconds": time.perf_counter() - start,
-            "macs": [costs.measure(a)["macs"] for a in archs]}
+            "macs": macs}
 
 
 def _data_name(spec: str) -> str:

@@ -64,21 +64,6 @@ def _setting(row: Row) -> str:
     return ", ".join(f"{short} {params[key]}" for key, short in names.items() if key in params) or "-"
 
 
-#: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
-#: table's columns as (header, right-aligned, cell).
-# Tables that show another benchmark's recorded rows (the kendall_tau table: search_efficiency's).
-RESULTS_OF = {"kendall_tau": "search_efficiency", "defuse_correction": "defuse"}
-
-
-def _rows_of(name: str, rows: list[Row]) -> list[Row]:
-    """The rows table ``name`` shows: defuse_correction has one per lambda of each recorded run."""
-    if name == "defuse_correction":
-        return [{**r, **step} for r in rows for step in r["sweep"]]
-    if name == "kendall_tau":
-        return [r for r in rows if r.get("kendall_tau") is not None]
-    return rows
-
-
 def _search_epochs(row: Row) -> str:
     """Trial and final epochs; a oneshot row given --supernet-epochs names its supernet's instead."""
     first = f"supernet {row['supernet_epochs']}" if row.get("supernet_epochs") else str(row["trial_epochs"])
@@ -87,9 +72,20 @@ def _search_epochs(row: Row) -> str:
 
 def _tau_range(row: Row) -> str:
     """The spread of the fine-tuned scores the ranking is judged on (mean over seeds)."""
-    runs = row.get("tau_fine_tuned") or []
-    means = [sum(r) / len(r) if isinstance(r, list) else r for r in runs]
+    # Rows recorded before --tau-seeds hold one score per subnet, later ones a list per subnet.
+    means = [sum(r) / len(r) if isinstance(r, list) else r for r in row.get("tau_fine_tuned") or []]
     return f"{min(means):.3f}-{max(means):.3f}" if means else "-"
+
+
+#: Tables that show rows another benchmark recorded: (that benchmark, the rows the table shows).
+DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
+    "kendall_tau": ("search_efficiency", lambda rows: [r for r in rows if r.get("kendall_tau") is not None]),
+    "defuse_correction": ("defuse", lambda rows: [{**r, **step} for r in rows for step in r["sweep"]]),  # one per lambda
+}
+
+
+#: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
+#: table's columns as (header, right-aligned, cell).
 
 
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
@@ -298,6 +294,14 @@ def render(name: str, rows: list[Row], filters: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_rows(name: str) -> list[Row]:
+    """The recorded rows table ``name`` shows (a derived table's from the benchmark it derives from)."""
+    if name in DERIVED_TABLES:
+        source, rows_of = DERIVED_TABLES[name]
+        return rows_of(load(source))
+    return load(name)
+
+
 def load(name: str) -> list[Row]:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text())["rows"] if path.exists() else []
@@ -311,7 +315,7 @@ def rendered_readme(text: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"README table names unknown benchmark {name!r}; known: {', '.join(TABLES)}")
         filters = dict(item.split("=", 1) for item in shlex.split(match["filters"]))
-        return f"<!-- table {name}{match['filters']} -->\n{render(name, _rows_of(name, load(RESULTS_OF.get(name, name))), filters)}<!-- /table -->"
+        return f"<!-- table {name}{match['filters']} -->\n{render(name, _table_rows(name), filters)}<!-- /table -->"
 
     return MARKER.sub(fill, text)
 
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action")
     rec = sub.add_parser("record", help="add a run's results.json to benchmarks/results/ and rewrite the tables")
-    rec.add_argument("benchmark", choices=sorted(set(TABLES) - set(RESULTS_OF)))
+    rec.add_argument("benchmark", choices=sorted(set(TABLES) - set(DERIVED_TABLES)))
     rec.add_argument("results", type=Path)
     rec.add_argument("--edge-arch", type=Path, help="the --edge-arch the run was given (for rows that lack it)")
     args = parser.parse_args(argv)

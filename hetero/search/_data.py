@@ -15,7 +15,7 @@ validation part is held out of ``fit``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -161,6 +161,14 @@ class SearchData:
         """Each validation query's AP against the cloud gallery (what ``score``'s cross mAP averages)."""
         labels = self.val.labels
         return retrieval_metrics(queries, self.gallery, labels, labels, same_images=True).average_precision
+
+    def judged_on(self, images: Dataset) -> SearchData:
+        """The same training part and targets, with ``images`` as the part trials are scored on.
+
+        The fit part's preprocessed inputs are shared; ``images`` are embedded by the cloud once.
+        """
+        fit_inputs = {key: value for key, value in self._cache.items() if key[0] == "fit"}
+        return replace(self, val=images, gallery=self.cloud.embed(images.images), _cache=fit_inputs)
 
     def paragon(self) -> float:
         """Cloud-to-cloud mAP on the validation images: the ceiling of every trial's score."""
