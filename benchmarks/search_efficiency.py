@@ -165,6 +165,11 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     images, used for this measurement only). With two or more seeds the tau between two
     fine-tunings of the same subnets is the noise ceiling: no proxy can agree with fine-tuning
     better than fine-tuning agrees with itself.
+
+    With ``--tau-proxy-epochs E ...`` each subnet is also scored after a short fine-tuning of ``E``
+    epochs from its inherited weights (a seed of its own, so that its noise is not shared with any
+    of the fine-tunings it is compared with): the cheaper proxy a search could rank its best
+    candidates by, and its own tau against the fine-tuned scores.
     """
     from hetero.search import evaluate_subnet, kendall_tau, knobs_of
     from hetero.search._standalone import train_scored
@@ -183,12 +188,16 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
             archs.append(arch)
             macs.append(cost)
     inherited: list[float] = []
+    proxies: dict[int, list[float]] = {e: [] for e in args.tau_proxy_epochs}
     tuned: list[list[float]] = []  # per subnet, one score per seed
     config = replace(base, epochs=args.tau_epochs, batch_size=args.batch_size, **knobs_of(base))
     start = time.perf_counter()
     for arch, cost in zip(archs, macs):
         inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
         weights = supernet.extract(arch)
+        for e, scores_of in proxies.items():
+            _, proxy = train_scored(arch, replace(config, epochs=e), data, device, args.seed + 1000, net=copy.deepcopy(weights))
+            scores_of.append(proxy["cross_map"])
         runs = []
         for k in range(args.tau_seeds):
             _, scores = train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))
@@ -197,7 +206,8 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
         so_far = kendall_tau(inherited, [float(np.mean(r)) for r in tuned]) if len(tuned) > 1 else None
         print(f"  subnet {len(tuned)}/{len(archs)} ({cost:,} MACs, {arch['resolution']} px): inherited "
               f"{inherited[-1]:.4f}, fine-tuned {' / '.join(f'{r:.4f}' for r in runs)}; Kendall tau so far "
-              f"{'n/a' if so_far is None else f'{so_far:+.3f}'}", flush=True)
+              f"{'n/a' if so_far is None else f'{so_far:+.3f}'}"
+              + "".join(f"; after {e} epoch(s) {v[-1]:.4f}" for e, v in proxies.items()), flush=True)
     mean = [float(np.mean(r)) for r in tuned]
     # Fine-tuning's agreement with itself: the mean tau over pairs of seeds.
     pairs = [kendall_tau([r[i] for r in tuned], [r[j] for r in tuned]) for i in range(args.tau_seeds) for j in range(i + 1, args.tau_seeds)]
@@ -205,7 +215,7 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     ceiling = float(np.mean(known)) if known else None
     return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, mean), "inherited": inherited, "fine_tuned": mean,
             "fine_tuned_runs": tuned, "seed_tau": ceiling, "seconds": time.perf_counter() - start,
-            "macs": macs}
+            "macs": macs, "proxy": {e: {"scores": v, "kendall_tau": kendall_tau(v, mean)} for e, v in proxies.items()}}
 
 
 def _data_name(spec: str) -> str:
@@ -272,6 +282,9 @@ def main() -> None:
                         help="score them on the search's validation part (default) or on the test classes (more images)")
     parser.add_argument("--tau-seeds", type=int, default=1,
                         help="fine-tunings per subnet (2 or more also measure fine-tuning's own seed-to-seed tau)")
+    parser.add_argument("--tau-proxy-epochs", type=int, nargs="*", default=[], metavar="E",
+                        help="also score each of those subnets after E epochs of fine-tuning from its inherited weights "
+                             "and measure that proxy's tau (e.g. 1 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, metavar="FILE.json",
                         help="also write the table's rows as JSON (for `python benchmarks/tables.py record search_efficiency FILE`)")
@@ -390,6 +403,9 @@ def main() -> None:
         if ranking["seed_tau"] is not None:
             print(f"Kendall tau between two fine-tunings (different seeds) of the same subnets, mean over pairs of the "
                   f"{args.tau_seeds} seeds: {ranking['seed_tau']:+.3f} (fine-tuning's agreement with itself)")
+        for e, proxy in ranking["proxy"].items():
+            t = proxy["kendall_tau"]
+            print(f"Kendall tau, {e}-epoch fine-tuning from inherited weights vs fine-tuned: {'n/a' if t is None else f'{t:+.3f}'}")
         if args.out:
             for row in rows:
                 if row["strategy"] == "oneshot":
@@ -397,6 +413,8 @@ def main() -> None:
                                tau_sample=args.tau_sample, tau_on=args.tau_on, tau_seeds=args.tau_seeds,
                                tau_seed_ceiling=ranking["seed_tau"], tau_macs=ranking["macs"],
                                tau_inherited=ranking["inherited"], tau_fine_tuned=ranking["fine_tuned_runs"])
+                    if ranking["proxy"]:
+                        row.update(tau_proxy={str(e): p for e, p in ranking["proxy"].items()})
             write_json(Path(args.out), {"rows": rows})
 
 

@@ -140,11 +140,18 @@ def export_edge(
         elif fallback is not None:
             int8_report["fallback"] = fallback.pop("summary")
             artifact, figures, failures = fallback["artifact"], fallback["figures"], []
+    fp16_fallback: dict = {}
+    if failures and profile.precision == "fp16" and fallback_float:
+        fp16_fallback, fallback_result = _fp16_fallback(backend, edge, example, staging, measure, thresholds, artifact,
+                                                        figures, failures)
+        if fallback_result is not None:
+            artifact, figures = fallback_result
+            failures = parity_failures(figures, thresholds)
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
             f"{profile.backend} {profile.precision} artifact misses its parity thresholds ({'; '.join(failures)}"
-            f"{_tie_hint(figures)}{_drift_hint(int8_report)}); not written. Re-run with --allow-drift to keep it anyway"
+            f"{_tie_hint(figures)}{_drift_hint(int8_report)}{_fp16_hint(fp16_fallback)}); not written. Re-run with --allow-drift to keep it anyway"
         )
     final = out / artifact.name
     if final.exists():
@@ -159,7 +166,8 @@ def export_edge(
         "format": profile.backend,
         **artifact_entry(final),
         "device": profile.name,
-        "precision": profile.precision,
+        "precision": "fp32" if fp16_fallback.get("used") else profile.precision,
+        **({"fp16_fallback": fp16_fallback} if fp16_fallback else {}),
         **({"quantization": profile.quantization} if profile.precision == "int8" else {}),
         "input_shape": [preprocess.channels, preprocess.size, preprocess.size],
         "dynamic_batch": True,
@@ -189,6 +197,45 @@ def export_edge(
     }
     write_manifest(out, check_manifest(manifest))
     return manifest
+
+
+def _fp16_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Path, measure, thresholds: dict,
+                   fp16_artifact: Path, fp16_figures: dict, fp16_failures: list[str]) -> tuple[dict, tuple[Path, dict] | None]:
+    """An fp16 artifact that misses parity: the same model in fp32, kept if that passes.
+
+    fp16 rounds every weight (and on some runtimes every activation); a model whose output is
+    discontinuous in its weights or inputs - LQF's linearised networks, whose tangent masks flip
+    where a pre-activation crosses 0 - moves by more than the thresholds allow, which no layer
+    choice fixes once the masks sit in every block. fp32 is what the device can run instead, at
+    twice the bytes; the manifest says so (``fp16_fallback``) and its ``precision`` is the
+    artifact's own.
+
+    Returns:
+        The manifest entry and, when fp32 passes, ``(artifact, figures)`` to keep.
+    """
+    fp32 = backend.convert(edge.net, example, staging / "fp32", precision="fp32")
+    figures, _ = measure(fp32)
+    passed = bool(figures) and not parity_failures(figures, thresholds)
+    entry = {
+        "requested": "fp16",
+        "used": passed,
+        "fp16_missed": fp16_failures,
+        "fp16_parity": {k: fp16_figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in fp16_figures},
+        "fp32_parity": {k: figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in figures},
+        "fp16_bytes": _size(fp16_artifact),
+        "fp32_bytes": _size(fp32),
+    }
+    return entry, ((fp32, figures) if passed else None)
+
+
+def _fp16_hint(fallback: dict) -> str:
+    if not fallback:
+        return ""
+    return f"; fp32 tried instead and missed too (cos_min {fallback['fp32_parity'].get('cos_min', float('nan')):.6f})"
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _sample_index(n: int, k: int) -> np.ndarray:
