@@ -1,11 +1,13 @@
 """Which compatibility loss makes an edge model search the cloud gallery? (Omniglot, open-set)
 
-One cloud model; the same edge architecture trained four ways, each keeping the edge model's own
+One cloud model; the same edge architecture trained several ways, each keeping the edge model's own
 metric loss and adding: nothing (independent), embedding alignment only, BCT influence only (through
-class-mean prototypes of the cloud embeddings: the test classes are new), or all compatibility losses.
-Prints paragon / homogeneous / cross mAP, mAP@R and gap closed for each.
+class-mean prototypes of the cloud embeddings: the test classes are new), the structure term only
+(the cloud's neighbourhoods), all of them, or `hetero train`'s edge weights as they are (defaults).
+Prints paragon / homogeneous / cross mAP, mAP@R and gap closed for each; ``--out`` writes one row
+per arm for ``python benchmarks/tables.py record compat_losses FILE``.
 
-    python benchmarks/compat_losses.py [--data omniglot:../shared/data/omniglot] [--work DIR]
+    python benchmarks/compat_losses.py [--data omniglot:../shared/data/omniglot] [--work DIR] [--cloud DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Each arm's compatibility weights over EDGE_DEFAULTS (every term an arm does not name is off, so
+#: that "independent" is really trained alone: the defaults include the structure term).
+_OFF = dict(influence=0.0, alignment=0.0, contrastive=0.0, structure=0.0)
 ARMS = {
-    "independent": dict(influence=0.0, alignment=0.0, contrastive=0.0),
-    "alignment only": dict(influence=0.0, alignment=4.0, contrastive=0.0),
-    "influence only": dict(influence=1.0, alignment=0.0, contrastive=0.0),
-    "all losses": dict(influence=1.0, alignment=4.0, contrastive=1.0),
+    "independent": _OFF,
+    "alignment only": {**_OFF, "alignment": 4.0},
+    "influence only": {**_OFF, "influence": 1.0},
+    "structure only": {**_OFF, "structure": 1.0},
+    "all losses": dict(influence=1.0, alignment=4.0, contrastive=1.0, structure=1.0),
+    "defaults": {},
 }
 
 
@@ -33,9 +40,16 @@ def main() -> None:
     parser.add_argument("--cloud-epochs", type=int, default=12)
     parser.add_argument("--edge-epochs", type=int, default=15)
     parser.add_argument("--edge-resolution", type=int, default=28)
+    parser.add_argument("--cloud", default=None, metavar="DIR",
+                        help="a trained cloud to use instead of training one into --work/cloud (the same split and seed)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
+    parser.add_argument("--out", default=None, metavar="FILE.json", help="also write one row per arm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--print", action="store_true", help="only print the table of the last run in --work")
     args = parser.parse_args()
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if "independent" not in arms or any(a not in ARMS for a in arms):
+        raise SystemExit(f"--arms {args.arms}: choose from {', '.join(ARMS)}, independent included (the table's baseline)")
     if args.print:
         print_results(json.loads((Path(args.work) / "results.json").read_text()))
         return
@@ -52,16 +66,17 @@ def main() -> None:
     work = Path(args.work)
     split = load_split(args.data, seed=args.seed)
     print(f"data {args.data}: {split.describe()}", flush=True)
-    if not (work / "cloud" / "cloud.pt").exists():
+    if args.cloud is None and not (work / "cloud" / "cloud.pt").exists():
         start = time.perf_counter()
         cloud = train_cloud(split.train, get_space("resnet").default_arch(), 128, replace(CLOUD_DEFAULTS, epochs=args.cloud_epochs), seed=args.seed)
         cloud.meta["paragon"] = evaluate_cloud(cloud, split.test)
         save_cloud(cloud, work / "cloud")
         print(f"cloud trained in {time.perf_counter() - start:.0f} s", flush=True)
-    cloud = load_cloud(work / "cloud")
+    cloud = load_cloud(args.cloud or work / "cloud")
     arch = {**get_space("mobilenet_v3").smallest_arch(), "resolution": args.edge_resolution}
     rows = []
-    for name, weights in ARMS.items():
+    for name in arms:
+        weights = ARMS[name]
         seed_everything(args.seed)
         start = time.perf_counter()
         edge = train_edge(cloud, split.train, arch, replace(EDGE_DEFAULTS, epochs=args.edge_epochs, **weights), seed=args.seed)
@@ -82,6 +97,29 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print_results(results)
+    if args.out:
+        from hetero._io import write_json
+
+        write_json(Path(args.out), {"rows": rows_of(results, args.cloud_epochs)})
+
+
+def rows_of(results: dict, cloud_epochs: int) -> list[dict]:
+    """One flat row per arm (what ``benchmarks/tables.py`` records)."""
+    arms = results["arms"]
+    independent = arms["independent"]["cross_torch"]["map"]
+    rows = []
+    for name, s in arms.items():
+        paragon, c, h = s["paragon"]["map"], s["cross_torch"], s["homogeneous_edge"]
+        rows.append({
+            "data": "omniglot", "cloud_epochs": cloud_epochs, "edge_epochs": results["edge_epochs"],
+            "edge_resolution": results["edge_resolution"], "arm": name, "paragon": paragon,
+            "homogeneous": h["map"], "cross": c["map"], "cross_map_at_r": c["map_at_r"], "cross_top1": c["top1"],
+            "gap_closed": s["gap_closed"], "cross_over_paragon": c["map"] / paragon,
+            "vs_independent": (c["map"] - independent) / (paragon - independent),
+            "compatible": s["compatible"], "status": s["status"],
+            "macs_ratio": results["cloud_macs"] / results["edge_macs"], "seconds": s["seconds"],
+        })
+    return rows
 
 
 def print_results(results: dict) -> None:
@@ -104,8 +142,9 @@ def print_results(results: dict) -> None:
     for name, s in arms.items():
         c, h = s["cross_torch"], s["homogeneous_edge"]
         recovered = (c["map"] - independent_cross) / (paragon["map"] - independent_cross)
+        gap = "-" if s["gap_closed"] is None else f"{s['gap_closed']:.3f}"
         print(f"| {name} | {h['map']:.4f} | {c['map']:.4f} | {c['map_at_r']:.4f} | {c['top1']:.4f} | "
-              f"{s['gap_closed']:.3f} | {c['map'] / paragon['map']:.3f} | {recovered:.3f} |")
+              f"{gap} | {c['map'] / paragon['map']:.3f} | {recovered:.3f} |")
 
 
 if __name__ == "__main__":

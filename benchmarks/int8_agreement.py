@@ -16,7 +16,9 @@ The fake quantization of part 3 is written by hand (a rounding of each Conv2d/Li
 min/max-calibrated uint8 grid and of each weight row to a symmetric int8 grid): it models the
 runtimes' schemes well enough to rank the error sources, which is all it is for.
 
-    python benchmarks/int8_agreement.py --work runs/int8 [--edge DIR --cloud DIR] [--data digits]
+    python benchmarks/int8_agreement.py --work runs/int8 [--edge DIR --cloud DIR] [--data digits] [--out FILE]
+
+``--out`` writes one row per perturbation (``python benchmarks/tables.py record int8_agreement FILE``).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class FakeQuant:
             return self.net(torch.from_numpy(inputs)).numpy()
 
 
-def _row(name: str, figures: dict[str, float]) -> str:
+def _line(name: str, figures: dict[str, float]) -> str:
     return (f"{name:<40} {figures['cos_min']:>9.6f} {figures['cos_mean']:>9.6f} {figures['agreement']:>9.4f} "
             f"{figures['class_agreement']:>9.4f}")
 
@@ -121,6 +123,8 @@ def main() -> None:
     parser.add_argument("--edge", help="an edge model folder (default: the demo's, trained in --work)")
     parser.add_argument("--cloud", help="its cloud model folder")
     parser.add_argument("--data", default="digits")
+    parser.add_argument("--model", default="demo", help="the model's name in the rows written by --out")
+    parser.add_argument("--out", default=None, metavar="FILE.json", help="also write one row per perturbation")
     args = parser.parse_args()
 
     import hetero.exporting as exporting
@@ -141,6 +145,14 @@ def main() -> None:
     retrieval = ParityRetrieval(edge.embed_preprocessed(inputs), cloud.embed(split.test.images[index]), split.test.labels[index])
 
     gaps = exporting.top1_gaps(retrieval.reference, retrieval.gallery)
+    gap_quantiles = [float(q) for q in np.quantile(gaps, [0.02, 0.1, 0.5])]
+    rows: list[dict] = []
+
+    def _row(name: str, figures: dict[str, float]) -> str:
+        rows.append({"model": args.model, "data": args.data, "queries": len(inputs), "gap_quantiles": gap_quantiles,
+                     "perturbation": name, **figures})
+        return _line(name, figures)
+
     print(f"{args.data}: {len(inputs)} parity queries, cloud gallery of the same images (leave-one-out)")
     print("gap between the first two similarities, quantiles 2/10/50%:",
           " ".join(f"{q:.6f}" for q in np.quantile(gaps, [0.02, 0.1, 0.5])))
@@ -164,7 +176,9 @@ def main() -> None:
     worst = min(single, key=lambda f: f["agreement"])
     print(_row(f"sim: one layer's 8-bit input, best of {len(single)}", best))
     print(_row("sim: one layer's 8-bit input, worst", worst))
-    print(f"  layers whose 8-bit input alone keeps agreement >= 0.98: {sum(f['agreement'] >= 0.98 for f in single)}/{len(single)}")
+    agreeing = sum(f["agreement"] >= 0.98 for f in single)
+    print(f"  layers whose 8-bit input alone keeps agreement >= 0.98: {agreeing}/{len(single)}")
+    rows[-1]["layers_agreeing"] = rows[-2]["layers_agreeing"] = f"{agreeing}/{len(single)}"
 
     for device in ("x86-server-int8", "raspberry-pi-5"):
         manifest = exporting.export_edge(edge, load_profile(device), work / f"export-{device}", split.train, split.test,
@@ -173,6 +187,10 @@ def main() -> None:
         print(_row(f"{device} ({manifest['format']} int8 artifact)",
                    {"cos_min": p["cos_min"], "cos_mean": p["cos_mean"], "agreement": p["top1_item_agreement"],
                     "class_agreement": p["top1_agreement"]}))
+    if args.out:
+        from hetero._io import write_json
+
+        write_json(Path(args.out), {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ Methods (--methods):
             edge saw without labels
   gallery-half-8v  `gallery-half` with 8 cached cloud views per image instead of 4 and alignment
             weight 2 (`--cloud-views 8 --alignment 2`)
+  gallery-8v  `gallery` with the same 8 views and alignment weight 2
 
 Every row also has `held_out`: the other half's edge queries against the first half's cloud
 gallery (cross) and the same with cloud queries (paragon), so methods compare on queries that no
@@ -122,6 +123,7 @@ def methods():
         "gallery": replace(EDGE_COMMAND_DEFAULTS, epochs=30),
         "gallery-half": replace(EDGE_COMMAND_DEFAULTS, epochs=30),
         "gallery-half-8v": replace(EDGE_COMMAND_DEFAULTS, epochs=30, cloud_views=8, alignment=2.0),
+        "gallery-8v": replace(EDGE_COMMAND_DEFAULTS, epochs=30, cloud_views=8, alignment=2.0),
     }
 
 
@@ -167,7 +169,7 @@ def cloud_arch(kind: str) -> dict:
 
 def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int,
             cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None,
-            unlabeled_count: int = 2000) -> list[dict]:
+            unlabeled_count: int = 2000, edge_epochs: int | None = None) -> list[dict]:
     from hetero.cost import count_macs
     from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
@@ -205,12 +207,13 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             if unlabeled_spec is None:
                 continue
             unlabeled = load_data(unlabeled_spec, get_space("resnet").resolution(trained_arch))
-        elif method == "gallery":
+        elif method in ("gallery", "gallery-8v"):
             unlabeled = split.test  # labels unused: the label-free terms see the images only
         elif method.startswith("gallery-half"):
             unlabeled = split.test.subset(half)
         start = time.perf_counter()
-        edge = train_edge(cloud, split.train, arch, methods()[method], seed=seed, protocol=split.protocol, unlabeled=unlabeled)
+        config = methods()[method] if edge_epochs is None else replace(methods()[method], epochs=edge_epochs)
+        edge = train_edge(cloud, split.train, arch, config, seed=seed, protocol=split.protocol, unlabeled=unlabeled)
         seconds = time.perf_counter() - start
         s = evaluate_compat(cloud, edge, split.test).summary()
         macs = count_macs(cloud.net, cloud.input_shape) / max(count_macs(edge.net, edge.input_shape), 1)
@@ -219,6 +222,7 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             "cross": s["cross_torch"]["map"], "cross_over_paragon": s["cross_torch"]["map"] / s["paragon"]["map"],
             "macs_ratio": macs, "compatible": s["compatible"], "collapsed": s["collapsed"], "status": s["status"],
             "steps": edge.meta["schedule"]["steps"], "edge_seconds": seconds,
+            **({} if edge_epochs is None else {"epochs": edge_epochs}),
             "edge_arch": None if edge_arch is None else {k: v for k, v in edge_arch.items() if k != "cloud"},
             "held_out": held_out(edge),
         })
@@ -245,6 +249,8 @@ def main() -> None:
                         help="the clouds trained here: small (fast) or hetero cloud train's default")
     parser.add_argument("--cloud-steps", type=int, default=300, help="optimizer steps of the clouds trained here")
     parser.add_argument("--edge-arch", default=None, metavar="ARCH.json", help="default: mobilenet_v3's smallest")
+    parser.add_argument("--edge-epochs", type=int, default=None,
+                        help="train every method this many epochs instead of its own (its rows record it)")
     parser.add_argument("--unlabeled-count", type=int, default=2000, help="unlabeled images of the method 'unlabeled'")
     parser.add_argument("--out", default=str(REPO / "runs" / "real_data"), help="cache for subsets, clouds and results")
     parser.add_argument("--seed", type=int, default=0)
@@ -259,7 +265,7 @@ def main() -> None:
     rows = []
     for name in args.sets.split(","):
         rows += run_set(name, clouds.get(name), args.methods.split(","), work, args.seed,
-                        args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count)
+                        args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count, args.edge_epochs)
         work.mkdir(parents=True, exist_ok=True)
         # After every set: a long run stopped later keeps what it measured.
         (work / "results.json").write_text(json.dumps(rows, indent=1))

@@ -77,6 +77,23 @@ def _tau_range(row: Row) -> str:
     return f"{min(means):.3f}-{max(means):.3f}" if means else "-"
 
 
+def _figures(*columns: tuple[str, str, str]) -> list[tuple[str, bool, Callable[[Row], str]]]:
+    """Right-aligned numeric columns ``(header, key, format)``: ``-`` where the row has no value; a
+    format starting with ``**`` is shown bold."""
+
+    def cell(key: str, spec: str) -> Callable[[Row], str]:
+        bold = spec.startswith("**")
+        return lambda r: ("**{}**" if bold and r.get(key) is not None else "{}").format(_number(r.get(key), spec.lstrip("*")))
+
+    return [(header, True, cell(key, spec)) for header, key, spec in columns]
+
+
+def _proxy_taus(row: Row) -> str:
+    """``E: tau`` of each short fine-tuning proxy (search_efficiency.py --tau-proxy-epochs)."""
+    proxies = row.get("tau_proxy") or {}
+    return ", ".join(f"{e}: {_number(p['kendall_tau'], '+.3f')}" for e, p in proxies.items()) or "-"
+
+
 #: Tables that show rows another benchmark recorded: (that benchmark, the rows the table shows).
 DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
     "kendall_tau": ("search_efficiency", lambda rows: [r for r in rows if r.get("kendall_tau") is not None]),
@@ -90,10 +107,10 @@ DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
 
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
     "real_data": (
-        ("set", "method", "edge"),
+        ("set", "method", "edge", "epochs"),
         [
             ("set", False, lambda r: r["set"]),
-            ("method", False, lambda r: r["method"]),
+            ("method", False, lambda r: r["method"] + (f", {r['epochs']} epochs" if r.get("epochs") else "")),
             ("edge", False, _edge),
             ("MACs ratio", True, lambda r: f"{r['macs_ratio']:.1f}x"),
             ("paragon", True, lambda r: f"{r['paragon']:.4f}"),
@@ -160,6 +177,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("fine-tuned range", True, lambda r: _tau_range(r)),
             ("Kendall tau", True, lambda r: f"**{r['kendall_tau']:+.3f}**"),
             ("seed-to-seed tau", True, lambda r: _number(r.get("tau_seed_ceiling"), "+.3f")),
+            ("tau after E epochs from inherited weights", True, _proxy_taus),
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
@@ -248,6 +266,34 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("x eager (batch)", True, lambda r: _number(r.get("ratio_batch"), ".3f")),
             ("bytes", True, lambda r: f"{r['artifact_bytes']:,}" if r.get("artifact_bytes") else "-"),
             ("status", False, lambda r: r.get("status", "")),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "compat_losses": (
+        ("data", "cloud_epochs", "edge_epochs", "edge_resolution", "arm"),
+        [
+            ("training", False, lambda r: r["arm"]),
+            *_figures(("homogeneous mAP", "homogeneous", ".4f"), ("cross mAP", "cross", "**.4f"),
+                      ("cross mAP@R", "cross_map_at_r", ".4f"), ("cross top-1", "cross_top1", ".4f"),
+                      ("gap closed", "gap_closed", "+.3f"), ("cross / paragon", "cross_over_paragon", ".3f"),
+                      ("vs independent", "vs_independent", ".3f")),
+            ("compatible", False, lambda r: str(r["compatible"])),
+            *_figures(("paragon", "paragon", ".4f")),
+            ("MACs ratio", True, lambda r: f"{r['macs_ratio']:.1f}x"),
+            ("edge epochs", True, lambda r: str(r["edge_epochs"])),
+            ("s", True, lambda r: f"{r['seconds']:.0f}"),
+            ("machine", False, lambda r: r["machine"]),
+        ],
+    ),
+    "int8_agreement": (
+        ("model", "data", "perturbation"),
+        [
+            ("perturbation", False, lambda r: r["perturbation"]),
+            *_figures(("cos min", "cos_min", ".6f"), ("cos mean", "cos_mean", ".6f"), ("same img", "agreement", "**.4f"),
+                      ("top-1 agr", "class_agreement", ".4f")),
+            ("layers agreeing alone", True, lambda r: r.get("layers_agreeing") or "-"),
+            ("queries", True, lambda r: str(r["queries"])),
+            ("top-1 gap 2/10/50%", True, lambda r: " / ".join(f"{q:.6f}" for q in r["gap_quantiles"])),
             ("machine", False, lambda r: r["machine"]),
         ],
     ),

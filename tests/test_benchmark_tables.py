@@ -24,6 +24,17 @@ def test_the_readme_tables_are_rendered_from_the_recorded_results() -> None:
     assert tables.rendered_readme(text) == text, "run `python benchmarks/tables.py` after recording results"
 
 
+def test_every_benchmark_shows_its_latest_run_as_a_rendered_table() -> None:
+    """Each benchmarks/*.py has recorded rows and at least one table rendered from them (not hand-copied)."""
+    tables = _tables()
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    shown = {m["name"] for m in tables.MARKER.finditer(text)}
+    shown |= {tables.DERIVED_TABLES[name][0] for name in shown if name in tables.DERIVED_TABLES}
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - {"tables"}
+    assert scripts - shown == set(), "benchmarks without a rendered table in benchmarks/README.md"
+    assert all(tables.load(name) for name in scripts), "benchmarks without recorded rows in benchmarks/results/"
+
+
 def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tmp_path, monkeypatch) -> None:
     tables = _tables()
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
