@@ -155,7 +155,7 @@ def main() -> None:
 
     print(f"{args.data}: {len(inputs)} parity queries, cloud gallery of the same images (leave-one-out)")
     print("gap between the first two similarities, quantiles 2/10/50%:",
-          " ".join(f"{q:.6f}" for q in np.quantile(gaps, [0.02, 0.1, 0.5])))
+          " ".join(f"{q:.6f}" for q in gap_quantiles))
     print(f"{'perturbation':<40} {'cos min':>9} {'cos mean':>9} {'same img':>9} {'top-1 agr':>9}")
     rng = np.random.default_rng(0)
     for eps in (0.003, 0.01, 0.02, 0.04):

@@ -103,8 +103,6 @@ DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
 
 #: Per benchmark: the key that identifies a row (a newer row with the same key replaces it) and the
 #: table's columns as (header, right-aligned, cell).
-
-
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
     "real_data": (
         ("set", "method", "edge", "epochs"),

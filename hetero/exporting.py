@@ -145,8 +145,7 @@ def export_edge(
         fp16_fallback, fallback_result = _fp16_fallback(backend, edge, example, staging, measure, thresholds, artifact,
                                                         figures, failures)
         if fallback_result is not None:
-            artifact, figures = fallback_result
-            failures = parity_failures(figures, thresholds)
+            artifact, figures, failures = *fallback_result, []
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
@@ -213,6 +212,8 @@ def _fp16_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Pat
     Returns:
         The manifest entry and, when fp32 passes, ``(artifact, figures)`` to keep.
     """
+    from hetero.devices.manifest import artifact_bytes
+
     fp32 = backend.convert(edge.net, example, staging / "fp32", precision="fp32")
     figures, _ = measure(fp32)
     passed = bool(figures) and not parity_failures(figures, thresholds)
@@ -222,8 +223,8 @@ def _fp16_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Pat
         "fp16_missed": fp16_failures,
         "fp16_parity": {k: fp16_figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in fp16_figures},
         "fp32_parity": {k: figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in figures},
-        "fp16_bytes": _size(fp16_artifact),
-        "fp32_bytes": _size(fp32),
+        "fp16_bytes": artifact_bytes(fp16_artifact),
+        "fp32_bytes": artifact_bytes(fp32),
     }
     return entry, ((fp32, figures) if passed else None)
 
@@ -232,10 +233,6 @@ def _fp16_hint(fallback: dict) -> str:
     if not fallback:
         return ""
     return f"; fp32 tried instead and missed too (cos_min {fallback['fp32_parity'].get('cos_min', float('nan')):.6f})"
-
-
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _sample_index(n: int, k: int) -> np.ndarray:
