@@ -169,7 +169,8 @@ def cloud_arch(kind: str) -> dict:
 
 def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int,
             cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None,
-            unlabeled_count: int = 2000, edge_epochs: int | None = None) -> list[dict]:
+            unlabeled_count: int = 2000, edge_epochs: int | None = None,
+            edge_config: dict | None = None) -> list[dict]:
     from hetero.cost import count_macs
     from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
@@ -213,6 +214,7 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             unlabeled = split.test.subset(half)
         start = time.perf_counter()
         config = methods()[method] if edge_epochs is None else replace(methods()[method], epochs=edge_epochs)
+        config = replace(config, **(edge_config or {}))
         edge = train_edge(cloud, split.train, arch, config, seed=seed, protocol=split.protocol, unlabeled=unlabeled)
         seconds = time.perf_counter() - start
         s = evaluate_compat(cloud, edge, split.test).summary()
@@ -223,11 +225,28 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             "macs_ratio": macs, "compatible": s["compatible"], "collapsed": s["collapsed"], "status": s["status"],
             "steps": edge.meta["schedule"]["steps"], "edge_seconds": seconds,
             **({} if edge_epochs is None else {"epochs": edge_epochs}),
+            **({"edge_config": edge_config} if edge_config else {}),
             "edge_arch": None if edge_arch is None else {k: v for k, v in edge_arch.items() if k != "cloud"},
             "held_out": held_out(edge),
         })
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["metric=0", "alignment=4"]`` as TrainConfig fields of the right types (unknown fields refused)."""
+    from dataclasses import fields
+
+    from hetero.training import TrainConfig
+
+    types = {f.name: type(getattr(TrainConfig(), f.name)) for f in fields(TrainConfig)}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in types or not value:
+            raise SystemExit(f"--edge-config {item!r}: use FIELD=VALUE with a TrainConfig field ({', '.join(types)})")
+        out[key] = types[key](value)
+    return out
 
 
 def print_table(rows: list[dict]) -> None:
@@ -251,6 +270,8 @@ def main() -> None:
     parser.add_argument("--edge-arch", default=None, metavar="ARCH.json", help="default: mobilenet_v3's smallest")
     parser.add_argument("--edge-epochs", type=int, default=None,
                         help="train every method this many epochs instead of its own (its rows record it)")
+    parser.add_argument("--edge-config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set a TrainConfig field of every method (e.g. metric=0); repeatable, recorded in the rows")
     parser.add_argument("--unlabeled-count", type=int, default=2000, help="unlabeled images of the method 'unlabeled'")
     parser.add_argument("--out", default=str(REPO / "runs" / "real_data"), help="cache for subsets, clouds and results")
     parser.add_argument("--seed", type=int, default=0)
@@ -262,10 +283,12 @@ def main() -> None:
     work = Path(args.out)
     clouds = dict(item.split("=", 1) for item in args.cloud)
     edge_arch = json.loads(Path(args.edge_arch).read_text()) if args.edge_arch else None
+    edge_config = parse_overrides(args.edge_config)
     rows = []
     for name in args.sets.split(","):
         rows += run_set(name, clouds.get(name), args.methods.split(","), work, args.seed,
-                        args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count, args.edge_epochs)
+                        args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count, args.edge_epochs,
+                        edge_config)
         work.mkdir(parents=True, exist_ok=True)
         # After every set: a long run stopped later keeps what it measured.
         (work / "results.json").write_text(json.dumps(rows, indent=1))

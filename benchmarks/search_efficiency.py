@@ -109,9 +109,37 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
     finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
     trained = [r for r in finished if r.get("seconds") and r.get("pruned_because") != "over the device budget"]
     pick = (best_feasible(rows, 1) or [None])[0]
-    return {"name": name, "seconds": seconds, "evaluated": len(trained), "finished": len(finished),
+    rerank = None
+    if supernet is not None and args.rerank:
+        pick, rerank = _rerank(best_feasible(rows, args.rerank), supernet, args, data, base, device)
+        seconds = time.perf_counter() - start
+    return {"name": name, "seconds": seconds, "rerank": rerank, "evaluated": len(trained), "finished": len(finished),
             "search_seconds": time.perf_counter() - search_start, "per_arch": float(np.mean([r["seconds"] for r in trained])) if trained else None,
             "pick": pick, "supernet": supernet, "supernet_epochs": epochs if supernet is not None else None}
+
+
+def _rerank(candidates: list[dict], supernet, args, data, base, device) -> tuple[dict, dict]:
+    """As `hetero search` chooses among its best candidates (hetero.search._rerank): each fine-tuned
+    a third of --final-epochs from its inherited weights with the default knobs (seed + 1000), the
+    best of that short fine-tuning picked."""
+    from hetero.search import evaluate_subnet, kendall_tau, knobs_of
+    from hetero.search._standalone import train_scored
+
+    epochs = max(1, round(args.final_epochs / 3))
+    config = replace(base, epochs=epochs, batch_size=args.batch_size, **knobs_of(base))
+    start = time.perf_counter()
+    scored = []
+    for row in candidates:
+        evaluate_subnet(supernet, row["arch"], data, args.bn_images)
+        _, scores = train_scored(row["arch"], config, data, device, args.seed + 1000, net=supernet.extract(row["arch"]))
+        scored.append({**row, "search_cross_map": row["cross_map"], "cross_map": scores["cross_map"]})
+        print(f"  rerank {len(scored)}/{len(candidates)}: trial {row['number']} ({row['macs']:,} MACs) inherited "
+              f"{row['cross_map']:.4f}, after {epochs} epochs {scores['cross_map']:.4f}", flush=True)
+    pick = max(scored, key=lambda r: (r["cross_map"], -r["macs"]))
+    info = {"candidates": len(scored), "epochs": epochs, "seconds": time.perf_counter() - start,
+            "inherited_pick": candidates[0]["number"], "pick": pick["number"],
+            "kendall_tau_inherited_vs_rerank": kendall_tau([r["search_cross_map"] for r in scored], [r["cross_map"] for r in scored])}
+    return pick, info
 
 
 def _epoch_seconds(space, data, base, args, device) -> float:
@@ -234,12 +262,15 @@ def _rows(args, split, results, default, default_macs, default_test, default_ap)
     rows = []
     for r in results:
         pick, test = r["pick"], r.get("test")
-        rows.append({**common, "strategy": r["name"], "evaluated": r["evaluated"], "seconds_per_arch": r["per_arch"],
+        # A reranked oneshot is its own row (strategy "oneshot+rerank"), beside the plain oneshot's.
+        strategy = r["name"] + ("+rerank" if r.get("rerank") else "")
+        rows.append({**common, "strategy": strategy, "evaluated": r["evaluated"], "seconds_per_arch": r["per_arch"],
                      "pick": pick["arch"] if pick else None, "pick_macs": pick["macs"] if pick else None,
                      "val_score": pick["cross_map"] if pick else None,
                      "test_cross_map": test["cross_torch"]["map"] if test else None,
                      "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None,
-                     **({"supernet_epochs": r["supernet_epochs"]} if r.get("supernet_epochs") else {})})
+                     **({"supernet_epochs": r["supernet_epochs"]} if r.get("supernet_epochs") else {}),
+                     **({"rerank": r["rerank"], "seconds": r["seconds"]} if r.get("rerank") else {})})
     rows.append({**common, "strategy": "default", "pick": default, "pick_macs": default_macs,
                  "test_cross_map": default_test["cross_torch"]["map"]})
     return rows
@@ -285,6 +316,9 @@ def main() -> None:
     parser.add_argument("--tau-proxy-epochs", type=int, nargs="*", default=[], metavar="E",
                         help="also score each of those subnets after E epochs of fine-tuning from its inherited weights "
                              "and measure that proxy's tau (e.g. 1 2)")
+    parser.add_argument("--rerank", type=int, default=0, metavar="K",
+                        help="oneshot: fine-tune the best K candidates a third of --final-epochs and pick the best of that, "
+                             "as hetero search chooses its finalists (its time is added to the strategy's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, metavar="FILE.json",
                         help="also write the table's rows as JSON (for `python benchmarks/tables.py record search_efficiency FILE`)")

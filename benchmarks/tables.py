@@ -105,10 +105,11 @@ DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
 #: table's columns as (header, right-aligned, cell).
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
     "real_data": (
-        ("set", "method", "edge", "epochs"),
+        ("set", "method", "edge", "epochs", "edge_config"),
         [
             ("set", False, lambda r: r["set"]),
-            ("method", False, lambda r: r["method"] + (f", {r['epochs']} epochs" if r.get("epochs") else "")),
+            ("method", False, lambda r: r["method"] + (f", {r['epochs']} epochs" if r.get("epochs") else "")
+             + "".join(f", {k} {v}" for k, v in (r.get("edge_config") or {}).items())),
             ("edge", False, _edge),
             ("MACs ratio", True, lambda r: f"{r['macs_ratio']:.1f}x"),
             ("paragon", True, lambda r: f"{r['paragon']:.4f}"),

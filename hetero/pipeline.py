@@ -118,7 +118,8 @@ def train_edge(
 
     Where ``config.val_fraction`` is set and the data allows it, part of ``train`` is held out
     (:func:`hetero.data.holdout_mask`), each epoch is scored by its cross mAP on it
-    (``val_cross_map`` in the history) and the best epoch's weights are the ones returned.
+    (``val_cross_map`` in the history, beside ``val_homogeneous_map``) and the weights returned are
+    the best epoch's among those compatible on it (:func:`keep_score`).
 
     Args:
         net: start from these weights (e.g. a subnet extracted from a supernet) instead of
@@ -175,7 +176,7 @@ def train_edge(
         validate = _validator(model, cloud, train.subset(val_mask), fit, on_epoch) if val_mask is not None else on_epoch
         head, history = train_embedding(
             model.net, views, fit.labels, config, targets, device=device, seed=seed, on_epoch=validate, description="edge",
-            checkpoint=checkpoint, unlabeled=free, keep_best="val_cross_map" if val_mask is not None else None,
+            checkpoint=checkpoint, unlabeled=free, keep_best="val_keep_score" if val_mask is not None else None,
         )
     finally:
         if moved_to is not None:
@@ -191,7 +192,9 @@ def train_edge(
     kept = next((r for r in history if r.get("kept")), None)
     validation = {"note": val_note, "images": int(val_mask.sum()) if val_mask is not None else 0}
     if kept is not None:
-        validation.update(best_epoch=kept["epoch"], val_cross_map=kept["val_cross_map"])
+        validation.update(best_epoch=kept["epoch"], val_cross_map=kept["val_cross_map"],
+                          val_homogeneous_map=kept.get("val_homogeneous_map"), val_compatible=kept.get("val_compatible"),
+                          compatible_epochs=sum(bool(r.get("val_compatible")) for r in history))
     model.meta = {"train": config.to_dict(), "history": history, "data": train.spec, "schedule": schedule,
                   "validation": validation}
     model.head = head
@@ -227,6 +230,14 @@ def _schedule(config: TrainConfig, n: int, kind: str, targets: str) -> dict:
             "min_steps": config.min_steps, "augment": kind, "targets": targets}
 
 
+def keep_score(cross: float, homogeneous: float) -> float:
+    """What the kept epoch maximises: validation cross mAP, less 1 where the epoch is not compatible
+    there (its queries search its own embeddings better than the cloud's), so that a compatible
+    epoch is always kept over an incompatible one, and the best of the incompatible only where no
+    epoch is compatible (a long training can carry the edge's own space past the cloud's)."""
+    return cross if cross > homogeneous else cross - 1.0
+
+
 def _validator(model: EdgeModel, cloud: CloudModel, val: Dataset, fit: Dataset,
                then: Callable[[int, dict], None] | None):
     """An ``on_epoch`` that scores the epoch's cross mAP on the held-out ``val`` (then calls ``then``).
@@ -239,7 +250,10 @@ def _validator(model: EdgeModel, cloud: CloudModel, val: Dataset, fit: Dataset,
     def on_epoch(epoch: int, record: dict) -> None:
         _recalibrate(model.net, fit.images, model.preprocess)
         queries = model.embed(val.images)
-        record["val_cross_map"] = float(retrieval_metrics(queries, gallery, val.labels, val.labels, same_images=True).map)
+        cross = float(retrieval_metrics(queries, gallery, val.labels, val.labels, same_images=True).map)
+        homogeneous = float(retrieval_metrics(queries, queries, val.labels, val.labels, same_images=True).map)
+        record.update(val_cross_map=cross, val_homogeneous_map=homogeneous, val_compatible=cross > homogeneous,
+                      val_keep_score=keep_score(cross, homogeneous))
         if then is not None:
             then(epoch, record)
 

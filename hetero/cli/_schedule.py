@@ -15,7 +15,8 @@ _HELPS = {
                 "computed on the same view (default %s)"),
     "cloud_views": ("augmented views per image whose cloud embeddings are cached when that costs less than a "
                     "cloud pass per batch (default %s)"),
-    "val_fraction": ("share of the training images held out to keep the epoch with the best validation cross mAP, "
+    "val_fraction": ("share of the training images held out to keep the epoch with the best validation cross mAP "
+                     "among those compatible on it (edge->cloud above edge->edge), "
                      "where the data allows it; 0 keeps the last epoch (default %s)"),
     "structure": "weight of the distillation of the cloud's neighbourhoods (similarities to the batch) (default %s)",
     "structure_temperature": "softmax temperature of the structure term (default %s)",

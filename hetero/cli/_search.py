@@ -85,6 +85,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--bn-images", type=int, default=d.bn_images, help=f"images re-estimating a subnet's batch norm (default {d.bn_images})")
     t.add_argument("--finalists", type=int, default=d.finalists, help=f"best architectures under budget to fine-tune, plus the default architecture when it is under "
                    f"budget (default {d.finalists})")
+    t.add_argument("--rerank-candidates", type=int, default=d.rerank_candidates,
+                   help="oneshot: best architectures under budget (by inherited-weight score) fine-tuned briefly to choose the "
+                        f"finalists among; 0 chooses by inherited weights alone (default {d.rerank_candidates})")
+    t.add_argument("--rerank-epochs", type=int, help="epochs of that short fine-tuning (default: a third of --final-epochs)")
     t.add_argument("--final-trials", type=int, default=d.final_trials,
                    help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
     t.add_argument("--final-epochs", type=int,
@@ -123,7 +127,8 @@ def _run(args: argparse.Namespace) -> Outcome:
         strategy=args.strategy, trials=args.trials, space=args.space, resolutions=tuple(args.resolutions or ()),
         objective=args.objective, max_macs=args.max_macs, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
         supernet_epochs=args.supernet_epochs, sandwich_random=args.sandwich_random, bn_images=args.bn_images,
-        finalists=args.finalists, final_trials=args.final_trials, final_epochs=args.final_epochs, confidence=args.confidence,
+        finalists=args.finalists, rerank_candidates=args.rerank_candidates, rerank_epochs=args.rerank_epochs,
+        final_trials=args.final_trials, final_epochs=args.final_epochs, confidence=args.confidence,
         val_fraction=args.val_fraction, batch_size=args.batch_size, seed=args.seed,
         time_budget=parse_duration(args.time_budget) if args.time_budget is not None else None,
     )
@@ -137,7 +142,7 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
-    from hetero.search import describe_choice, describe_ranking, describe_validation
+    from hetero.search import describe_choice, describe_ranking, describe_validation, rerank_line
 
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
@@ -171,6 +176,8 @@ def print_summary(summary: dict, out: str) -> None:
         if paragon is not None:
             print(f"paragon (cloud -> cloud) test mAP {paragon:.4f}")
     if summary.get("pick"):
+        if summary["pick"].get("rerank", {}).get("candidates"):
+            print(rerank_line(summary["pick"]["rerank"]))
         if summary["pick"].get("ranking"):
             print(describe_ranking(summary["pick"]["ranking"], cfg["strategy"]))
         print(f"pick: {describe_choice(summary['pick'])}")

@@ -130,5 +130,9 @@ def schedule_line(meta: dict) -> str:
     if "unlabeled_images" in s:
         line += f", +{s['unlabeled_images']} unlabeled images"
     if "best_epoch" in v:
-        return line + f"; kept epoch {v['best_epoch']} (validation cross mAP {v['val_cross_map']:.4f} on {v['images']} held-out images)"
+        line += f"; kept epoch {v['best_epoch']} (validation cross mAP {v['val_cross_map']:.4f} on {v['images']} held-out images"
+        if v.get("val_homogeneous_map") is not None:
+            verdict = "compatible" if v["val_compatible"] else f"not compatible, nor any of the {s['epochs']} epochs"
+            line += f", edge->edge {v['val_homogeneous_map']:.4f}: {verdict}"
+        return line + ")"
     return line + f"; {v.get('note', '')}".rstrip("; ")

@@ -192,4 +192,4 @@ def holdout_mask(data: Dataset, fraction: float, protocol: str | None = None, se
                       f"({MIN_CLASSES_FOR_OPEN_HOLDOUT} needed for open-set); the last epoch is kept")
     mask = _test_mask(data, protocol, seed + 1, fraction)
     return mask, (f"validation: {int(mask.sum())} of {mask.size} training images held out ({protocol}-set); "
-                  "the epoch with the best validation cross mAP is kept")
+                  "the epoch with the best validation cross mAP among those compatible on it is kept")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ import
     from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet  # noqa: F401
     from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau  # noqa: F401
     from hetero.search._report import write_report  # noqa: F401
+    from hetero.search._rerank import describe_rerank, rerank_line  # noqa: F401
     from hetero.search._results import best_feasible, pareto_front, rates, trial_rows  # noqa: F401
     from hetero.search._run import BEST_DIR, PARETO_FILE, SEARCH_FILE, run_search  # noqa: F401
     from hetero.search._storage import DEFAULT_STUDY, JOURNAL_FILE, fail_dead_trials, open_storage, open_study, run_trials  # noqa: F401
@@ -57,6 +58,8 @@ _WHERE: dict[str, str] = {
     "finalist_ranking": "_ranking",
     "kendall_tau": "_ranking",
     "write_report": "_report",
+    "describe_rerank": "_rerank",
+    "rerank_line": "_rerank",
     "best_feasible": "_results",
     "pareto_front": "_results",
     "rates": "_results",

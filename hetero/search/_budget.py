@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from hetero.errors import UserError
 from hetero.search._config import SearchConfig
 
-__all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "adapted_trials", "adapted_final_epochs", "parse_duration", "plan_budget",
+__all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "adapted_trials", "adapted_final_epochs", "fine_tunings", "parse_duration", "plan_budget",
            "resolve_lengths", "steps_per_epoch"]
 
 #: Optimizer steps of a phase whose length is not given: the former epoch defaults on digits
@@ -127,12 +127,12 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
         # The default's first final trial reuses the reference: final_trials trainings in all.
         if out["final_epochs"] is None:
             plan["adapt_final"] = True  # set again from the time left when the final phase starts
-            epochs = int(final_s / (config.final_trials * costs.train_epoch))
+            epochs = int(final_s / (fine_tunings(config, config.final_trials) * costs.train_epoch))
             if epochs < MIN_FINAL_EPOCHS and given["final_trials"] > config.finalists + 1:
                 out["final_trials"] = config.finalists + 1  # fewer trials, each long enough to mean something
-                epochs = int(final_s / (out["final_trials"] * costs.train_epoch))
+                epochs = int(final_s / (fine_tunings(config, out["final_trials"]) * costs.train_epoch))
             out["final_epochs"] = max(1, epochs)
-        plan["final_s"] = out["final_trials"] * out["final_epochs"] * costs.train_epoch
+        plan["final_s"] = fine_tunings(config, out["final_trials"]) * out["final_epochs"] * costs.train_epoch
     else:
         out["final_epochs"] = out["final_epochs"] or 1
     plan["lengths"] = out
@@ -140,12 +140,20 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
     return replace(config, **out), plan
 
 
+def fine_tunings(config: SearchConfig, final_trials: int) -> float:
+    """The final phase's training in whole fine-tunings: its trials, plus a oneshot search's short
+    fine-tunings of the rerank candidates (each a third of one, or ``rerank_epochs`` of its epochs
+    where set: counted here as a third too, the fine-tuning's length being what is planned)."""
+    rerank = config.rerank_candidates / 3 if config.strategy == "oneshot" and config.rerank_epochs != 0 else 0.0
+    return final_trials + rerank
+
+
 def adapted_trials(finished: int, seconds_per_trial: float, seconds_left: float, final_s: float) -> int:
     """Trials the study should reach: what is left of the budget, the final phase's part aside, at the rate measured."""
     return max(finished, MIN_TRIALS, finished + int((seconds_left - final_s) / max(seconds_per_trial, 1e-3)))
 
 
-def adapted_final_epochs(seconds_left: float, final_trials: int, train_epoch: float, slowdown: float) -> int:
-    """Fine-tuning epochs that fit in ``seconds_left``: ``final_trials`` trainings of ``train_epoch`` seconds each epoch,
+def adapted_final_epochs(seconds_left: float, fine_tunings: float, train_epoch: float, slowdown: float) -> int:
+    """Fine-tuning epochs that fit in ``seconds_left``: ``fine_tunings`` trainings of ``train_epoch`` seconds each epoch,
     times ``slowdown`` (how much slower than measured the search's training ran)."""
-    return max(1, int(seconds_left / (final_trials * train_epoch * max(slowdown, 1.0))))
+    return max(1, int(seconds_left / (fine_tunings * train_epoch * max(slowdown, 1.0))))

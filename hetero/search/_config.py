@@ -45,6 +45,10 @@ class SearchConfig:
             does (Spearman 0.997 over 41 subnets; 256 in four batches of 64: 0.996) in 70% of the time.
         finalists: Best architectures under the budget that the final phase fine-tunes (the
             default architecture joins them when it is under the budget).
+        rerank_candidates: Best architectures under the budget (by inherited-weight score) that a
+            oneshot search fine-tunes briefly to choose the finalists among (``hetero.search._rerank``);
+            0 chooses the finalists by the inherited-weight scores.
+        rerank_epochs: Epochs of that short fine-tuning; ``None``: a third of ``final_epochs``.
         final_trials: Trials of the final phase (finalist x training knobs); 0 skips it.
         final_epochs: Training epochs of a final-phase trial and of the reference architecture.
         confidence: How sure a paired bootstrap over the validation queries must be that a
@@ -69,6 +73,8 @@ class SearchConfig:
     sandwich_random: int = 2
     bn_images: int = 128
     finalists: int = 3
+    rerank_candidates: int = 6
+    rerank_epochs: int | None = None
     final_trials: int = 5
     final_epochs: int | None = None
     confidence: float = 0.95
@@ -86,8 +92,8 @@ class SearchConfig:
         for name in positive:
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.final_trials < 0 or self.sandwich_random < 0:
-            raise UserError("--final-trials and --sandwich-random must be 0 or more")
+        if min(self.final_trials, self.sandwich_random, self.rerank_candidates, self.rerank_epochs or 0) < 0:
+            raise UserError("--final-trials, --sandwich-random, --rerank-candidates and --rerank-epochs must be 0 or more")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive duration, got {self.time_budget} s")
         if self.max_macs is not None and self.max_macs < 1:

@@ -36,6 +36,7 @@ from hetero.search._choice import choose_pick, encode_scores
 from hetero.search._first_tries import FirstTriesSampler
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._ranking import finalist_ranking
+from hetero.search._rerank import describe_rerank
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
 from hetero.training import EpochCheckpoint
@@ -94,20 +95,40 @@ def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
     """The finalists of the final study: chosen once from the search, then kept (a resume reuses them).
 
     The best ``finalists`` architectures under the budget, plus the default architecture's search
-    trial when it is under the budget and not among them already.
+    trial when it is under the budget and not among them already. A oneshot search first fine-tunes
+    its best ``rerank_candidates`` briefly and chooses among them by that score
+    (``hetero.search._rerank``); the finalists' rows then carry both scores.
     """
+    from hetero.search._rerank import rerank_candidates, rerank_epochs
     from hetero.search._results import best_feasible, default_row
 
     by_number = {r["number"]: r for r in rows}
     numbers = study.user_attrs.get("finalists")
     if numbers is None:
-        chosen = best_feasible(rows, run.config.finalists, run.costs.unit)
+        reranked: list[dict] = []
+        if rerank_epochs(run.config):
+            candidates = best_feasible(rows, run.config.rerank_candidates, run.costs.unit)
+            reranked = rerank_candidates(run, candidates, lambda arch, epochs: _train_short(run, arch, epochs))
+            by_number.update({r["number"]: r for r in reranked})
+            chosen = best_feasible(reranked, run.config.finalists, run.costs.unit)
+        else:
+            chosen = best_feasible(rows, run.config.finalists, run.costs.unit)
         default = default_row(rows, run.costs.unit)
         if default is not None and all(r["arch"] != default["arch"] for r in chosen):
-            chosen.append(default)
+            chosen.append(by_number[default["number"]])
         numbers = [r["number"] for r in chosen]
         study.set_user_attr("finalists", numbers)
-    return [by_number[n] for n in numbers]
+        study.set_user_attr("reranked", reranked)
+    rescored = {r["number"]: r for r in study.user_attrs.get("reranked", [])}
+    return [rescored.get(n, by_number[n]) for n in numbers]
+
+
+def _train_short(run, arch: dict, epochs: int) -> dict:
+    """Validation scores of ``arch`` fine-tuned ``epochs`` epochs from its inherited weights, default knobs."""
+    config = replace(_final_config(run, knobs_of(run.base)), epochs=epochs)
+    # Its own seed: not the fine-tuning's batch order cut short, an independent short run.
+    _, scores = train_scored(arch, config, run.data, run.device, run.config.seed + 1000, net=initial_net(run, arch))
+    return scores
 
 
 def _reuse_reference(run, reference: dict | None, arch: dict, knobs: dict, trial: optuna.Trial, on_score) -> dict | None:
@@ -229,6 +250,7 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
         "val": {"cross_map": best.value, "homogeneous_map": best.user_attrs.get("homogeneous_map"),
                 "alignment": best.user_attrs.get("alignment")},
         "search_val": {"cross_map": finalist["cross_map"], "homogeneous_map": finalist["homogeneous_map"]},
+        "rerank": describe_rerank(list(study.user_attrs.get("reranked", []))),
         "ranking": finalist_ranking(finalists, [{"finalist": t.params["finalist"], "cross_map": t.value, "first_try": t.params in first}
                                                 for t in complete]),
         "final_trials": [

@@ -27,32 +27,45 @@ def finalist_ranking(finalists: Sequence[dict], trials: Sequence[dict]) -> dict:
     """Each finalist's search score against its fine-tuned score, and the rank correlation.
 
     Args:
-        finalists: Search rows (``number``, ``cross_map``: the score the search gave it).
+        finalists: Search rows (``number``, ``cross_map``: the score the search gave it; a
+            reranked row keeps that as ``search_cross_map`` and its short fine-tuning's score in
+            ``rerank``, see ``hetero.search._rerank``).
         trials: Complete final trials (``finalist``, ``cross_map``, ``first_try``): a finalist's
             fine-tuned score is its first try's (its own knobs, as every finalist was trained),
             else its best trial's.
 
     Returns:
-        ``pairs`` (search trial, search score, fine-tuned score) and ``kendall_tau`` (``None``
-        below two fine-tuned finalists).
+        ``pairs`` (search trial, search score, short fine-tuning's score or ``None``, fine-tuned
+        score), ``kendall_tau`` between the search's and the fine-tuned scores (``None`` below two
+        fine-tuned finalists) and ``kendall_tau_rerank`` between the short and the full
+        fine-tuning's (over the finalists that have both).
     """
     pairs = []
     for f in finalists:
+        search = f.get("search_cross_map", f.get("cross_map"))
         mine = [t for t in trials if t["finalist"] == f["number"] and t.get("cross_map") is not None]
-        if not mine or f.get("cross_map") is None:
+        if not mine or search is None:
             continue
         first = [t for t in mine if t.get("first_try")]
         tuned = first[0] if first else max(mine, key=lambda t: t["cross_map"])
-        pairs.append({"search_trial": f["number"], "search": f["cross_map"], "fine_tuned": tuned["cross_map"]})
+        pairs.append({"search_trial": f["number"], "search": search, "rerank": (f.get("rerank") or {}).get("cross_map"),
+                      "fine_tuned": tuned["cross_map"]})
     tau = kendall_tau([p["search"] for p in pairs], [p["fine_tuned"] for p in pairs])
-    return {"pairs": pairs, "kendall_tau": tau}
+    both = [p for p in pairs if p["rerank"] is not None]
+    return {"pairs": pairs, "kendall_tau": tau,
+            "kendall_tau_rerank": kendall_tau([p["rerank"] for p in both], [p["fine_tuned"] for p in both])}
 
 
 def describe_ranking(ranking: dict, strategy: str) -> str:
-    """One line: the tau and what it compares."""
+    """One line: the tau and what it compares (and the short fine-tuning's, where the finalists were reranked)."""
     scored = "inherited-weight" if strategy == "oneshot" else "short-training"
     n = len(ranking["pairs"])
     if ranking["kendall_tau"] is None:
-        return f"ranking: {n} fine-tuned finalist(s), too few (or tied) for a rank correlation"
-    return (f"ranking: Kendall tau {ranking['kendall_tau']:+.2f} between the {n} finalists' {scored} and fine-tuned "
-            "validation cross mAP (1: the search ordered them as fine-tuning did)")
+        line = f"ranking: {n} fine-tuned finalist(s), too few (or tied) for a rank correlation"
+    else:
+        line = (f"ranking: Kendall tau {ranking['kendall_tau']:+.2f} between the {n} finalists' {scored} and fine-tuned "
+                "validation cross mAP (1: the search ordered them as fine-tuning did)")
+    if ranking.get("kendall_tau_rerank") is not None:
+        m = sum(p.get("rerank") is not None for p in ranking["pairs"])
+        line += f"; {ranking['kendall_tau_rerank']:+.2f} for the short fine-tuning that chose them ({m} reranked finalists)"
+    return line

@@ -22,6 +22,7 @@ from hetero.errors import UserError
 from hetero.search._choice import describe_choice
 from hetero.search._data import describe_validation
 from hetero.search._ranking import describe_ranking
+from hetero.search._rerank import rerank_line
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -165,6 +166,8 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
                          f"under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
                    ("p", _validation_line(pick, summary.get("reference"))),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
+        if pick.get("rerank", {}).get("candidates"):
+            blocks.append(("p", _sentence(rerank_line(pick["rerank"]))))
         if pick.get("ranking"):
             blocks.append(("p", _sentence(describe_ranking(pick["ranking"], cfg["strategy"]))))
     elif summary.get("no_pick"):

@@ -7,8 +7,9 @@
 2. Open (or resume) the Optuna study; the space's default architecture is its first trial.
 3. Oneshot: load or train the supernet. Then run trials until the study holds N finished ones,
    sharing them with any other worker on the same storage.
-4. Train the hand-picked reference and fine-tune the finalists, the default architecture among
-   them when it is under the budget (final phase, its own study; the pick breaks validation
+4. Oneshot: fine-tune the best candidates briefly and choose the finalists by that score
+   (``hetero.search._rerank``). Train the hand-picked reference and fine-tune the finalists, the
+   default architecture among them when it is under the budget (final phase, its own study; the pick breaks validation
    cross-mAP ties by alignment, see ``hetero.search._final``).
 5. Write ``pareto.json``, ``search.json`` and ``best/`` (edge.pt, arch.json, metrics.json), with
    test figures for the pick, the reference and the paragon.
@@ -250,7 +251,7 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
 
 def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     """Under a time budget that sized the fine-tuning, set its epochs from the time left (once per run folder)."""
-    from hetero.search._budget import PLANNED, adapted_final_epochs
+    from hetero.search._budget import PLANNED, adapted_final_epochs, fine_tunings
 
     if not plan.get("adapt_final") or plan.get("final_adapted"):
         return
@@ -261,7 +262,7 @@ def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
     left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
-    epochs = adapted_final_epochs(left, run.config.final_trials, costs["train_epoch"], slowdown)
+    epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), costs["train_epoch"], slowdown)
     _save_plan(run, plan, final_epochs=epochs, final_adapted=True, slowdown=slowdown)
 
 
@@ -291,7 +292,8 @@ def _lengths(config: SearchConfig, space, data: SearchData, costs: CostModel, ru
     asked = {k: getattr(config, k) for k in ("trials", "epochs", "supernet_epochs", "final_epochs", "final_trials")}
     key = {"asked": asked, "time_budget": config.time_budget, "strategy": config.strategy, "space": space.name,
            "resolutions": list(space.resolutions), "data": data.describe(), "batch_size": config.batch_size,
-           "sandwich_random": config.sandwich_random, "finalists": config.finalists}
+           "sandwich_random": config.sandwich_random, "finalists": config.finalists,
+           "rerank": [config.rerank_candidates, config.rerank_epochs]}
     with run_lock(run_dir / ".plan.lock"):
         saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
         if saved is not None and saved.get("key") == key:

@@ -95,6 +95,8 @@ def test_the_default_joins_the_finalists_when_under_budget():
     class Run:
         class config:
             finalists = 2
+            strategy = "standalone"  # no reranking (tested end to end in test_search.py)
+            rerank_candidates = 6
 
         class costs:
             unit = "macs"
@@ -177,3 +179,49 @@ def test_finalist_ranking_compares_search_and_fine_tuned_order():
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and kendall_tau([1], [1]) is None
     assert kendall_tau([1, 1, 1], [1, 2, 3]) is None
     assert finalist_ranking(finalists[:1], trials)["kendall_tau"] is None
+
+
+def test_rerank_trains_each_candidate_once_and_a_resumed_run_reads_what_it_saved(tmp_path):
+    from hetero.search._rerank import describe_rerank, rerank_candidates
+    from hetero.training import EDGE_DEFAULTS
+
+    class Run:
+        run_dir = tmp_path
+        study_name = "s"
+        base = EDGE_DEFAULTS
+
+        class config:
+            strategy = "oneshot"
+            rerank_candidates = 3
+            rerank_epochs = None
+            final_epochs = 6
+            seed = 0
+
+    trained = []
+
+    def train_short(arch, epochs):
+        trained.append((arch["n"], epochs))
+        if len(trained) == 2 and not (tmp_path / "killed").exists():
+            (tmp_path / "killed").touch()
+            raise KeyboardInterrupt  # killed after the first candidate finished
+        return {"cross_map": 1.0 - arch["n"] / 10}
+
+    rows = [_row(1, 0.9, 100), _row(2, 0.8, 50), _row(3, 0.7, 30)]
+    with pytest.raises(KeyboardInterrupt):
+        rerank_candidates(Run, rows, train_short)
+    assert trained == [(1, 2), (2, 2)]  # a third of the 6 fine-tuning epochs
+    out = rerank_candidates(Run, rows, train_short)
+    assert trained[2:] == [(2, 2), (3, 2)]  # the first was read back, not trained again
+    assert [r["cross_map"] for r in out] == [0.9, 0.8, 0.7] and [r["search_cross_map"] for r in out] == [0.9, 0.8, 0.7]
+    assert describe_rerank(out)["kendall_tau_search_vs_rerank"] == pytest.approx(1.0)
+    rerank_candidates(Run, rows, train_short)
+    assert len(trained) == 4  # everything saved
+
+
+def test_the_rerank_shares_the_final_phase_of_a_time_budget():
+    from hetero.search import SearchConfig
+    from hetero.search._budget import fine_tunings
+
+    assert fine_tunings(SearchConfig(strategy="oneshot", rerank_candidates=6), 5) == 7
+    assert fine_tunings(SearchConfig(strategy="oneshot", rerank_candidates=0), 5) == 5
+    assert fine_tunings(SearchConfig(strategy="standalone"), 5) == 5
