@@ -228,6 +228,9 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             **({"edge_config": edge_config} if edge_config else {}),
             "edge_arch": None if edge_arch is None else {k: v for k, v in edge_arch.items() if k != "cloud"},
             "held_out": held_out(edge),
+            "validation": {k: v for k, v in edge.meta.get("validation", {}).items() if k != "note"},
+            "val_history": [{k: r[k] for k in ("epoch", "val_cross_map", "val_homogeneous_map") if k in r}
+                            for r in edge.meta.get("history", [])],
         })
         print(json.dumps(rows[-1]), flush=True)
     return rows

@@ -91,8 +91,24 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
         else:
             per_epoch = _epoch_seconds(space, data, base, args, device)
             epochs = max(1, round((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
-        train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
-        print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+        cached = Path(args.work) / f"supernet-{args.space}-{epochs}ep-sandwich{args.sandwich_random}-seed{args.seed}.pt"
+        if args.reuse_supernet and cached.exists():
+            import torch
+
+            saved = torch.load(cached, weights_only=True)
+            supernet.load_state_dict(saved["state"])
+            start -= float(saved["seconds"])  # the budget is spent as if it had been trained now
+            print(f"  oneshot: supernet {epochs} epochs read from {cached} (trained in {float(saved['seconds']):.0f} s)", flush=True)
+        else:
+            train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
+            print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+            if args.reuse_supernet:
+                import torch
+
+                from hetero._io import atomic_path
+
+                with atomic_path(cached) as tmp:
+                    torch.save({"state": supernet.state_dict(), "seconds": time.perf_counter() - start}, tmp)
         study = optuna.create_study(directions=config.directions, sampler=optuna.samplers.NSGAIISampler(seed=args.seed, population_size=20))
         objective = oneshot_objective(supernet, data, costs, args.bn_images)
     else:
@@ -103,7 +119,10 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
         study = optuna.create_study(directions=config.directions, sampler=sampler, pruner=pruner_obj)
         objective = standalone_objective(space, data, costs, config, base, device)
     search_start = time.perf_counter()
-    study.optimize(objective, timeout=max(1.0, budget - (search_start - start)))
+    if name == "oneshot" and args.oneshot_trials:  # a set number of trials: the same sequence as a timed run's, whatever the load
+        study.optimize(objective, n_trials=args.oneshot_trials)
+    else:
+        study.optimize(objective, timeout=max(1.0, budget - (search_start - start)))
     seconds = time.perf_counter() - start
     rows = trial_rows(study, space)
     finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
@@ -270,7 +289,8 @@ def _rows(args, split, results, default, default_macs, default_test, default_ap)
                      "test_cross_map": test["cross_torch"]["map"] if test else None,
                      "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None,
                      **({"supernet_epochs": r["supernet_epochs"]} if r.get("supernet_epochs") else {}),
-                     **({"rerank": r["rerank"], "seconds": r["seconds"]} if r.get("rerank") else {})})
+                     **({"rerank": r["rerank"], "seconds": r["seconds"]} if r.get("rerank") else {}),
+                     **({"oneshot_trials": args.oneshot_trials} if r["name"] == "oneshot" and args.oneshot_trials else {})})
     rows.append({**common, "strategy": "default", "pick": default, "pick_macs": default_macs,
                  "test_cross_map": default_test["cross_torch"]["map"]})
     return rows
@@ -316,6 +336,12 @@ def main() -> None:
     parser.add_argument("--tau-proxy-epochs", type=int, nargs="*", default=[], metavar="E",
                         help="also score each of those subnets after E epochs of fine-tuning from its inherited weights "
                              "and measure that proxy's tau (e.g. 1 2)")
+    parser.add_argument("--reuse-supernet", action="store_true",
+                        help="keep the trained supernet in --work and read it back in a later run of the same settings "
+                             "(its training seconds still count against --minutes)")
+    parser.add_argument("--oneshot-trials", type=int, default=None, metavar="N",
+                        help="oneshot: score exactly N subnets instead of searching for the time left (seeded: the same "
+                             "subnets as a timed run that scored N)")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="oneshot: fine-tune the best K candidates a third of --final-epochs and pick the best of that, "
                              "as hetero search chooses its finalists (its time is added to the strategy's)")

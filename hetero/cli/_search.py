@@ -85,10 +85,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--bn-images", type=int, default=d.bn_images, help=f"images re-estimating a subnet's batch norm (default {d.bn_images})")
     t.add_argument("--finalists", type=int, default=d.finalists, help=f"best architectures under budget to fine-tune, plus the default architecture when it is under "
                    f"budget (default {d.finalists})")
-    t.add_argument("--rerank-candidates", type=int, default=d.rerank_candidates,
+    t.add_argument("--rerank-candidates", type=int, default=d.rerank_candidates, metavar="N",
                    help="oneshot: best architectures under budget (by inherited-weight score) fine-tuned briefly to choose the "
                         f"finalists among; 0 chooses by inherited weights alone (default {d.rerank_candidates})")
-    t.add_argument("--rerank-epochs", type=int, help="epochs of that short fine-tuning (default: a third of --final-epochs)")
+    t.add_argument("--rerank-epochs", type=int, metavar="N", help="epochs of that short fine-tuning (default: a third of --final-epochs)")
     t.add_argument("--final-trials", type=int, default=d.final_trials,
                    help=f"fine-tuning trials (finalist x knobs); 0 stops after the search (default {d.final_trials})")
     t.add_argument("--final-epochs", type=int,
