@@ -141,16 +141,17 @@ def _rerank(candidates: list[dict], supernet, args, data, base, device) -> tuple
     """As `hetero search` chooses among its best candidates (hetero.search._rerank): each fine-tuned
     a third of --final-epochs from its inherited weights with the default knobs (seed + 1000), the
     best of that short fine-tuning picked."""
-    from hetero.search import evaluate_subnet, kendall_tau, knobs_of
+    from hetero.search import SearchConfig, evaluate_subnet, kendall_tau, knobs_of
+    from hetero.search._rerank import RERANK_SEED_OFFSET, rerank_epochs
     from hetero.search._standalone import train_scored
 
-    epochs = max(1, round(args.final_epochs / 3))
+    epochs = rerank_epochs(SearchConfig(strategy="oneshot", final_epochs=args.final_epochs))
     config = replace(base, epochs=epochs, batch_size=args.batch_size, **knobs_of(base))
     start = time.perf_counter()
     scored = []
     for row in candidates:
         evaluate_subnet(supernet, row["arch"], data, args.bn_images)
-        _, scores = train_scored(row["arch"], config, data, device, args.seed + 1000, net=supernet.extract(row["arch"]))
+        _, scores = train_scored(row["arch"], config, data, device, args.seed + RERANK_SEED_OFFSET, net=supernet.extract(row["arch"]))
         scored.append({**row, "search_cross_map": row["cross_map"], "cross_map": scores["cross_map"]})
         print(f"  rerank {len(scored)}/{len(candidates)}: trial {row['number']} ({row['macs']:,} MACs) inherited "
               f"{row['cross_map']:.4f}, after {epochs} epochs {scores['cross_map']:.4f}", flush=True)

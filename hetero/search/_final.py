@@ -36,7 +36,7 @@ from hetero.search._choice import choose_pick, encode_scores
 from hetero.search._first_tries import FirstTriesSampler
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
 from hetero.search._ranking import finalist_ranking
-from hetero.search._rerank import describe_rerank
+from hetero.search._rerank import RERANK_SEED_OFFSET, describe_rerank
 from hetero.search._standalone import train_scored
 from hetero.search._storage import open_study, run_lock, run_trials
 from hetero.training import EpochCheckpoint
@@ -126,8 +126,7 @@ def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
 def _train_short(run, arch: dict, epochs: int) -> dict:
     """Validation scores of ``arch`` fine-tuned ``epochs`` epochs from its inherited weights, default knobs."""
     config = replace(_final_config(run, knobs_of(run.base)), epochs=epochs)
-    # Its own seed: not the fine-tuning's batch order cut short, an independent short run.
-    _, scores = train_scored(arch, config, run.data, run.device, run.config.seed + 1000, net=initial_net(run, arch))
+    _, scores = train_scored(arch, config, run.data, run.device, run.config.seed + RERANK_SEED_OFFSET, net=initial_net(run, arch))
     return scores
 
 

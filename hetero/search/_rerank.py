@@ -20,9 +20,11 @@ from hetero.search._knobs import knobs_of
 from hetero.search._ranking import kendall_tau
 from hetero.search._storage import run_lock
 
-__all__ = ["RERANK_DIR", "rerank_epochs", "rerank_candidates", "describe_rerank", "rerank_line"]
+__all__ = ["RERANK_DIR", "RERANK_SEED_OFFSET", "rerank_epochs", "rerank_candidates", "describe_rerank", "rerank_line"]
 
 RERANK_DIR = "rerank"
+#: Added to the search seed for a short fine-tuning: its own batch order, not the fine-tuning's cut short.
+RERANK_SEED_OFFSET = 1000
 
 
 def rerank_epochs(config) -> int:
@@ -75,7 +77,6 @@ def describe_rerank(rows: list[dict]) -> dict:
     return {"candidates": pairs, "epochs": rows[0]["rerank"]["epochs"] if rows else 0,
             "seconds": sum(r["rerank"]["seconds"] for r in rows),
             "kendall_tau_search_vs_rerank": kendall_tau([p["search"] for p in pairs], [p["rerank"] for p in pairs])}
-
 
 
 def rerank_line(info: dict) -> str:
