@@ -150,8 +150,8 @@ def train_edge(
         model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
     if net is not None:
         model.net = net
-    if unlabeled is not None and not (config.alignment or config.structure):
-        raise UserError("--unlabeled images feed only the label-free terms: set --alignment or --structure above 0")
+    if unlabeled is not None and not (config.alignment or config.structure or config.decorrelation):
+        raise UserError("--unlabeled images feed only the label-free terms: set --alignment, --structure or --decorrelation above 0")
     val_mask, val_note = holdout_mask(train, config.val_fraction, protocol, seed)
     fit = train if val_mask is None else train.subset(~val_mask)
     if targets is not None and val_mask is not None:

@@ -19,7 +19,10 @@ _HELPS = {
                      "among those compatible on it (edge->cloud above edge->edge), "
                      "where the data allows it; 0 keeps the last epoch (default %s)"),
     "structure": "weight of the distillation of the cloud's neighbourhoods (similarities to the batch) (default %s)",
-    "structure_temperature": "softmax temperature of the structure term (default %s)",
+    "structure_temperature": "softmax temperature of the structure and decorrelation terms (default %s)",
+    "decorrelation": ("weight of the term that keeps the edge's errors (edge minus cloud embedding) on the cloud's near "
+                      "neighbours from pointing the same way: shared errors let the edge search its own embeddings "
+                      "better than the cloud's gallery (not compatible) (default %s)"),
 }
 
 

@@ -61,6 +61,7 @@ class TrainConfig:
     focal_head: str = "reference"
     structure: float = 0.0
     structure_temperature: float = 0.1
+    decorrelation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs is None or self.min_steps is None:
@@ -90,7 +91,7 @@ class TrainConfig:
 
     @property
     def uses_cloud(self) -> bool:
-        return any((self.influence, self.alignment, self.contrastive, self.focal, self.structure))
+        return any((self.influence, self.alignment, self.contrastive, self.focal, self.structure, self.decorrelation))
 
     def steps_per_epoch(self, n: int) -> int:
         """Optimizer steps in one pass over ``n`` training items (a last partial batch is dropped)."""

@@ -25,6 +25,7 @@ from hetero.training._losses import (
     class_prototypes,
     contrastive_loss,
     cosine_classifier_loss,
+    decorrelation_loss,
     focal_distillation_loss,
     influence_loss,
     structure_loss,
@@ -125,7 +126,7 @@ def train_embedding(
         on_epoch: called after each epoch with its index and mean losses; may raise (pruning).
         description: the progress bar's label.
         checkpoint: saves the training after every epoch and resumes a killed run from it.
-        unlabeled: images without labels, for the label-free terms (alignment, structure); each
+        unlabeled: images without labels, for the label-free terms (alignment, structure, decorrelation); each
             step adds a batch of them.
         keep_best: a record entry that ``on_epoch`` sets (``"val_cross_map"``): the weights of the
             epoch where it is highest are the ones kept.
@@ -310,7 +311,7 @@ def loss_terms(
         cloud: ``[B, D]`` the cloud's embeddings of the same views; default the unaugmented ones
             in ``targets`` (right only when the views are the unaugmented images).
         unlabeled: ``(q_u, g_u)`` edge and cloud embeddings of unlabeled views: they join the
-            label-free terms (alignment, structure).
+            label-free terms (alignment, structure, decorrelation).
     """
     terms: dict[str, tuple[float, torch.Tensor]] = {}
     if config.metric:
@@ -329,6 +330,8 @@ def loss_terms(
         terms["contrastive"] = (config.contrastive, contrastive_loss(q, g, rows, config.contrastive_temperature))
     if config.structure:
         terms["structure"] = (config.structure, structure_loss(q_free, g_free, config.structure_temperature))
+    if config.decorrelation:
+        terms["decorrelation"] = (config.decorrelation, decorrelation_loss(q_free, g_free, config.structure_temperature))
     if config.focal:
         w = classifier / classifier.norm(dim=1, keepdim=True).clamp_min(1e-12)
         student, teacher = targets.scale * q @ w.T, targets.scale * g @ w.T

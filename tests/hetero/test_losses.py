@@ -7,6 +7,7 @@ from hetero.training import (
     alignment_loss,
     class_prototypes,
     contrastive_loss,
+    decorrelation_loss,
     focal_distillation_loss,
     influence_loss,
     structure_loss,
@@ -82,3 +83,39 @@ def test_structure_pulls_the_edge_towards_the_clouds_neighbours_only():
     perm = torch.randperm(12, generator=torch.Generator().manual_seed(6))
     assert float(structure_loss(q.detach()[perm], g.detach()[perm], 0.1)) == pytest.approx(float(loss), rel=1e-5)
 
+
+
+def test_decorrelation_counts_only_errors_shared_by_the_clouds_neighbours():
+    # Two tight pairs of cloud neighbours (images 0, 1 and 2, 3), far from each other.
+    g = _unit(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.05, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.05]]))
+    assert float(decorrelation_loss(g, g, 0.1)) == pytest.approx(0.0, abs=1e-7)  # a copy of the cloud: no error
+    shift = torch.tensor([0.0, 0.0, 0.0, 0.3])
+    # The same error on both members of the first pair: shared, penalised.
+    shared = g.clone()
+    shared[0] += shift
+    shared[1] += shift
+    assert float(decorrelation_loss(shared, g, 0.1)) > 0.02
+    # The same error on one member of each pair: the neighbours' errors are orthogonal, and the two
+    # images that share it are not neighbours (their weight is ~0).
+    apart = g.clone()
+    apart[0] += shift
+    apart[2] += shift
+    assert float(decorrelation_loss(apart, g, 0.1)) < 1e-4
+    # Opposed errors on neighbours cost nothing (only shared ones are penalised).
+    opposed = g.clone()
+    opposed[0] += shift
+    opposed[1] -= shift
+    assert float(decorrelation_loss(opposed, g, 0.1)) == pytest.approx(0.0, abs=1e-7)
+    assert float(decorrelation_loss(shared[:1], g[:1], 0.1)) == 0.0
+
+
+def test_decorrelation_step_lowers_it_and_leaves_the_cloud_alone():
+    g = _unit(torch.randn(12, 6, generator=torch.Generator().manual_seed(7))).requires_grad_()
+    common = 0.2 * torch.randn(1, 6, generator=torch.Generator().manual_seed(8))
+    q = (g.detach() + common).requires_grad_()
+    loss = decorrelation_loss(q, g, 0.1)
+    loss.backward()
+    loss = loss.detach()
+    assert g.grad is None and q.grad is not None
+    stepped = decorrelation_loss(q.detach() - 0.05 * q.grad, g.detach(), 0.1)
+    assert float(stepped) < float(loss)
