@@ -17,6 +17,7 @@ from hetero.models import CloudModel, EdgeModel, build_edge, build_net
 from hetero.training import (
     CLOUD_DEFAULTS,
     EDGE_DEFAULTS,
+    LABEL_FREE_TERMS,
     CloudTargets,
     EpochCheckpoint,
     TrainConfig,
@@ -150,8 +151,9 @@ def train_edge(
         model = build_edge(arch, cloud.embed_dim, preprocess, cloud.fingerprint)
     if net is not None:
         model.net = net
-    if unlabeled is not None and not (config.alignment or config.structure or config.decorrelation):
-        raise UserError("--unlabeled images feed only the label-free terms: set --alignment, --structure or --decorrelation above 0")
+    if unlabeled is not None and not config.uses_label_free:
+        flags = [f"--{term}" for term in LABEL_FREE_TERMS]
+        raise UserError(f"--unlabeled images feed only the label-free terms: set {', '.join(flags[:-1])} or {flags[-1]} above 0")
     val_mask, val_note = holdout_mask(train, config.val_fraction, protocol, seed)
     fit = train if val_mask is None else train.subset(~val_mask)
     if targets is not None and val_mask is not None:

@@ -22,7 +22,7 @@ __all__ = ["register"]
 
 @COMMANDS.register("train")
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from hetero.training import EDGE_COMMAND_DEFAULTS
+    from hetero.training import EDGE_COMMAND_DEFAULTS, LABEL_FREE_TERMS
 
     p = sub.add_parser(
         "train",
@@ -58,7 +58,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "--unlabeled",
         metavar="SPEC",
         help=("images without labels (any data SPEC, e.g. imagefolder:DIR of the gallery the cloud indexed; "
-              "labels are ignored), used by the label-free terms: alignment and structure"),
+              f"labels are ignored), used by the label-free terms: {', '.join(LABEL_FREE_TERMS)}"),
     )
     add_train_options(p, EDGE_COMMAND_DEFAULTS)
     refine_train_flags(p, EDGE_COMMAND_DEFAULTS)

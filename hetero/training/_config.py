@@ -15,12 +15,17 @@ __all__ = [
     "CLOUD_COMMAND_DEFAULTS",
     "EDGE_COMMAND_DEFAULTS",
     "MIN_STEPS",
+    "LABEL_FREE_TERMS",
     "training_length",
 ]
 
 #: The commands' floor on optimizer steps: issue 14's 280-image face set got 20 steps from
 #: "10 epochs" and every embedding collapsed to one vector; with ~300+ steps it learned.
 MIN_STEPS = 600
+
+#: The terms that need no labels, only the cloud's embedding of the same view: the ones
+#: ``--unlabeled`` images feed (the trainer joins those images to their batches).
+LABEL_FREE_TERMS = ("alignment", "structure", "decorrelation")
 
 #: Where focal distillation reads the trained model's class posterior (see :class:`TrainConfig`).
 _FOCAL_HEADS = ("reference", "own")
@@ -92,6 +97,11 @@ class TrainConfig:
     @property
     def uses_cloud(self) -> bool:
         return any((self.influence, self.alignment, self.contrastive, self.focal, self.structure, self.decorrelation))
+
+    @property
+    def uses_label_free(self) -> bool:
+        """Whether a label-free term is on (see :data:`LABEL_FREE_TERMS`): unlabeled images have a use."""
+        return any(getattr(self, term) for term in LABEL_FREE_TERMS)
 
     def steps_per_epoch(self, n: int) -> int:
         """Optimizer steps in one pass over ``n`` training items (a last partial batch is dropped)."""

@@ -58,6 +58,19 @@ def contrastive_loss(q: torch.Tensor, g: torch.Tensor, y: torch.Tensor, temperat
     return (log_all - log_pos).mean()
 
 
+#: A large finite negative instead of -inf for an image's own similarity: exp underflows to
+#: exactly 0 and no 0 * inf arises.
+_EXCLUDED = -1e9
+
+
+def _cloud_neighbourhood(g: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """How the cloud ranks the batch around each image: ``softmax_j(g_i . g_j / T)`` with the image
+    itself excluded (weight exactly 0), detached; and the ``[B, B]`` mask of those self pairs."""
+    self_mask = torch.eye(g.shape[0], dtype=torch.bool, device=g.device)
+    g = g.detach()
+    return F.softmax((g @ g.T / temperature).masked_fill(self_mask, _EXCLUDED), dim=1), self_mask
+
+
 def structure_loss(q: torch.Tensor, g: torch.Tensor, temperature: float) -> torch.Tensor:
     """Distil the cloud's neighbourhoods: KL(p_cloud || p_edge) of each image over the rest of the batch.
 
@@ -68,13 +81,10 @@ def structure_loss(q: torch.Tensor, g: torch.Tensor, temperature: float) -> torc
     q_i towards g_i, which leaves the ranking of near neighbours to chance when it is not exact.
     The image itself is excluded on both sides (its own similarity would dominate both).
     """
-    n = q.shape[0]
-    if n < 2:
+    if q.shape[0] < 2:
         return q.sum() * 0.0
-    # A large finite negative instead of -inf: exp underflows to exactly 0 and no 0 * inf arises.
-    self_mask = torch.eye(n, dtype=torch.bool, device=q.device)
-    target = F.softmax((g @ g.T / temperature).masked_fill(self_mask, -1e9), dim=1).detach()
-    log_student = F.log_softmax((q @ g.detach().T / temperature).masked_fill(self_mask, -1e9), dim=1)
+    target, self_mask = _cloud_neighbourhood(g, temperature)
+    log_student = F.log_softmax((q @ g.detach().T / temperature).masked_fill(self_mask, _EXCLUDED), dim=1)
     kl = (target * (target.clamp_min(1e-12).log() - log_student)).masked_fill(self_mask, 0.0).sum(1)
     return kl.mean()
 
@@ -91,13 +101,10 @@ def decorrelation_loss(q: torch.Tensor, g: torch.Tensor, temperature: float) -> 
     (``w_i = softmax_j(g_i . g_j / T)``, itself excluded), averaged; label-free. Zero when the
     edge copies the cloud or its errors on neighbours are orthogonal or opposed.
     """
-    n = q.shape[0]
-    if n < 2:
+    if q.shape[0] < 2:
         return q.sum() * 0.0
-    self_mask = torch.eye(n, dtype=torch.bool, device=q.device)
-    g = g.detach()
-    weights = F.softmax((g @ g.T / temperature).masked_fill(self_mask, -1e9), dim=1).masked_fill(self_mask, 0.0)
-    errors = q - g
+    weights, _ = _cloud_neighbourhood(g, temperature)
+    errors = q - g.detach()
     shared = (errors @ errors.T).clamp_min(0.0)
     return (weights * shared).sum(1).mean()
 

@@ -84,7 +84,6 @@ def test_structure_pulls_the_edge_towards_the_clouds_neighbours_only():
     assert float(structure_loss(q.detach()[perm], g.detach()[perm], 0.1)) == pytest.approx(float(loss), rel=1e-5)
 
 
-
 def test_decorrelation_counts_only_errors_shared_by_the_clouds_neighbours():
     # Two tight pairs of cloud neighbours (images 0, 1 and 2, 3), far from each other.
     g = _unit(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.05, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.05]]))
