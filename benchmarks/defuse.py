@@ -34,8 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int):
-    """The set's cloud (small ResNet, 28 px) and edge (mobilenet_v3's smallest), trained once into ``work``."""
+def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int, edge_config: dict | None = None):
+    """The set's cloud (small ResNet, 28 px) and edge (mobilenet_v3's smallest), trained once into ``work``.
+
+    ``edge_config`` overrides fields of the edge's TrainConfig (``--edge-config``); the edge's folder
+    is named after them so that a cached edge is only reused with the same settings.
+    """
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import evaluate_cloud, train_cloud, train_edge
     from hetero.search_spaces import get_space
@@ -44,7 +48,7 @@ def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int
     sys.path.insert(0, str(REPO / "benchmarks"))
     from real_data import cloud_arch
 
-    cloud_dir, edge_dir = work / name / f"seed{seed}" / f"cloud-{steps}", work / name / f"seed{seed}" / f"edge-{edge_steps}"
+    cloud_dir, edge_dir = work / name / f"seed{seed}" / f"cloud-{steps}", work / name / f"seed{seed}" / _edge_name(edge_steps, edge_config)
     if not (cloud_dir / "cloud.pt").exists():
         start = time.perf_counter()
         cloud = train_cloud(split.train, cloud_arch("small"), 64, replace(CLOUD_COMMAND_DEFAULTS, min_steps=steps), seed=seed)
@@ -55,10 +59,16 @@ def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int
     if not (edge_dir / "edge.pt").exists():
         start = time.perf_counter()
         edge = train_edge(cloud, split.train, get_space("mobilenet_v3").smallest_arch(),
-                          replace(EDGE_COMMAND_DEFAULTS, min_steps=edge_steps), seed=seed, protocol=split.protocol)
+                          replace(EDGE_COMMAND_DEFAULTS, min_steps=edge_steps, **(edge_config or {})), seed=seed,
+                          protocol=split.protocol)
         save_edge(edge, edge_dir)
         print(f"{name}: edge trained in {time.perf_counter() - start:.0f} s", flush=True)
     return cloud, load_edge(edge_dir)
+
+
+def _edge_name(edge_steps: int, edge_config: dict | None) -> str:
+    """``edge-1200``, or ``edge-1200-metric0.0-val_fraction0.0`` with ``--edge-config`` overrides."""
+    return "-".join([f"edge-{edge_steps}"] + [f"{k}{v}" for k, v in sorted((edge_config or {}).items())])
 
 
 def _spec(name: str, work: Path, per_class: int) -> str:
@@ -79,9 +89,10 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
     spec = _spec(name, work, args.fashion_per_class)
     split = load_split(spec, seed=args.seed, size=28)
     print(split.line(), flush=True)
-    cloud, edge = _models(name, split, work, args.model_steps, args.edge_steps or args.model_steps, args.seed)
+    edge_steps = args.edge_steps or args.model_steps
+    cloud, edge = _models(name, split, work, args.model_steps, edge_steps, args.seed, args.edge_config)
     seed = args.seed if args.defuse_seed is None else args.defuse_seed
-    out = work / name / f"seed{args.seed}" / f"edge-{args.edge_steps or args.model_steps}-defuse{seed}"
+    out = work / name / f"seed{args.seed}" / f"{_edge_name(edge_steps, args.edge_config)}-defuse{seed}"
     out.mkdir(parents=True, exist_ok=True)
     settings = DefuseSettings(sources=args.sources, samples=args.samples, noise=args.noise, max_groups=args.max_groups,
                               vae=VAEConfig(steps=args.vae_steps))
@@ -97,6 +108,7 @@ def run_set(name: str, work: Path, args: argparse.Namespace) -> dict:
     r = run.record
     row = {
         "set": name, "seed": args.seed, "edge_steps": edge.meta["schedule"]["steps"], "defuse_seed": seed, "spec": spec,
+        **({"edge_config": args.edge_config} if args.edge_config else {}), "finetune_lr": args.finetune_lr,
         "cloud_paragon_top1": cloud.meta.get("paragon", {}).get("top1"), "train_images": len(split.train.labels), "test_images": len(split.test.labels),
         "generated": r["generation"]["generated"], "reference_accuracy": r["decisions"]["reference_accuracy"],
         "candidate_accuracy": r["decisions"]["candidate_accuracy"], "kept": r["kept"], "groups": run.groups.k,
@@ -136,6 +148,9 @@ def main() -> None:
     parser.add_argument("--fashion-per-class", type=int, default=200, help="Fashion-MNIST images per class (default 200)")
     parser.add_argument("--model-steps", type=int, default=300, help="optimizer steps of the cloud (and edge) trained here")
     parser.add_argument("--edge-steps", type=int, default=None, help="optimizer steps of the edge (default --model-steps)")
+    parser.add_argument("--edge-config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig field of the edge trained here (repeatable), e.g. metric=0 "
+                             "val_fraction=0: the losses and images the correction fine-tunes with")
     parser.add_argument("--sources", type=int, default=400)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--noise", type=float, default=0.3)
@@ -149,6 +164,10 @@ def main() -> None:
                         help="Defuse's own randomness (VAE, sources, noise, hold-out, fine-tuning order; default --seed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from real_data import parse_overrides
+
+    args.edge_config = parse_overrides(args.edge_config)
 
     from hetero.runtime import seed_everything, set_quiet
 

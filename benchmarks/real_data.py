@@ -170,7 +170,7 @@ def cloud_arch(kind: str) -> dict:
 def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, seed: int,
             cloud_kind: str = "small", cloud_steps: int = 300, edge_arch: dict | None = None,
             unlabeled_count: int = 2000, edge_epochs: int | None = None,
-            edge_config: dict | None = None) -> list[dict]:
+            edge_config: dict | None = None, edge_seed: int | None = None) -> list[dict]:
     from hetero.cost import count_macs
     from hetero.data import load_data, load_split
     from hetero.models import load_cloud, save_cloud
@@ -215,7 +215,10 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
         start = time.perf_counter()
         config = methods()[method] if edge_epochs is None else replace(methods()[method], epochs=edge_epochs)
         config = replace(config, **(edge_config or {}))
-        edge = train_edge(cloud, split.train, arch, config, seed=seed, protocol=split.protocol, unlabeled=unlabeled)
+        # The edge's own seed (batch order, views, initial weights) apart from the split's: a
+        # second edge seed against a given cloud keeps the split that cloud was trained on.
+        edge = train_edge(cloud, split.train, arch, config, seed=seed if edge_seed is None else edge_seed,
+                          protocol=split.protocol, unlabeled=unlabeled)
         seconds = time.perf_counter() - start
         s = evaluate_compat(cloud, edge, split.test).summary()
         macs = count_macs(cloud.net, cloud.input_shape) / max(count_macs(edge.net, edge.input_shape), 1)
@@ -226,6 +229,7 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
             "steps": edge.meta["schedule"]["steps"], "edge_seconds": seconds,
             **({} if edge_epochs is None else {"epochs": edge_epochs}),
             **({"edge_config": edge_config} if edge_config else {}),
+            **({} if edge_seed is None else {"edge_seed": edge_seed}),
             "edge_arch": None if edge_arch is None else {k: v for k, v in edge_arch.items() if k != "cloud"},
             "held_out": held_out(edge),
             "validation": {k: v for k, v in edge.meta.get("validation", {}).items() if k != "note"},
@@ -277,7 +281,10 @@ def main() -> None:
                         help="set a TrainConfig field of every method (e.g. metric=0); repeatable, recorded in the rows")
     parser.add_argument("--unlabeled-count", type=int, default=2000, help="unlabeled images of the method 'unlabeled'")
     parser.add_argument("--out", default=str(REPO / "runs" / "real_data"), help="cache for subsets, clouds and results")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the split (and everything else unless --edge-seed)")
+    parser.add_argument("--edge-seed", type=int, default=None,
+                        help="the edge training's own seed; the split stays --seed's (needed with --cloud: the "
+                             "cloud was trained on that split's training classes)")
     args = parser.parse_args()
 
     from hetero.runtime import seed_everything
@@ -291,7 +298,7 @@ def main() -> None:
     for name in args.sets.split(","):
         rows += run_set(name, clouds.get(name), args.methods.split(","), work, args.seed,
                         args.cloud_arch, args.cloud_steps, edge_arch, args.unlabeled_count, args.edge_epochs,
-                        edge_config)
+                        edge_config, args.edge_seed)
         work.mkdir(parents=True, exist_ok=True)
         # After every set: a long run stopped later keeps what it measured.
         (work / "results.json").write_text(json.dumps(rows, indent=1))

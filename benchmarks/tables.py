@@ -94,6 +94,12 @@ def _proxy_taus(row: Row) -> str:
     return ", ".join(f"{e}: {_number(p['kendall_tau'], '+.3f')}" for e, p in proxies.items()) or "-"
 
 
+def _defuse_set(row: Row) -> str:
+    """``fashion (1206)``, with the edge's ``--edge-config`` overrides when it had some."""
+    extra = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}" for k, v in (row.get("edge_config") or {}).items())
+    return f"{row['set']} ({row['edge_steps']}{extra})"
+
+
 #: Tables that show rows another benchmark recorded: (that benchmark, the rows the table shows).
 DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
     "kendall_tau": ("search_efficiency", lambda rows: [r for r in rows if r.get("kendall_tau") is not None]),
@@ -105,11 +111,12 @@ DERIVED_TABLES: dict[str, tuple[str, Callable[[list[Row]], list[Row]]]] = {
 #: table's columns as (header, right-aligned, cell).
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], str]]]]] = {
     "real_data": (
-        ("set", "method", "edge", "epochs", "edge_config"),
+        ("set", "method", "edge", "epochs", "edge_config", "edge_seed"),
         [
             ("set", False, lambda r: r["set"]),
             ("method", False, lambda r: r["method"] + (f", {r['epochs']} epochs" if r.get("epochs") else "")
-             + "".join(f", {k} {v}" for k, v in (r.get("edge_config") or {}).items())),
+             + "".join(f", {k} {v}" for k, v in (r.get("edge_config") or {}).items())
+             + (f", edge seed {r['edge_seed']}" if r.get("edge_seed") is not None else "")),
             ("edge", False, _edge),
             ("MACs ratio", True, lambda r: f"{r['macs_ratio']:.1f}x"),
             ("paragon", True, lambda r: f"{r['paragon']:.4f}"),
@@ -202,9 +209,9 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ],
     ),
     "defuse": (
-        ("set", "seed", "edge_steps", "defuse_seed"),
+        ("set", "seed", "edge_steps", "edge_config", "defuse_seed"),
         [
-            ("set (edge steps)", False, lambda r: f"{r['set']} ({r['edge_steps']})"),
+            ("set (edge steps)", False, lambda r: _defuse_set(r)),
             ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
             ("cloud right", True, lambda r: f"{r['reference_accuracy']:.3f}"),
             ("edge right", True, lambda r: f"{r['candidate_accuracy']:.3f}"),
@@ -218,9 +225,9 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ],
     ),
     "defuse_correction": (
-        ("set", "seed", "edge_steps", "defuse_seed", "lambda"),
+        ("set", "seed", "edge_steps", "edge_config", "defuse_seed", "lambda"),
         [
-            ("set (edge steps)", False, lambda r: f"{r['set']} ({r['edge_steps']})"),
+            ("set (edge steps)", False, lambda r: _defuse_set(r)),
             ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
             ("lambda", True, lambda r: f"{r['lambda']:g}"),
             ("held-out failure acc", True, lambda r: f"{r['failure_accuracy']:.3f}"),
