@@ -139,6 +139,8 @@ def _generate(args: argparse.Namespace) -> Outcome:
         best = correction["best"]
         print(f"chosen lambda {best['lambda']}; target (>= 20 pts on failures, test within 1 pt) met: {best['meets_target']}"
               + (f"; corrected model {correction['corrected']}" if correction["corrected"] else ""))
+        if best.get("note"):
+            print(f"note: {best['note']}")
     paths = write_defuse(run, split, args.out, correction, args.examples, args.seed)
     print(f"written {paths['html']}, {paths['json']} and {paths['map']}" + (f" and {paths['plot']}" if "plot" in paths else ""))
     figures = {**r, "groups": [{k: v for k, v in g.items() if k not in ("members", "sources")} for g in r["groups"]],

@@ -116,9 +116,20 @@ def test_best_lambda_needs_the_test_within_a_point_and_the_gain_over_the_control
          "test_top1_change_points": -2.5},
     ]
     best = best_lambda(rows)
-    assert best["lambda"] == 0.3 and best["meets_target"]
+    assert best["lambda"] == 0.3 and best["meets_target"] and best["note"] is None
     rows[1]["failure_gain_over_control_points"] = 10.0
     assert not best_lambda(rows)["meets_target"]
+
+
+def test_best_lambda_says_when_the_control_alone_moves_the_test():
+    rows = [
+        {"lambda": 0.0, "failure_accuracy": 0.4, "failure_gain_points": 40.0, "failure_gain_over_control_points": 0.0,
+         "test_top1_change_points": 4.7},
+        {"lambda": 0.5, "failure_accuracy": 0.6, "failure_gain_points": 60.0, "failure_gain_over_control_points": 20.0,
+         "test_top1_change_points": 3.5},
+    ]
+    best = best_lambda(rows)
+    assert best["lambda"] is None and "+4.70 pts" in best["note"] and "train it longer" in best["note"]
 
 
 def _models(tmp_path, channels=1):
