@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # real_data's helpers (subsets, cloud arch, --edge-config parsing)
 
 
 def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int, edge_config: dict | None = None):
@@ -40,13 +41,12 @@ def _models(name: str, split, work: Path, steps: int, edge_steps: int, seed: int
     ``edge_config`` overrides fields of the edge's TrainConfig (``--edge-config``); the edge's folder
     is named after them so that a cached edge is only reused with the same settings.
     """
+    from real_data import cloud_arch
+
     from hetero.models import load_cloud, load_edge, save_cloud, save_edge
     from hetero.pipeline import evaluate_cloud, train_cloud, train_edge
     from hetero.search_spaces import get_space
     from hetero.training import CLOUD_COMMAND_DEFAULTS, EDGE_COMMAND_DEFAULTS
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from real_data import cloud_arch
 
     cloud_dir, edge_dir = work / name / f"seed{seed}" / f"cloud-{steps}", work / name / f"seed{seed}" / _edge_name(edge_steps, edge_config)
     if not (cloud_dir / "cloud.pt").exists():
@@ -75,7 +75,6 @@ def _spec(name: str, work: Path, per_class: int) -> str:
     if name == "digits":
         return "digits"
     if name == "fashion":
-        sys.path.insert(0, str(REPO / "benchmarks"))
         from real_data import _subset
 
         return _subset("fashion-mnist", 10, per_class, work)
@@ -164,7 +163,6 @@ def main() -> None:
                         help="Defuse's own randomness (VAE, sources, noise, hold-out, fine-tuning order; default --seed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from real_data import parse_overrides
 
     args.edge_config = parse_overrides(args.edge_config)

@@ -94,10 +94,14 @@ def _proxy_taus(row: Row) -> str:
     return ", ".join(f"{e}: {_number(p['kendall_tau'], '+.3f')}" for e, p in proxies.items()) or "-"
 
 
+def _overrides(row: Row) -> str:
+    """``, metric 0.0, alignment 6.0``: the row's ``--edge-config`` overrides, or nothing."""
+    return "".join(f", {k} {v}" for k, v in (row.get("edge_config") or {}).items())
+
+
 def _defuse_set(row: Row) -> str:
     """``fashion (1206)``, with the edge's ``--edge-config`` overrides when it had some."""
-    extra = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}" for k, v in (row.get("edge_config") or {}).items())
-    return f"{row['set']} ({row['edge_steps']}{extra})"
+    return f"{row['set']} ({row['edge_steps']}{_overrides(row)})"
 
 
 #: Tables that show rows another benchmark recorded: (that benchmark, the rows the table shows).
@@ -115,7 +119,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         [
             ("set", False, lambda r: r["set"]),
             ("method", False, lambda r: r["method"] + (f", {r['epochs']} epochs" if r.get("epochs") else "")
-             + "".join(f", {k} {v}" for k, v in (r.get("edge_config") or {}).items())
+             + _overrides(r)
              + (f", edge seed {r['edge_seed']}" if r.get("edge_seed") is not None else "")),
             ("edge", False, _edge),
             ("MACs ratio", True, lambda r: f"{r['macs_ratio']:.1f}x"),
@@ -211,7 +215,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
     "defuse": (
         ("set", "seed", "edge_steps", "edge_config", "defuse_seed"),
         [
-            ("set (edge steps)", False, lambda r: _defuse_set(r)),
+            ("set (edge steps)", False, _defuse_set),
             ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
             ("cloud right", True, lambda r: f"{r['reference_accuracy']:.3f}"),
             ("edge right", True, lambda r: f"{r['candidate_accuracy']:.3f}"),
@@ -227,7 +231,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
     "defuse_correction": (
         ("set", "seed", "edge_steps", "edge_config", "defuse_seed", "lambda"),
         [
-            ("set (edge steps)", False, lambda r: _defuse_set(r)),
+            ("set (edge steps)", False, _defuse_set),
             ("Defuse seed", True, lambda r: str(r["defuse_seed"])),
             ("lambda", True, lambda r: f"{r['lambda']:g}"),
             ("held-out failure acc", True, lambda r: f"{r['failure_accuracy']:.3f}"),

@@ -189,16 +189,15 @@ def best_lambda(rows: list[dict], gain_points: float = 20.0, test_points: float 
         *and* over the control (lambda 0), and ``note`` (``None``, or why no lambda can keep the
         test still: the control itself moved it).
     """
-    note = _unsettled_note(rows, test_points)
+    explained = {"rule": _RULE.format(test_points), "note": _unsettled_note(rows, test_points)}
     within = [r for r in rows if r["lambda"] > 0 and abs(r["test_top1_change_points"]) <= test_points]
     if not within:
-        return {"lambda": None, "meets_target": False, "rule": _RULE.format(test_points), "note": note}
+        return {"lambda": None, "meets_target": False, **explained}
     pick = max(within, key=lambda r: r["failure_accuracy"])
     meets = pick["failure_gain_points"] >= gain_points and pick["failure_gain_over_control_points"] >= gain_points
     return {"lambda": pick["lambda"], "failure_gain_points": pick["failure_gain_points"],
             "failure_gain_over_control_points": pick["failure_gain_over_control_points"],
-            "test_top1_change_points": pick["test_top1_change_points"], "meets_target": bool(meets),
-            "rule": _RULE.format(test_points), "note": note}
+            "test_top1_change_points": pick["test_top1_change_points"], "meets_target": bool(meets), **explained}
 
 
 def _unsettled_note(rows: list[dict], test_points: float) -> str | None:
