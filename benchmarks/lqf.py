@@ -153,11 +153,13 @@ def run_set(name: str, args, work: Path) -> list[dict]:
                 steps = model.meta["schedule"]["steps"]
             else:
                 slope = args.leaky_slope if method == "lqf-leaky" else 0.0
-                config = LQFConfig(epochs=args.lqf_epochs, batch_size=args.lqf_batch, slope=slope)
+                config = LQFConfig(epochs=args.lqf_epochs, batch_size=args.lqf_batch, slope=slope,
+                                   **({} if args.lqf_ridge is None else {"ridge": args.lqf_ridge}))
                 model = lqf_finetune(init, cloud, ft, config, seed=args.seed)
                 steps = args.lqf_epochs * -(-len(ft.labels) // args.lqf_batch)
             seconds = time.perf_counter() - start
-            lqf_epochs = {} if method == "plain" else {"lqf_epochs": args.lqf_epochs}
+            lqf_epochs = {} if method == "plain" else {"lqf_epochs": args.lqf_epochs,
+                                                       **({} if args.lqf_ridge is None else {"lqf_ridge": args.lqf_ridge})}
             rows.append(_row(name, method, shots, _scores(cloud, model, test, before_new),
                              _scores(cloud, model, old_test, before_old), seconds, steps, len(ft.labels), **setting,
                              **lqf_epochs))
@@ -206,6 +208,7 @@ def main() -> None:
     p.add_argument("--plain-steps", type=int, default=60)
     p.add_argument("--plain-lr", type=float, default=1e-3)
     p.add_argument("--lqf-epochs", type=int, default=8)
+    p.add_argument("--lqf-ridge", type=float, help="LQF's ridge on |delta|^2 (default LQFConfig's, 1e-4)")
     p.add_argument("--leaky-slope", type=float, default=0.02, help="the lqf-leaky method's slope")
     p.add_argument("--lqf-batch", type=int, default=64)
     args = p.parse_args()

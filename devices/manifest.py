@@ -86,6 +86,7 @@ class Manifest(_ManifestRequired, total=False):
     int8_fallback: dict[str, Any]
     int8_fallback_failed: list[dict[str, Any]]
     fp16_fallback: dict[str, Any]  # fp16 missed parity: the fp32 artifact tried instead (and "used" if it passed)
+    int8_fp32_fallback: dict[str, Any]  # the same for int8, after the layer fallback (or where it cannot help)
     source_model: dict[str, Any]  # {"file": "edge.pt", "sha256", "bytes"}: the bench's reference
 
 

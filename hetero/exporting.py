@@ -130,6 +130,13 @@ def export_edge(
         int8_report["drift"] = drift
         # Static int8 only: a dynamic-range model's activations are float already.
         can_fall_back = fallback_float and calib is not None and backend.keeps_layers_float
+        # A network can say no layer choice will do (LQF's linearised networks: see
+        # LinearizedNet.int8_unsuited); the search would quantize it once per layer for nothing.
+        unsuited = getattr(edge.net, "int8_unsuited", None)
+        skipped = unsuited(torch.from_numpy(inputs[:DRIFT_IMAGES])) if can_fall_back and unsuited else None
+        if skipped:
+            int8_report["fallback_skipped"] = skipped
+            can_fall_back = False
         fallback = None
         if can_fall_back and calib is not None:  # (calib is not None already: for the type checker)
             fallback = _fallback(backend, float_artifact, calib, measure, thresholds, drift, staging, artifact, inputs,
@@ -140,17 +147,19 @@ def export_edge(
         elif fallback is not None:
             int8_report["fallback"] = fallback.pop("summary")
             artifact, figures, failures = fallback["artifact"], fallback["figures"], []
-    fp16_fallback: dict = {}
-    if failures and profile.precision == "fp16" and fallback_float:
-        fp16_fallback, fallback_result = _fp16_fallback(backend, edge, example, staging, measure, thresholds, artifact,
-                                                        figures, failures)
+    fp32_fallback: dict = {}
+    if failures and profile.precision in ("fp16", "int8") and fallback_float:
+        fp32_fallback, fallback_result = _fp32_fallback(backend, edge, example, staging, measure, thresholds, artifact,
+                                                        figures, failures, profile.precision)
+        if "fallback_skipped" in int8_report:
+            fp32_fallback["layer_fallback_skipped"] = int8_report["fallback_skipped"]
         if fallback_result is not None:
             artifact, figures, failures = *fallback_result, []
     if failures and not allow_drift:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
             f"{profile.backend} {profile.precision} artifact misses its parity thresholds ({'; '.join(failures)}"
-            f"{_tie_hint(figures)}{_drift_hint(int8_report)}{_fp16_hint(fp16_fallback)}); not written. Re-run with --allow-drift to keep it anyway"
+            f"{_tie_hint(figures)}{_drift_hint(int8_report)}{_fp32_hint(fp32_fallback)}); not written. Re-run with --allow-drift to keep it anyway"
         )
     final = out / artifact.name
     if final.exists():
@@ -165,8 +174,9 @@ def export_edge(
         "format": profile.backend,
         **artifact_entry(final),
         "device": profile.name,
-        "precision": "fp32" if fp16_fallback.get("used") else profile.precision,
-        **({"fp16_fallback": fp16_fallback} if fp16_fallback else {}),
+        "precision": "fp32" if fp32_fallback.get("used") else profile.precision,
+        **({f"{profile.precision}_fp32_fallback" if profile.precision == "int8" else "fp16_fallback": fp32_fallback}
+           if fp32_fallback else {}),
         **({"quantization": profile.quantization} if profile.precision == "int8" else {}),
         "input_shape": [preprocess.channels, preprocess.size, preprocess.size],
         "dynamic_batch": True,
@@ -198,16 +208,19 @@ def export_edge(
     return manifest
 
 
-def _fp16_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Path, measure, thresholds: dict,
-                   fp16_artifact: Path, fp16_figures: dict, fp16_failures: list[str]) -> tuple[dict, tuple[Path, dict] | None]:
-    """An fp16 artifact that misses parity: the same model in fp32, kept if that passes.
+def _fp32_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Path, measure, thresholds: dict,
+                   missed_artifact: Path, missed_figures: dict, missed_failures: list[str],
+                   requested: str) -> tuple[dict, tuple[Path, dict] | None]:
+    """An fp16 or int8 artifact that misses parity (int8: after the layer fallback): the same
+    model in fp32, kept if that passes.
 
-    fp16 rounds every weight (and on some runtimes every activation); a model whose output is
-    discontinuous in its weights or inputs - LQF's linearised networks, whose tangent masks flip
-    where a pre-activation crosses 0 - moves by more than the thresholds allow, which no layer
-    choice fixes once the masks sit in every block. fp32 is what the device can run instead, at
-    twice the bytes; the manifest says so (``fp16_fallback``) and its ``precision`` is the
-    artifact's own.
+    fp16 rounds every weight (and on some runtimes every activation), int8 every activation; a
+    model whose output is discontinuous in its weights or inputs - LQF's linearised networks, whose
+    tangent masks flip where a pre-activation crosses 0, and whose output is the small sum of two
+    large, cancelling paths - moves by more than the thresholds allow, which no layer choice fixes
+    once the masks sit in every block. fp32 is what the device can run instead, at 2-4x the
+    bytes; the manifest says so (``fp16_fallback``, ``int8_fp32_fallback``) and its ``precision``
+    is the artifact's own.
 
     Returns:
         The manifest entry and, when fp32 passes, ``(artifact, figures)`` to keep.
@@ -218,18 +231,19 @@ def _fp16_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Pat
     figures, _ = measure(fp32)
     passed = bool(figures) and not parity_failures(figures, thresholds)
     entry = {
-        "requested": "fp16",
+        "requested": requested,
         "used": passed,
-        "fp16_missed": fp16_failures,
-        "fp16_parity": {k: fp16_figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in fp16_figures},
+        f"{requested}_missed": missed_failures,
+        f"{requested}_parity": {k: missed_figures[k] for k in ("cos_min", "cos_mean", "top1_agreement")
+                                if k in missed_figures},
         "fp32_parity": {k: figures[k] for k in ("cos_min", "cos_mean", "top1_agreement") if k in figures},
-        "fp16_bytes": artifact_bytes(fp16_artifact),
+        f"{requested}_bytes": artifact_bytes(missed_artifact),
         "fp32_bytes": artifact_bytes(fp32),
     }
     return entry, ((fp32, figures) if passed else None)
 
 
-def _fp16_hint(fallback: dict) -> str:
+def _fp32_hint(fallback: dict) -> str:
     if not fallback:
         return ""
     return f"; fp32 tried instead and missed too (cos_min {fallback['fp32_parity'].get('cos_min', float('nan')):.6f})"

@@ -39,8 +39,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    "STEPS optimizer steps (e.g. 300) against the --cloud model under the deployed int8 grid; the "
                    "folder's edge.pt is then the fine-tuned model (default 0: off)")
     p.add_argument("--no-fallback", action="store_true", help="int8: refuse an artifact that misses its thresholds instead of "
-                   "keeping its most sensitive layers in float until it passes (the default; the manifest names them); "
-                   "fp16: refuse it instead of exporting fp32 when that passes")
+                   "keeping its most sensitive layers in float until it passes (the default; the manifest names them), "
+                   "then exporting fp32 when that passes; fp16: refuse it instead of exporting fp32 when that passes")
     p.add_argument("--parity-images", type=int, default=None, metavar="N",
                    help="about how many test images (whole classes) parity is judged on (default 512); a gallery of "
                         "many classes holds more near-ties, so match the size of the gallery you deploy against")
@@ -90,12 +90,16 @@ def print_manifest(manifest: dict) -> None:
 
 
 def print_precision_report(manifest: dict) -> None:
-    """The precision fallbacks (fp16 to fp32; int8 layers kept float) and the per-layer drift, where used."""
-    fp16 = manifest.get("fp16_fallback")
-    if fp16:
-        print(f"  fp16 missed parity ({'; '.join(fp16['fp16_missed'])}): "
-              + (f"exported in fp32 instead ({fp16['fp32_bytes']:,} bytes against {fp16['fp16_bytes']:,})"
-                 if fp16["used"] else "fp32 missed too"))
+    """The precision fallbacks (fp16 or int8 to fp32; int8 layers kept float) and the per-layer drift, where used."""
+    for key in ("fp16_fallback", "int8_fp32_fallback"):
+        fp32 = manifest.get(key)
+        if fp32:
+            asked = fp32["requested"]
+            if "layer_fallback_skipped" in fp32:
+                print(f"  int8 layer fallback not tried: {fp32['layer_fallback_skipped']}")
+            print(f"  {asked} missed parity ({'; '.join(fp32[f'{asked}_missed'])}): "
+                  + (f"exported in fp32 instead ({fp32['fp32_bytes']:,} bytes against {fp32[f'{asked}_bytes']:,})"
+                     if fp32["used"] else "fp32 missed too"))
     fallback = manifest.get("int8_fallback")
     if fallback:
         print(f"  int8 fallback: {len(fallback['kept_float'])} of {fallback['layers']} layers kept in float "

@@ -48,6 +48,16 @@ def test_plain_layers_equal_forward_mode_ad_and_zero_delta_is_the_base():
     assert torch.allclose(net.dual(x)[1], 2 * tangent, atol=1e-5 * float(tangent.abs().max()))
 
 
+def test_int8_unsuited_measures_how_far_primal_and_tangent_cancel():
+    net = LinearizedNet(split_norm(_edge().net.eval()))
+    _random_deltas(net, scale=0.5)
+    x = torch.randn(8, 1, 24, 24)
+    reason = net.int8_unsuited(x)
+    primal, tangent = net.dual(x)
+    ratio = float(((primal.norm(dim=-1)) / (primal + tangent).norm(dim=-1)).median())
+    assert "LQF" in reason and f"{ratio:.2f}x" in reason and "no choice of float layers" in reason
+
+
 def test_leaky_copy_leaves_the_original_relus():
     edge = _edge()
     copy = leaky_copy(edge.net, 0.2)

@@ -1,6 +1,8 @@
 """An fp16 artifact that misses parity is exported in fp32 instead, and the manifest says so;
-with ``fallback_float=False`` (``--no-fallback``) it is refused."""
+with ``fallback_float=False`` (``--no-fallback``) it is refused. The same for int8 once its layer
+fallback cannot help."""
 
+import copy
 import json
 
 import pytest
@@ -46,11 +48,11 @@ def fragile(digits_models):
     return edge, load_split("digits", seed=0)
 
 
-def _fp16_profile(tmp_path):
+def _profile(tmp_path, precision: str = "fp16"):
     from hetero.devices import load_profile
 
     path = tmp_path / "board.toml"
-    path.write_text('name = "board"\nbackend = "onnx"\nprecision = "fp16"\n')
+    path.write_text(f'name = "board"\nbackend = "onnx"\nprecision = "{precision}"\n')
     return load_profile(path)
 
 
@@ -58,7 +60,7 @@ def test_fp16_that_misses_parity_is_exported_in_fp32(fragile, tmp_path) -> None:
     from hetero.exporting import export_edge
 
     edge, split = fragile
-    manifest = export_edge(edge, _fp16_profile(tmp_path), tmp_path / "out", split.train, split.test, parity_images=200)
+    manifest = export_edge(edge, _profile(tmp_path), tmp_path / "out", split.train, split.test, parity_images=200)
     fallback = manifest["fp16_fallback"]
     assert fallback["used"] and fallback["requested"] == "fp16"
     assert fallback["fp16_parity"]["cos_min"] < 0.9995 and fallback["fp16_missed"]
@@ -73,6 +75,52 @@ def test_without_the_fallback_the_fp16_miss_is_refused(fragile, tmp_path) -> Non
 
     edge, split = fragile
     with pytest.raises(UserError, match="onnx fp16 artifact misses its parity thresholds"):
-        export_edge(edge, _fp16_profile(tmp_path), tmp_path / "out", split.train, split.test, fallback_float=False,
+        export_edge(edge, _profile(tmp_path), tmp_path / "out", split.train, split.test, fallback_float=False,
+                    parity_images=200)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+class _Unsuited(nn.Module):
+    """The cancelling network, saying (as LQF's networks do) that no int8 layer choice can help."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def int8_unsuited(self, x: torch.Tensor) -> str:
+        return f"a stand-in that cancels ({len(x)} images asked)"
+
+
+def test_int8_that_misses_parity_is_exported_in_fp32_without_the_layer_search(fragile, tmp_path, capsys) -> None:
+    from hetero.cli._export import print_precision_report
+    from hetero.exporting import DRIFT_IMAGES, export_edge
+
+    edge, split = fragile
+    edge = copy.copy(edge)  # the fixture's edge is shared by the module's tests
+    edge.net = _Unsuited(edge.net).eval()
+    manifest = export_edge(edge, _profile(tmp_path, "int8"), tmp_path / "out", split.train, split.test, parity_images=200)
+    fallback = manifest["int8_fp32_fallback"]
+    assert fallback["used"] and fallback["requested"] == "int8" and fallback["int8_missed"]
+    assert fallback["int8_parity"]["cos_min"] < 0.99 <= fallback["fp32_parity"]["cos_min"]
+    assert fallback["layer_fallback_skipped"] == f"a stand-in that cancels ({DRIFT_IMAGES} images asked)"
+    assert "int8_fallback" not in manifest and "int8_fallback_failed" not in manifest  # the search never ran
+    assert manifest["precision"] == "fp32" and manifest["parity_passed"] and manifest["status"] == "ok"
+    assert manifest["int8_drift"]["layers"]  # what int8 did is still reported layer by layer
+    print_precision_report(manifest)
+    out = capsys.readouterr().out
+    assert "int8 layer fallback not tried: a stand-in that cancels" in out and "exported in fp32 instead" in out
+
+
+def test_without_the_fallback_the_int8_miss_is_refused(fragile, tmp_path) -> None:
+    from hetero.exporting import export_edge
+
+    edge, split = fragile
+    edge = copy.copy(edge)  # the fixture's edge is shared by the module's tests
+    edge.net = _Unsuited(edge.net).eval()
+    with pytest.raises(UserError, match="onnx int8 artifact misses its parity thresholds"):
+        export_edge(edge, _profile(tmp_path, "int8"), tmp_path / "out", split.train, split.test, fallback_float=False,
                     parity_images=200)
     assert not (tmp_path / "out" / "manifest.json").exists()
