@@ -130,8 +130,8 @@ def export_edge(
         int8_report["drift"] = drift
         # Static int8 only: a dynamic-range model's activations are float already.
         can_fall_back = fallback_float and calib is not None and backend.keeps_layers_float
-        # A network can say no layer choice will do (LQF's linearised networks: see
-        # LinearizedNet.int8_unsuited); the search would quantize it once per layer for nothing.
+        # A network can say the layer search is not worth running (LQF's linearised networks: see
+        # LinearizedNet.int8_unsuited, which measured no passing choice and twice the layers).
         unsuited = getattr(edge.net, "int8_unsuited", None)
         skipped = unsuited(torch.from_numpy(inputs[:DRIFT_IMAGES])) if can_fall_back and unsuited else None
         if skipped:
