@@ -153,13 +153,12 @@ def run_set(name: str, args, work: Path) -> list[dict]:
                 steps = model.meta["schedule"]["steps"]
             else:
                 slope = args.leaky_slope if method == "lqf-leaky" else 0.0
-                config = LQFConfig(epochs=args.lqf_epochs, batch_size=args.lqf_batch, slope=slope,
-                                   **({} if args.lqf_ridge is None else {"ridge": args.lqf_ridge}))
+                config = LQFConfig(epochs=args.lqf_epochs, batch_size=args.lqf_batch, slope=slope, **args.lqf_config)
                 model = lqf_finetune(init, cloud, ft, config, seed=args.seed)
                 steps = args.lqf_epochs * -(-len(ft.labels) // args.lqf_batch)
             seconds = time.perf_counter() - start
             lqf_epochs = {} if method == "plain" else {"lqf_epochs": args.lqf_epochs,
-                                                       **({} if args.lqf_ridge is None else {"lqf_ridge": args.lqf_ridge})}
+                                                       **({"lqf_config": args.lqf_config} if args.lqf_config else {})}
             rows.append(_row(name, method, shots, _scores(cloud, model, test, before_new),
                              _scores(cloud, model, old_test, before_old), seconds, steps, len(ft.labels), **setting,
                              **lqf_epochs))
@@ -208,10 +207,17 @@ def main() -> None:
     p.add_argument("--plain-steps", type=int, default=60)
     p.add_argument("--plain-lr", type=float, default=1e-3)
     p.add_argument("--lqf-epochs", type=int, default=8)
-    p.add_argument("--lqf-ridge", type=float, help="LQF's ridge on |delta|^2 (default LQFConfig's, 1e-4)")
+    p.add_argument("--lqf-config", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of hetero.lqf.LQFConfig for the lqf methods (e.g. ridge=0.01, views=8); repeatable")
     p.add_argument("--leaky-slope", type=float, default=0.02, help="the lqf-leaky method's slope")
     p.add_argument("--lqf-batch", type=int, default=64)
     args = p.parse_args()
+    from real_data import parse_overrides  # benchmarks/ is on the path: this script's own folder
+
+    from hetero.lqf import LQFConfig
+
+    # epochs, batch size and slope have options of their own (--lqf-epochs, --lqf-batch, the method).
+    args.lqf_config = parse_overrides(args.lqf_config, LQFConfig, "--lqf-config", ("epochs", "batch_size", "slope"))
     from hetero.runtime import seed_everything
 
     seed_everything(args.seed)  # also sets torch's threads from HETERO_THREADS (default 1)

@@ -240,18 +240,21 @@ def run_set(name: str, cloud_dir: str | None, chosen: list[str], work: Path, see
     return rows
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["metric=0", "alignment=4"]`` as TrainConfig fields of the right types (unknown fields refused)."""
+def parse_overrides(items: list[str], config: type | None = None, flag: str = "--edge-config",
+                    reserved: tuple[str, ...] = ()) -> dict:
+    """``["metric=0", "alignment=4"]`` as fields of the dataclass ``config`` (TrainConfig by default)
+    of the right types; unknown fields, and ``reserved`` ones (set by other options), refused."""
     from dataclasses import fields
 
-    from hetero.training import TrainConfig
-
-    types = {f.name: type(getattr(TrainConfig(), f.name)) for f in fields(TrainConfig)}
+    if config is None:
+        from hetero.training import TrainConfig as config
+    types = {f.name: type(getattr(config(), f.name)) for f in fields(config)}
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        if key not in types or not value:
-            raise SystemExit(f"--edge-config {item!r}: use FIELD=VALUE with a TrainConfig field ({', '.join(types)})")
+        if key not in types or not value or key in reserved:
+            raise SystemExit(f"{flag} {item!r}: use FIELD=VALUE with a {config.__name__} field"
+                             f"{' other than ' + ', '.join(reserved) if reserved else ''} ({', '.join(types)})")
         out[key] = types[key](value)
     return out
 

@@ -192,14 +192,14 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ],
     ),
     "lqf": (
-        ("set", "base", "seed", "shots", "method", "lqf_epochs", "lqf_ridge"),
+        ("set", "base", "seed", "shots", "method", "lqf_epochs", "lqf_config"),
         [
             ("set", False, lambda r: r["set"]),
             ("base edge", False, lambda r: r.get("base", "-")),
             ("seed", True, lambda r: str(r.get("seed", 0))),
             ("shots", True, lambda r: str(r["shots"])),
             ("method", False, lambda r: r["method"] + (f", {r['lqf_epochs']} epochs" if r.get("lqf_epochs") else "")
-             + (f", ridge {r['lqf_ridge']:g}" if r.get("lqf_ridge") is not None else "")),
+             + "".join(f", {k} {v:g}" for k, v in sorted((r.get("lqf_config") or {}).items()))),
             ("images", True, lambda r: str(r["images"]) if r["images"] else "-"),
             ("new cross mAP", True, lambda r: f"**{r['new_cross_map']:.4f}**"),
             ("new homog. mAP", True, lambda r: f"{r['new_homogeneous_map']:.4f}"),
