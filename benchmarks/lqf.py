@@ -158,7 +158,8 @@ def run_set(name: str, args, work: Path) -> list[dict]:
                 steps = args.lqf_epochs * -(-len(ft.labels) // args.lqf_batch)
             seconds = time.perf_counter() - start
             lqf_epochs = {} if method == "plain" else {"lqf_epochs": args.lqf_epochs,
-                                                       **({"lqf_config": args.lqf_config} if args.lqf_config else {})}
+                                                       # views always: its default changed (4, then 8)
+                                                       "lqf_config": {"views": config.views, **args.lqf_config}}
             rows.append(_row(name, method, shots, _scores(cloud, model, test, before_new),
                              _scores(cloud, model, old_test, before_old), seconds, steps, len(ft.labels), **setting,
                              **lqf_epochs))
