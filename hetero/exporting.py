@@ -175,7 +175,7 @@ def export_edge(
         **artifact_entry(final),
         "device": profile.name,
         "precision": "fp32" if fp32_fallback.get("used") else profile.precision,
-        **({f"{profile.precision}_fp32_fallback" if profile.precision == "int8" else "fp16_fallback": fp32_fallback}
+        **({"int8_fp32_fallback" if profile.precision == "int8" else "fp16_fallback": fp32_fallback}
            if fp32_fallback else {}),
         **({"quantization": profile.quantization} if profile.precision == "int8" else {}),
         "input_shape": [preprocess.channels, preprocess.size, preprocess.size],
@@ -216,11 +216,10 @@ def _fp32_fallback(backend, edge: EdgeModel, example: torch.Tensor, staging: Pat
 
     fp16 rounds every weight (and on some runtimes every activation), int8 every activation; a
     model whose output is discontinuous in its weights or inputs - LQF's linearised networks, whose
-    tangent masks flip where a pre-activation crosses 0, and whose output is the small sum of two
-    large, cancelling paths - moves by more than the thresholds allow, which no layer choice fixes
-    once the masks sit in every block. fp32 is what the device can run instead, at 2-4x the
-    bytes; the manifest says so (``fp16_fallback``, ``int8_fp32_fallback``) and its ``precision``
-    is the artifact's own.
+    tangent masks flip where a pre-activation crosses 0, and whose output can be the small sum of
+    two large, cancelling paths - moves by more than the thresholds allow. fp32 is what the
+    device can run instead, in more bytes (twice fp16's, up to four times int8's); the manifest
+    says so (``fp16_fallback``, ``int8_fp32_fallback``) and its ``precision`` is the artifact's own.
 
     Returns:
         The manifest entry and, when fp32 passes, ``(artifact, figures)`` to keep.
