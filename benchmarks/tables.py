@@ -94,9 +94,9 @@ def _proxy_taus(row: Row) -> str:
     return ", ".join(f"{e}: {_number(p['kendall_tau'], '+.3f')}" for e, p in proxies.items()) or "-"
 
 
-def _overrides(row: Row) -> str:
-    """``, metric 0.0, alignment 6.0``: the row's ``--edge-config`` overrides, or nothing."""
-    return "".join(f", {k} {v}" for k, v in (row.get("edge_config") or {}).items())
+def _overrides(row: Row, key: str = "edge_config") -> str:
+    """``, metric 0.0, alignment 6.0``: the row's ``--edge-config`` (or ``key``'s) overrides, or nothing."""
+    return "".join(f", {k} {v}" for k, v in (row.get(key) or {}).items())
 
 
 def _defuse_set(row: Row) -> str:
@@ -199,7 +199,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("seed", True, lambda r: str(r.get("seed", 0))),
             ("shots", True, lambda r: str(r["shots"])),
             ("method", False, lambda r: r["method"] + (f", {r['lqf_epochs']} epochs" if r.get("lqf_epochs") else "")
-             + "".join(f", {k} {v:g}" for k, v in sorted((r.get("lqf_config") or {}).items()))),
+             + _overrides(r, "lqf_config")),
             ("images", True, lambda r: str(r["images"]) if r["images"] else "-"),
             ("new cross mAP", True, lambda r: f"**{r['new_cross_map']:.4f}**"),
             ("new homog. mAP", True, lambda r: f"{r['new_homogeneous_map']:.4f}"),
