@@ -91,7 +91,7 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
         else:
             per_epoch = _epoch_seconds(space, data, base, args, device)
             epochs = max(1, round((budget * args.supernet_share - (time.perf_counter() - start)) / per_epoch))
-        cached = Path(args.work) / f"supernet-{args.space}-{epochs}ep-sandwich{args.sandwich_random}-seed{args.seed}.pt"
+        cached = Path(args.work) / f"supernet-{args.space}-{epochs}ep-sandwich{args.sandwich_random}-seed{args.supernet_seed}.pt"
         if args.reuse_supernet and cached.exists():
             import torch
 
@@ -100,7 +100,8 @@ def _run_strategy(name: str, args, space, data, costs, base, device) -> dict:
             start -= float(saved["seconds"])  # the budget is spent as if it had been trained now
             print(f"  oneshot: supernet {epochs} epochs read from {cached} (trained in {float(saved['seconds']):.0f} s)", flush=True)
         else:
-            train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device, args.seed)
+            train_supernet(supernet, data, replace(base, epochs=epochs, batch_size=args.batch_size), args.sandwich_random, device,
+                           args.supernet_seed)
             print(f"  oneshot: supernet {epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
             if args.reuse_supernet:
                 import torch
@@ -347,9 +348,14 @@ def main() -> None:
                         help="oneshot: fine-tune the best K candidates a third of --final-epochs and pick the best of that, "
                              "as hetero search chooses its finalists (its time is added to the strategy's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--supernet-seed", type=int, default=None, metavar="S",
+                        help="oneshot: train the supernet with seed S instead of --seed, on the same data, cloud and "
+                             "subnets (the supernet's own seed moves the Kendall tau by about +/-0.1)")
     parser.add_argument("--out", default=None, metavar="FILE.json",
                         help="also write the table's rows as JSON (for `python benchmarks/tables.py record search_efficiency FILE`)")
     args = parser.parse_args()
+    if args.supernet_seed is None:
+        args.supernet_seed = args.seed
     # Checked before minutes of loading and training the cloud.
     strategies: tuple[str, ...] = ("random", "standalone") if args.space == "cloud_pruned" else ("random", "standalone", "oneshot")
     if args.strategies:
@@ -470,6 +476,8 @@ def main() -> None:
         if args.out:
             for row in rows:
                 if row["strategy"] == "oneshot":
+                    if args.supernet_seed != args.seed:
+                        row["supernet_seed"] = args.supernet_seed
                     row.update(kendall_tau=tau, tau_subnets=ranking["subnets"], tau_epochs=args.tau_epochs,
                                tau_sample=args.tau_sample, tau_on=args.tau_on, tau_seeds=args.tau_seeds,
                                tau_seed_ceiling=ranking["seed_tau"], tau_macs=ranking["macs"],

@@ -156,7 +156,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ],
     ),
     "search_efficiency": (
-        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "strategy"),
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy"),
         [
             ("data", False, lambda r: r["data"]),
             ("space searched", False, lambda r: r["space"]),
@@ -176,10 +176,11 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
     ),
     # The oneshot rows that measured a ranking (search_efficiency.py --tau-*), in more detail.
     "kendall_tau": (
-        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "strategy"),
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy"),
         [
             ("data", False, lambda r: r["data"]),
-            ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget")),
+            ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget")
+             + (f" (seed {r['supernet_seed']})" if "supernet_seed" in r else "")),
             ("subnets", True, lambda r: str(r["tau_subnets"])),
             ("drawn from", False, lambda r: "the whole space" if r.get("tau_sample") == "space" else "under the MACs budget"),
             ("scored on", False, lambda r: "test classes" if r.get("tau_on") == "test" else "validation part"),

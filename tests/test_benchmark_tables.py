@@ -113,3 +113,9 @@ def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tmp_p
     assert "default" not in rendered
     # The main table names the supernet's epochs where the run set them.
     assert "supernet 24 / 12" in tables.render("search_efficiency", tables.load("search_efficiency"), {})
+    # A supernet trained with another seed (--supernet-seed) is a row of its own, named by its seed.
+    run.write_text(json.dumps({"rows": [{**oneshot, "supernet_seed": 1, "kendall_tau": 0.6}]}))
+    tables.record("search_efficiency", run, None)
+    rendered = tables.rendered_readme(text)
+    assert "| omniglot | 24 | 3 |" in rendered and "| omniglot | 24 (seed 1) | 3 |" in rendered
+    assert "**+0.600**" in rendered and "**+0.200**" in rendered
