@@ -155,8 +155,10 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("machine", False, lambda r: r["machine"]),
         ],
     ),
+    # Keyed by the machine too: the same settings on another CPU give other floats (another cloud, other
+    # scores), so that run sits beside the first rather than over it.
     "search_efficiency": (
-        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy"),
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy", "machine"),
         [
             ("data", False, lambda r: r["data"]),
             ("space searched", False, lambda r: r["space"]),
@@ -176,7 +178,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
     ),
     # The oneshot rows that measured a ranking (search_efficiency.py --tau-*), in more detail.
     "kendall_tau": (
-        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy"),
+        ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy", "machine"),
         [
             ("data", False, lambda r: r["data"]),
             ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget")

@@ -119,3 +119,11 @@ def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tmp_p
     rendered = tables.rendered_readme(text)
     assert "| omniglot | 24 | 3 |" in rendered and "| omniglot | 24 (seed 1) | 3 |" in rendered
     assert "**+0.600**" in rendered and "**+0.200**" in rendered
+    # The same settings run on another CPU sit beside the first run, not over it.
+    run.write_text(json.dumps({"rows": [{**oneshot, "kendall_tau": 0.5, "machine": "Other CPU, 2 cores"}]}))
+    tables.record("search_efficiency", run, None)
+    rendered = tables.rendered_readme(text)
+    assert "**+0.500**" in rendered and "**+0.200**" in rendered and "Other CPU, 2 cores" in rendered
+    run.write_text(json.dumps({"rows": [{**oneshot, "kendall_tau": 0.4, "machine": "Other CPU, 2 cores"}]}))
+    tables.record("search_efficiency", run, None)
+    assert "**+0.400**" in tables.rendered_readme(text) and "**+0.500**" not in tables.rendered_readme(text)
