@@ -65,8 +65,9 @@ def _setting(row: Row) -> str:
 
 
 def _search_epochs(row: Row) -> str:
-    """Trial and final epochs; a oneshot row given --supernet-epochs names its supernet's instead."""
-    first = f"supernet {row['supernet_epochs']}" if row.get("supernet_epochs") else str(row["trial_epochs"])
+    """Trial and final epochs; a oneshot row given --supernet-epochs names its supernet's instead (and its seed)."""
+    seed = f" (seed {row['supernet_seed']})" if "supernet_seed" in row else ""
+    first = f"supernet {row['supernet_epochs']}{seed}" if row.get("supernet_epochs") else str(row["trial_epochs"])
     return f"{first} / {row['final_epochs']}"
 
 

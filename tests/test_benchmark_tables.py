@@ -119,6 +119,7 @@ def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tmp_p
     rendered = tables.rendered_readme(text)
     assert "| omniglot | 24 | 3 |" in rendered and "| omniglot | 24 (seed 1) | 3 |" in rendered
     assert "**+0.600**" in rendered and "**+0.200**" in rendered
+    assert "supernet 24 (seed 1) / 12" in tables.render("search_efficiency", tables.load("search_efficiency"), {})
     # The same settings run on another CPU sit beside the first run, not over it.
     run.write_text(json.dumps({"rows": [{**oneshot, "kendall_tau": 0.5, "machine": "Other CPU, 2 cores"}]}))
     tables.record("search_efficiency", run, None)
