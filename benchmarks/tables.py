@@ -64,10 +64,14 @@ def _setting(row: Row) -> str:
     return ", ".join(f"{short} {params[key]}" for key, short in names.items() if key in params) or "-"
 
 
+def _supernet_seed(row: Row) -> str:
+    """" (seed S)" for a row whose supernet was trained with a seed of its own (--supernet-seed), else ""."""
+    return f" (seed {row['supernet_seed']})" if "supernet_seed" in row else ""
+
+
 def _search_epochs(row: Row) -> str:
     """Trial and final epochs; a oneshot row given --supernet-epochs names its supernet's instead (and its seed)."""
-    seed = f" (seed {row['supernet_seed']})" if "supernet_seed" in row else ""
-    first = f"supernet {row['supernet_epochs']}{seed}" if row.get("supernet_epochs") else str(row["trial_epochs"])
+    first = f"supernet {row['supernet_epochs']}{_supernet_seed(row)}" if row.get("supernet_epochs") else str(row["trial_epochs"])
     return f"{first} / {row['final_epochs']}"
 
 
@@ -182,8 +186,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
         ("data", "space", "minutes", "final_epochs", "supernet_epochs", "supernet_seed", "strategy", "machine"),
         [
             ("data", False, lambda r: r["data"]),
-            ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget")
-             + (f" (seed {r['supernet_seed']})" if "supernet_seed" in r else "")),
+            ("supernet epochs", True, lambda r: str(r.get("supernet_epochs") or "sized to the budget") + _supernet_seed(r)),
             ("subnets", True, lambda r: str(r["tau_subnets"])),
             ("drawn from", False, lambda r: "the whole space" if r.get("tau_sample") == "space" else "under the MACs budget"),
             ("scored on", False, lambda r: "test classes" if r.get("tau_on") == "test" else "validation part"),
