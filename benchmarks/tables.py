@@ -65,7 +65,7 @@ def _setting(row: Row) -> str:
 
 
 def _supernet_seed(row: Row) -> str:
-    """" (seed S)" for a row whose supernet was trained with a seed of its own (--supernet-seed), else ""."""
+    """The label of a row whose supernet had a seed of its own (--supernet-seed): " (seed S)", else empty."""
     return f" (seed {row['supernet_seed']})" if "supernet_seed" in row else ""
 
 
