@@ -291,6 +291,8 @@ def _rows(args, split, results, default, default_macs, default_test, default_ap)
                      "test_cross_map": test["cross_torch"]["map"] if test else None,
                      "p_better_than_default": probability_better(r["test_ap"], default_ap) if test else None,
                      **({"supernet_epochs": r["supernet_epochs"]} if r.get("supernet_epochs") else {}),
+                     # Only where it differs from --seed, so rows recorded before --supernet-seed keep their keys.
+                     **({"supernet_seed": args.supernet_seed} if r["name"] == "oneshot" and args.supernet_seed != args.seed else {}),
                      **({"rerank": r["rerank"], "seconds": r["seconds"]} if r.get("rerank") else {}),
                      **({"oneshot_trials": args.oneshot_trials} if r["name"] == "oneshot" and args.oneshot_trials else {})})
     rows.append({**common, "strategy": "default", "pick": default, "pick_macs": default_macs,
@@ -476,8 +478,6 @@ def main() -> None:
         if args.out:
             for row in rows:
                 if row["strategy"] == "oneshot":
-                    if args.supernet_seed != args.seed:
-                        row["supernet_seed"] = args.supernet_seed
                     row.update(kendall_tau=tau, tau_subnets=ranking["subnets"], tau_epochs=args.tau_epochs,
                                tau_sample=args.tau_sample, tau_on=args.tau_on, tau_seeds=args.tau_seeds,
                                tau_seed_ceiling=ranking["seed_tau"], tau_macs=ranking["macs"],
