@@ -28,13 +28,17 @@ from hetero.models import CloudModel
 from hetero.pipeline import default_preprocess
 from hetero.training import CloudTargets
 
-__all__ = ["SATURATED", "SearchData", "cloud_training_part", "describe_validation", "holdout_record", "search_parts"]
+__all__ = ["FEW_CLASSES", "SATURATED", "SearchData", "cloud_training_part", "describe_validation", "holdout_record", "search_parts"]
 
 #: What identifies a split (the cloud's recorded split against the search's).
 _SPLIT_KEYS = ("spec", "protocol", "seed", "train_images", "train_classes", "test_images")
 
 #: A cloud validation mAP at or above this leaves no room to rank edge models on the validation part.
 SATURATED = 0.98
+#: Fewer open-set validation classes than this rank subnets noisily: on a 100-class Omniglot subset,
+#: the search's 20 validation classes (400 images) ranked subnets at Kendall tau +0.07 to +0.44
+#: against their fine-tuned scores, the 100 test classes at +0.39 to +0.66 (benchmarks/README.md).
+FEW_CLASSES = 50
 
 
 def search_parts(split: Split, val_fraction: float, seed: int) -> Split:
@@ -185,13 +189,16 @@ class SearchData:
         Returns:
             ``shared_classes`` (validation classes the edge also trains on: 0 for open-set data,
             as on the test split), ``cloud_val_map`` (the cloud's own cross mAP on the validation
-            part, the ceiling of every trial's score) and ``saturated`` (that ceiling at or above
-            :data:`SATURATED`: candidates then differ by a few queries and cannot be told apart).
+            part, the ceiling of every trial's score), ``saturated`` (that ceiling at or above
+            :data:`SATURATED`: candidates then differ by a few queries and cannot be told apart),
+            ``few_classes`` (open-set validation of fewer than :data:`FEW_CLASSES` classes, whose
+            scores rank candidates noisily) and ``cloud_saw_val`` (see :meth:`cloud_saw_val`).
         """
         shared = np.intersect1d(np.unique(self.fit.labels), np.unique(self.val.labels)).size
         ceiling = self.paragon()
         return {"protocol": self.split.protocol, "val_classes": self.val.num_classes, "shared_classes": int(shared),
-                "cloud_val_map": ceiling, "saturated": ceiling >= SATURATED, "cloud_saw_val": self.cloud_saw_val()}
+                "cloud_val_map": ceiling, "saturated": ceiling >= SATURATED,
+                "few_classes": self.split.protocol == "open" and self.val.num_classes < FEW_CLASSES, "cloud_saw_val": self.cloud_saw_val()}
 
     def cloud_saw_val(self) -> bool | None:
         """Whether the cloud trained on the validation images: ``False`` where ``hetero cloud train``
@@ -217,4 +224,7 @@ def describe_validation(check: dict) -> str:
         line += "; the cloud never trained on them"
     if check["saturated"]:
         line += " (saturated: trials near it differ by a few queries and cannot be told apart)"
+    if check.get("few_classes"):
+        line += (f"; {check['val_classes']} classes rank candidates noisily: a larger --val-fraction (the same for "
+                 "`hetero cloud train`) steadies the ranking where the training classes can spare it")
     return line

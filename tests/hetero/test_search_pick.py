@@ -160,6 +160,13 @@ def test_open_set_validation_classes_are_disjoint_and_a_saturated_cloud_is_flagg
     # The cloud's embeddings are its class centres here: a perfect ceiling, flagged as saturated.
     assert check["cloud_val_map"] == pytest.approx(1.0) and check["saturated"]
     assert "does not train on" in describe_validation(check) and "saturated" in describe_validation(check)
+    # A handful of open-set classes is flagged with the fix; closed-set validation is not judged by its classes.
+    assert check["few_classes"] and "--val-fraction" in describe_validation(check)
+    closed = split_dataset(dataset, protocol="closed", seed=0)
+    closed_parts = split_dataset(closed.train, protocol=closed.protocol, seed=1, test_fraction=0.25)
+    closed_data = SearchData(split=closed, fit=closed_parts.train, val=closed_parts.test, cloud=None, targets=None,
+                             gallery=centres[closed_parts.test.labels])
+    assert not closed_data.validation_check()["few_classes"] and "noisily" not in describe_validation(closed_data.validation_check())
     data.gallery = rng.normal(size=data.gallery.shape).astype(np.float32)  # a cloud that cannot tell the classes apart
     check = data.validation_check()
     assert check["cloud_val_map"] < 0.9 and not check["saturated"] and "saturated" not in describe_validation(check)
