@@ -411,7 +411,7 @@ def main() -> None:
         args.max_macs = default_macs
     costs = CostModel(space, load_profile("x86-server"), "macs", args.max_macs, cloud.embed_dim, data.channels,
                       build=net_builder(space, cloud, data.channels))
-    from hetero.search import describe_validation
+    from hetero.search import describe_validation, kendall_tau_interval
 
     print(describe_validation(data.validation_check()), flush=True)
     print(f"search data: {data.describe()}; MACs budget {args.max_macs:,}; {args.minutes} min per strategy", flush=True)
@@ -469,6 +469,9 @@ def main() -> None:
         print(f"Kendall tau, inherited-weight vs fine-tuned ({args.tau_epochs} epochs, {args.tau_seeds} seed(s)) {scored} "
               f"cross mAP of {ranking['subnets']} random subnets {where}: {'n/a' if tau is None else f'{tau:+.3f}'} "
               f"({ranking['seconds']:.0f} s)")
+        interval = kendall_tau_interval(ranking["inherited"], ranking["fine_tuned"])
+        if interval is not None:
+            print(f"  95% interval over the subnets (bootstrap, 2000 resamples): {interval[0]:+.2f} to {interval[1]:+.2f}")
         if ranking["seed_tau"] is not None:
             print(f"Kendall tau between two fine-tunings (different seeds) of the same subnets, mean over pairs of the "
                   f"{args.tau_seeds} seeds: {ranking['seed_tau']:+.3f} (fine-tuning's agreement with itself)")

@@ -82,6 +82,15 @@ def _tau_range(row: Row) -> str:
     return f"{min(means):.3f}-{max(means):.3f}" if means else "-"
 
 
+def _tau_interval(row: Row) -> str:
+    """The Kendall tau's 95% bootstrap interval over the subnets (resampled), from the recorded scores."""
+    from hetero.search import kendall_tau_interval
+
+    means = [sum(r) / len(r) if isinstance(r, list) else r for r in row.get("tau_fine_tuned") or []]
+    interval = kendall_tau_interval(row["tau_inherited"], means) if row.get("tau_inherited") and means else None
+    return "-" if interval is None else f"{interval[0]:+.2f} to {interval[1]:+.2f}"
+
+
 def _figures(*columns: tuple[str, str, str]) -> list[tuple[str, bool, Callable[[Row], str]]]:
     """Right-aligned numeric columns ``(header, key, format)``: ``-`` where the row has no value; a
     format starting with ``**`` is shown bold."""
@@ -193,6 +202,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[str, bool, Callable[[Row], s
             ("fine-tuning epochs x seeds", True, lambda r: f"{r.get('tau_epochs', 3)} x {r.get('tau_seeds', 1)}"),
             ("fine-tuned range", True, lambda r: _tau_range(r)),
             ("Kendall tau", True, lambda r: f"**{r['kendall_tau']:+.3f}**"),
+            ("95% interval", True, _tau_interval),
             ("seed-to-seed tau", True, lambda r: _number(r.get("tau_seed_ceiling"), "+.3f")),
             ("tau after E epochs from inherited weights", True, _proxy_taus),
             ("machine", False, lambda r: r["machine"]),

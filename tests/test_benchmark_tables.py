@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,13 +104,16 @@ def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tmp_p
               "paragon": 0.5, "pick_macs": 1000}
     oneshot = {**common, "strategy": "oneshot", "supernet_epochs": 24, "test_cross_map": 0.37, "kendall_tau": 0.2,
                "tau_subnets": 3, "tau_sample": "space", "tau_on": "test", "tau_epochs": 6, "tau_seeds": 2,
-               "tau_seed_ceiling": 0.333, "tau_fine_tuned": [[0.30, 0.32], [0.36, 0.34], [0.33, 0.33]]}
+               "tau_seed_ceiling": 0.333, "tau_fine_tuned": [[0.30, 0.32], [0.36, 0.34], [0.33, 0.33]],
+               "tau_inherited": [0.1, 0.2, 0.3]}
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"rows": [oneshot, {**common, "strategy": "default", "test_cross_map": 0.23}]}))
     tables.record("search_efficiency", run, None)
     text = "<!-- table kendall_tau strategy=oneshot -->\n<!-- /table -->"
     rendered = tables.rendered_readme(text)
-    assert "| omniglot | 24 | 3 | the whole space | test classes | 6 x 2 | 0.310-0.350 | **+0.200** | +0.333 |" in rendered
+    assert "| omniglot | 24 | 3 | the whole space | test classes | 6 x 2 | 0.310-0.350 | **+0.200** |" in rendered
+    # Beside the tau, its bootstrap interval over the subnets, from the recorded per-subnet scores.
+    assert re.search(r"\*\*\+0\.200\*\* \| [+-][01]\.\d\d to [+-][01]\.\d\d \| \+0\.333 \|", rendered)
     assert "default" not in rendered
     # The main table names the supernet's epochs where the run set them.
     assert "supernet 24 / 12" in tables.render("search_efficiency", tables.load("search_efficiency"), {})

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ import
     from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts  # noqa: F401
     from hetero.search._knobs import KNOBS, knobs_of, sample_knobs  # noqa: F401
     from hetero.search._oneshot import evaluate_subnet, load_or_train_supernet, train_supernet  # noqa: F401
-    from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau  # noqa: F401
+    from hetero.search._ranking import describe_ranking, finalist_ranking, kendall_tau, kendall_tau_interval  # noqa: F401
     from hetero.search._report import write_report  # noqa: F401
     from hetero.search._rerank import describe_rerank, rerank_line  # noqa: F401
     from hetero.search._results import best_feasible, pareto_front, rates, trial_rows  # noqa: F401
@@ -57,6 +57,7 @@ _WHERE: dict[str, str] = {
     "describe_ranking": "_ranking",
     "finalist_ranking": "_ranking",
     "kendall_tau": "_ranking",
+    "kendall_tau_interval": "_ranking",
     "write_report": "_report",
     "describe_rerank": "_rerank",
     "rerank_line": "_rerank",

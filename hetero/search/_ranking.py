@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from scipy.stats import kendalltau
 
-__all__ = ["finalist_ranking", "describe_ranking", "kendall_tau"]
+__all__ = ["finalist_ranking", "describe_ranking", "kendall_tau", "kendall_tau_interval"]
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -21,6 +22,28 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
         return None
     tau = kendalltau(a, b).statistic
     return None if tau is None or math.isnan(tau) else float(tau)
+
+
+def kendall_tau_interval(a: Sequence[float], b: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
+                         seed: int = 0) -> tuple[float, float] | None:
+    """A percentile bootstrap interval of :func:`kendall_tau` over the pairs ``(a[i], b[i])``.
+
+    How far the tau of a sample of subnets can be trusted: the sample drawn again, with replacement
+    (on 40 Omniglot subnets the 95% interval of a +0.66 tau was +0.51 to +0.78). Seeded, so the
+    same scores give the same interval. Resamples whose tau is undefined (one pair drawn every
+    time) are left out, which ``scipy.stats.bootstrap`` cannot do (one NaN makes its interval NaN);
+    ``None`` below three pairs.
+    """
+    if len(a) < 3:
+        return None
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    draws = np.random.default_rng(seed).integers(len(x), size=(resamples, len(x)))
+    taus = np.array([kendalltau(x[d], y[d]).statistic for d in draws], dtype=float)
+    taus = taus[~np.isnan(taus)]
+    if not taus.size:
+        return None
+    low, high = np.percentile(taus, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
 
 
 def finalist_ranking(finalists: Sequence[dict], trials: Sequence[dict]) -> dict:

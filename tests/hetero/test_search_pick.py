@@ -173,7 +173,7 @@ def test_open_set_validation_classes_are_disjoint_and_a_saturated_cloud_is_flagg
 
 
 def test_finalist_ranking_compares_search_and_fine_tuned_order():
-    from hetero.search import describe_ranking, finalist_ranking, kendall_tau
+    from hetero.search import describe_ranking, finalist_ranking, kendall_tau, kendall_tau_interval
 
     finalists = [{"number": 3, "cross_map": 0.9}, {"number": 5, "cross_map": 0.7}, {"number": 0, "cross_map": 0.5}]
     trials = [{"finalist": 3, "cross_map": 0.80, "first_try": True}, {"finalist": 3, "cross_map": 0.99, "first_try": False},
@@ -185,6 +185,14 @@ def test_finalist_ranking_compares_search_and_fine_tuned_order():
     assert "Kendall tau +0.33" in describe_ranking(ranking, "oneshot") and "inherited-weight" in describe_ranking(ranking, "oneshot")
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and kendall_tau([1], [1]) is None
     assert kendall_tau([1, 1, 1], [1, 2, 3]) is None
+    # The bootstrap interval: a perfect order stays perfect, a noisy one straddles its own tau.
+    assert kendall_tau_interval([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx((1.0, 1.0))
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=30)
+    b = a + rng.normal(size=30)
+    low, high = kendall_tau_interval(a, b)
+    assert -1 <= low < kendall_tau(a, b) < high <= 1 and kendall_tau_interval(a, b) == (low, high)
+    assert kendall_tau_interval([1, 2], [1, 2]) is None
     assert finalist_ranking(finalists[:1], trials)["kendall_tau"] is None
 
 
