@@ -471,7 +471,7 @@ def main() -> None:
               f"({ranking['seconds']:.0f} s)")
         interval = kendall_tau_interval(ranking["inherited"], ranking["fine_tuned"])
         if interval is not None:
-            print(f"  95% interval over the subnets (bootstrap, 2000 resamples): {interval[0]:+.2f} to {interval[1]:+.2f}")
+            print(f"  95% interval over the subnets (bootstrap): {interval[0]:+.2f} to {interval[1]:+.2f}")
         if ranking["seed_tau"] is not None:
             print(f"Kendall tau between two fine-tunings (different seeds) of the same subnets, mean over pairs of the "
                   f"{args.tau_seeds} seeds: {ranking['seed_tau']:+.3f} (fine-tuning's agreement with itself)")

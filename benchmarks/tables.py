@@ -75,10 +75,15 @@ def _search_epochs(row: Row) -> str:
     return f"{first} / {row['final_epochs']}"
 
 
-def _tau_range(row: Row) -> str:
-    """The spread of the fine-tuned scores the ranking is judged on (mean over seeds)."""
+def _tau_means(row: Row) -> list[float]:
+    """Each subnet's fine-tuned score the ranking is judged on (mean over seeds)."""
     # Rows recorded before --tau-seeds hold one score per subnet, later ones a list per subnet.
-    means = [sum(r) / len(r) if isinstance(r, list) else r for r in row.get("tau_fine_tuned") or []]
+    return [sum(r) / len(r) if isinstance(r, list) else r for r in row.get("tau_fine_tuned") or []]
+
+
+def _tau_range(row: Row) -> str:
+    """The spread of the fine-tuned scores the ranking is judged on."""
+    means = _tau_means(row)
     return f"{min(means):.3f}-{max(means):.3f}" if means else "-"
 
 
@@ -86,7 +91,7 @@ def _tau_interval(row: Row) -> str:
     """The Kendall tau's 95% bootstrap interval over the subnets (resampled), from the recorded scores."""
     from hetero.search import kendall_tau_interval
 
-    means = [sum(r) / len(r) if isinstance(r, list) else r for r in row.get("tau_fine_tuned") or []]
+    means = _tau_means(row)
     interval = kendall_tau_interval(row["tau_inherited"], means) if row.get("tau_inherited") and means else None
     return "-" if interval is None else f"{interval[0]:+.2f} to {interval[1]:+.2f}"
 
