@@ -236,6 +236,10 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
         if (args.tau_sample == "space" or cost <= args.max_macs) and arch not in archs:
             archs.append(arch)
             macs.append(cost)
+    reused = args.tau_reused
+    if reused is not None and reused.get("tau_macs") != macs:
+        raise SystemExit(f"--tau-reuse {args.tau_reuse}: the recorded row's subnets differ from this run's draw "
+                         "(another space, budget or seed); run without --tau-reuse")
     inherited: list[float] = []
     proxies: dict[int, list[float]] = {e: [] for e in args.tau_proxy_epochs}
     tuned: list[list[float]] = []  # per subnet, one score per seed
@@ -248,7 +252,15 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
             _, proxy = train_scored(arch, replace(config, epochs=e), data, device, args.seed + 1000, net=copy.deepcopy(weights))
             scores_of.append(proxy["cross_map"])
         runs = []
-        for k in range(args.tau_seeds):
+        if reused is not None:
+            # The same subnet from the same supernet, or the recorded fine-tunings are another subnet's.
+            i = len(tuned)
+            if abs(inherited[-1] - reused["tau_inherited"][i]) > 1e-9:
+                raise SystemExit(f"--tau-reuse: subnet {i + 1} scores {inherited[-1]:.6f} with inherited weights here and "
+                                 f"{reused['tau_inherited'][i]:.6f} in the recorded row: another supernet or data; run "
+                                 "without --tau-reuse")
+            runs = list(reused["tau_fine_tuned"][i])
+        for k in range(args.tau_seeds if reused is None else 0):
             _, scores = train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))
             runs.append(scores["cross_map"])
         tuned.append(runs)
@@ -265,6 +277,36 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     return {"subnets": len(archs), "kendall_tau": kendall_tau(inherited, mean), "inherited": inherited, "fine_tuned": mean,
             "fine_tuned_runs": tuned, "seed_tau": ceiling, "seconds": time.perf_counter() - start,
             "macs": macs, "proxy": {e: {"scores": v, "kendall_tau": kendall_tau(v, mean)} for e, v in proxies.items()}}
+
+
+def _reused_fine_tunings(args) -> dict | None:
+    """The oneshot row of ``--tau-reuse``'s file measured with these tau settings, or None without it.
+
+    Its fine-tuned scores stand in for training the subnets again (6 epochs x 2 seeds of 40 subnets
+    is 80 minutes on 2 cores) when only a proxy is new; :func:`_ranking` checks the subnets' MACs and
+    each one's inherited score against the row's, so they are reused only for the same supernet and
+    subnets. Read before minutes of training, so that a wrong file stops the run at once.
+    """
+    if not args.tau_reuse:
+        return None
+    import json
+
+    wanted = {"data": _data_name(args.data), "space": args.space, "strategy": "oneshot", "supernet_seed": args.supernet_seed,
+              "supernet_epochs": args.supernet_epochs,
+              "tau_subnets": args.tau_subnets, "tau_epochs": args.tau_epochs, "tau_sample": args.tau_sample,
+              "tau_on": args.tau_on, "tau_seeds": args.tau_seeds}
+    try:
+        rows = json.loads(Path(args.tau_reuse).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--tau-reuse {args.tau_reuse}: not a results file with rows ({exc}); give benchmarks/results/"
+                         "search_efficiency.json or a file this benchmark wrote with --out") from None
+    # A row recorded before supernet_seed was a column trained its supernet with --seed.
+    found = [r for r in rows if all(r.get(k, args.seed if k == "supernet_seed" else None) == v for k, v in wanted.items())
+             and r.get("tau_fine_tuned")]
+    if not found:
+        raise SystemExit(f"--tau-reuse {args.tau_reuse}: no oneshot row with "
+                         f"{', '.join(f'{k} {v}' for k, v in wanted.items() if k != 'strategy')}; run without --tau-reuse")
+    return found[-1]
 
 
 def _data_name(spec: str) -> str:
@@ -340,6 +382,10 @@ def main() -> None:
     parser.add_argument("--tau-proxy-epochs", type=int, nargs="*", default=[], metavar="E",
                         help="also score each of those subnets after E epochs of fine-tuning from its inherited weights "
                              "and measure that proxy's tau (e.g. 1 2)")
+    parser.add_argument("--tau-reuse", default=None, metavar="FILE.json",
+                        help="take the subnets' fine-tuned scores from the matching oneshot row of FILE (e.g. "
+                             "benchmarks/results/search_efficiency.json) instead of training them again: to add a "
+                             "--tau-proxy-epochs measurement to a recorded run (checked: the same subnets and inherited scores)")
     parser.add_argument("--reuse-supernet", action="store_true",
                         help="keep the trained supernet in --work and read it back in a later run of the same settings "
                              "(its training seconds still count against --minutes)")
@@ -358,6 +404,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.supernet_seed is None:
         args.supernet_seed = args.seed
+    args.tau_reused = _reused_fine_tunings(args)
     # Checked before minutes of loading and training the cloud.
     strategies: tuple[str, ...] = ("random", "standalone") if args.space == "cloud_pruned" else ("random", "standalone", "oneshot")
     if args.strategies:

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tables():
-    spec = importlib.util.spec_from_file_location("benchmark_tables", ROOT / "benchmarks" / "tables.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def tables(benchmark_script):
+    return benchmark_script("tables")
 
 
-def test_the_readme_tables_are_rendered_from_the_recorded_results() -> None:
-    tables = _tables()
+def test_the_readme_tables_are_rendered_from_the_recorded_results(tables) -> None:
     text = (ROOT / "benchmarks" / "README.md").read_text()
     assert tables.MARKER.search(text), "benchmarks/README.md has no generated table"
     assert tables.rendered_readme(text) == text, "run `python benchmarks/tables.py` after recording results"
 
 
-def test_every_benchmark_shows_its_latest_run_as_a_rendered_table() -> None:
+def test_every_benchmark_shows_its_latest_run_as_a_rendered_table(tables) -> None:
     """Each benchmarks/*.py has recorded rows and at least one table rendered from them (not hand-copied)."""
-    tables = _tables()
     text = (ROOT / "benchmarks" / "README.md").read_text()
     shown = {m["name"] for m in tables.MARKER.finditer(text)}
     shown |= {tables.DERIVED_TABLES[name][0] for name in shown if name in tables.DERIVED_TABLES}
@@ -36,8 +32,7 @@ def test_every_benchmark_shows_its_latest_run_as_a_rendered_table() -> None:
     assert all(tables.load(name) for name in scripts), "benchmarks without recorded rows in benchmarks/results/"
 
 
-def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tmp_path, monkeypatch) -> None:
-    tables = _tables()
+def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tables, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     row = {"set": "s", "method": "m", "paragon": 0.5, "homogeneous": 0.2, "cross": 0.3, "cross_over_paragon": 0.6,
            "macs_ratio": 8.4, "compatible": True, "collapsed": False, "steps": 10, "edge_seconds": 60.0}
@@ -54,8 +49,7 @@ def test_recording_replaces_a_row_with_the_same_key_and_keeps_the_others(tmp_pat
     assert table.count("\n") == 3  # header, rule, the one row the filter keeps
 
 
-def test_a_filter_may_list_alternatives() -> None:
-    tables = _tables()
+def test_a_filter_may_list_alternatives(tables) -> None:
     rows = [{"set": name, "method": "m", "paragon": 0.5, "homogeneous": 0.2, "cross": 0.3, "cross_over_paragon": 0.6,
              "macs_ratio": 8.4, "compatible": True, "collapsed": False, "steps": 10, "edge_seconds": 60.0,
              "machine": "cpu"} for name in ("a", "b", "c")]
@@ -63,8 +57,7 @@ def test_a_filter_may_list_alternatives() -> None:
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| a", "| c"]
 
 
-def test_scale_rows_are_keyed_by_their_index_settings(tmp_path, monkeypatch) -> None:
-    tables = _tables()
+def test_scale_rows_are_keyed_by_their_index_settings(tables, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     base = {"gallery": "g", "items": 1000, "queries": 10, "method": "ivf", "build_s": 1.0, "search_s": 0.5,
             "queries_per_s": 20.0, "x_exact": 10.0, "recall_at_1": 0.9, "recall_at_10": 0.8, "peak_rss_mib": 100.0}
@@ -75,8 +68,7 @@ def test_scale_rows_are_keyed_by_their_index_settings(tmp_path, monkeypatch) -> 
     assert "| nlist 32, nprobe 4 |" in table and "| nlist 32, nprobe 8 |" in table
 
 
-def test_a_quoted_filter_value_may_hold_spaces(tmp_path, monkeypatch) -> None:
-    tables = _tables()
+def test_a_quoted_filter_value_may_hold_spaces(tables, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     base = {"items": 1000, "queries": 10, "method": "flat", "queries_per_s": 20.0, "machine": "cpu"}
     rows = [{**base, "gallery": "omniglot cloud embeddings"}, {**base, "gallery": "synthetic noise 1.75"}]
@@ -87,8 +79,7 @@ def test_a_quoted_filter_value_may_hold_spaces(tmp_path, monkeypatch) -> None:
     assert "omniglot" not in rendered
 
 
-def test_a_json_lines_file_of_one_row_is_recorded_as_that_row(tmp_path, monkeypatch) -> None:
-    tables = _tables()
+def test_a_json_lines_file_of_one_row_is_recorded_as_that_row(tables, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     row = {"gallery": "g", "items": 1000, "queries": 1000, "method": "exact", "queries_per_s": 90.0, "map": 0.3}
     run = tmp_path / "one.jsonl"
@@ -97,8 +88,7 @@ def test_a_json_lines_file_of_one_row_is_recorded_as_that_row(tmp_path, monkeypa
     assert [(r["method"], r["map"]) for r in tables.load("scale")] == [("exact", 0.3)]
 
 
-def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tmp_path, monkeypatch) -> None:
-    tables = _tables()
+def test_the_kendall_tau_table_shows_search_efficiency_rows_with_a_ranking(tables, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     common = {"data": "omniglot", "space": "mobilenet_v3", "minutes": 10.5, "final_epochs": 12, "trial_epochs": 2,
               "paragon": 0.5, "pick_macs": 1000}
