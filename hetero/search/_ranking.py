@@ -87,7 +87,7 @@ def describe_ranking(ranking: dict, strategy: str) -> str:
         line = f"ranking: {n} fine-tuned finalist(s), too few (or tied) for a rank correlation"
     else:
         line = (f"ranking: Kendall tau {ranking['kendall_tau']:+.2f} between the {n} finalists' {scored} and fine-tuned "
-                "validation cross mAP (1: the search ordered them as fine-tuning did)")
+                "validation cross mAP (+1 would mean the search ordered them as fine-tuning did, 0 no agreement)")
     if ranking.get("kendall_tau_rerank") is not None:
         m = sum(p.get("rerank") is not None for p in ranking["pairs"])
         line += f"; {ranking['kendall_tau_rerank']:+.2f} for the short fine-tuning that chose them ({m} reranked finalists)"

@@ -3,11 +3,12 @@
 Scores with inherited weights order subnets only roughly: on Omniglot (20 subnets across the
 space) they agree with fine-tuned scores at Kendall tau +0.58, while two epochs of fine-tuning from
 the inherited weights (a third of the six-epoch fine-tuning) agree at +0.79, above two fine-tunings
-of the same subnets with different seeds (+0.71; benchmarks/README.md, "Kendall tau"). So the best
-``rerank_candidates`` architectures under the budget (by the search's scores) are each fine-tuned
-``rerank_epochs`` epochs from their inherited weights with the default knobs, and the finalists are
-chosen among them by that score. Each short fine-tuning's scores are saved in ``RUN/rerank/`` as it
-finishes: a resumed run trains only those it lacks.
+of the same subnets with different seeds (+0.71); on 40 subnets and three supernet seeds, +0.59 to
++0.66 against +0.73 to +0.77, with +0.77 to +0.80 between fine-tunings (benchmarks/README.md,
+"Kendall tau"). So the best ``rerank_candidates`` architectures under the budget (by the search's
+scores) are each fine-tuned ``rerank_epochs`` epochs from their inherited weights with the default
+knobs, and the finalists are chosen among them by that score. Each short fine-tuning's scores are
+saved in ``RUN/rerank/`` as it finishes: a resumed run trains only those it lacks.
 """
 
 from __future__ import annotations
