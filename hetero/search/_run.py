@@ -40,7 +40,7 @@ from hetero.search._knobs import knobs_of
 from hetero.search._nets import net_builder, search_space
 from hetero.search._progress import SearchProgress
 from hetero.search._results import pareto_front, rates, trial_rows
-from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials
+from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials, worker_seed
 from hetero.training import EDGE_DEFAULTS, TrainConfig
 
 __all__ = ["SearchRun", "run_search", "SEARCH_FILE", "PARETO_FILE", "BEST_DIR"]
@@ -163,9 +163,8 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
                       calibration=lambda r: data.inputs("fit", r)[:256].numpy(), build=net_builder(space, cloud, data.channels))
     config, plan = _lengths(config, space, data, costs, run_dir, device, time.perf_counter() - started)
     storage, label = open_storage(storage_url, run_dir)
-    # Workers sharing a study must not draw the same trials: the process id enters the seed.
     run = SearchRun(config, run_dir, space, data, costs, device, base, storage, label, study_name,
-                    sampler_seed=(config.seed * 1_000_003 + os.getpid()) % 2**31)
+                    sampler_seed=worker_seed(config.seed, run_dir, shared_storage=bool(storage_url)))
     settings = {**config.study_key(), "cloud": cloud.fingerprint, "data": split.train.spec, "protocol": split.protocol,
                 "device": profile.name, "budgets": costs.budgets}
     study = open_study(storage, study_name, config.directions, _sampler(config, run.sampler_seed), _pruner(config), settings,

@@ -16,6 +16,7 @@ import re
 import socket
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "open_study",
     "redact",
     "run_lock",
+    "worker_seed",
     "run_trials",
     "fail_dead_trials",
     "worker_id",
@@ -228,6 +230,29 @@ def _start_time(pid: int) -> str | None:
 def worker_id() -> str:
     """``host:pid:start`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid()) or '?'}"
+
+
+#: The run folder's count of search processes started in it (the next one's worker number).
+WORKERS_FILE = "workers.json"
+
+
+def worker_seed(seed: int, run_dir: Path, shared_storage: bool) -> int:
+    """The sampler seed of this search process: ``seed`` for the first process of a run folder.
+
+    Workers sharing a study must not draw the same trials, so each process started in
+    ``run_dir`` takes the next worker number (counted under a lock in ``WORKERS_FILE``), which
+    enters the seed: a lone search is reproducible from ``--seed``, and a second worker, or a
+    resumed run, draws other trials. Workers of a storage the user gave (``--storage``) may run on
+    other machines with run folders of their own, so there the process's identity enters it too.
+    """
+    from hetero._io import read_json, write_json
+
+    path = run_dir / WORKERS_FILE
+    with run_lock(run_dir / ".workers.lock"):
+        number = int(read_json(path).get("started", 0)) if path.exists() else 0
+        write_json(path, {"started": number + 1})
+    identity = zlib.crc32(worker_id().encode()) if shared_storage else 0
+    return (seed * 1_000_003 + number * 7_919 + identity) % 2**31
 
 
 def _is_dead(worker: str) -> bool:

@@ -114,6 +114,19 @@ def test_run_trials_reaches_n_resumes_and_retries_a_dead_workers_trial(tmp_path)
         open_study(storage, "s", ["maximize", "minimize"], None, None, {"a": 1})
 
 
+def test_the_first_process_of_a_run_folder_samples_with_the_seed_itself(tmp_path):
+    """A lone search draws the same trials whatever its process id; later workers draw others."""
+    from hetero.search._storage import worker_seed
+
+    firsts = [worker_seed(3, tmp_path / name, shared_storage=False) for name in ("a", "b")]
+    assert firsts[0] == firsts[1] == worker_seed(3, tmp_path / "c", shared_storage=False)
+    assert worker_seed(4, tmp_path / "d", shared_storage=False) != firsts[0]
+    later = [worker_seed(3, tmp_path / "a", shared_storage=False) for _ in range(3)]
+    assert len({firsts[0], *later}) == 4  # the second, third and fourth worker of run folder a
+    # Workers of a storage the user gave may share a worker number on other machines: their identity enters.
+    assert worker_seed(3, tmp_path / "e", shared_storage=True) != firsts[0]
+
+
 def test_storage_url_errors_are_one_line():
     from hetero.search import open_storage
 
