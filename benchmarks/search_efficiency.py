@@ -247,22 +247,21 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     start = time.perf_counter()
     for arch, cost in zip(archs, macs):
         inherited.append(evaluate_subnet(supernet, arch, data, args.bn_images)["cross_map"])
+        i = len(tuned)
+        # The same subnet from the same supernet, or the recorded fine-tunings are another subnet's.
+        if reused is not None and abs(inherited[-1] - reused["tau_inherited"][i]) > 1e-9:
+            raise SystemExit(f"--tau-reuse: subnet {i + 1} scores {inherited[-1]:.6f} with inherited weights here and "
+                             f"{reused['tau_inherited'][i]:.6f} in the recorded row: another supernet or data; run "
+                             "without --tau-reuse")
         weights = supernet.extract(arch)
         for e, scores_of in proxies.items():
             _, proxy = train_scored(arch, replace(config, epochs=e), data, device, args.seed + 1000, net=copy.deepcopy(weights))
             scores_of.append(proxy["cross_map"])
-        runs = []
-        if reused is not None:
-            # The same subnet from the same supernet, or the recorded fine-tunings are another subnet's.
-            i = len(tuned)
-            if abs(inherited[-1] - reused["tau_inherited"][i]) > 1e-9:
-                raise SystemExit(f"--tau-reuse: subnet {i + 1} scores {inherited[-1]:.6f} with inherited weights here and "
-                                 f"{reused['tau_inherited'][i]:.6f} in the recorded row: another supernet or data; run "
-                                 "without --tau-reuse")
+        if reused is None:
+            runs = [train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))[1]["cross_map"]
+                    for k in range(args.tau_seeds)]
+        else:
             runs = list(reused["tau_fine_tuned"][i])
-        for k in range(args.tau_seeds if reused is None else 0):
-            _, scores = train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))
-            runs.append(scores["cross_map"])
         tuned.append(runs)
         so_far = kendall_tau(inherited, [float(np.mean(r)) for r in tuned]) if len(tuned) > 1 else None
         print(f"  subnet {len(tuned)}/{len(archs)} ({cost:,} MACs, {arch['resolution']} px): inherited "
@@ -289,23 +288,24 @@ def _reused_fine_tunings(args) -> dict | None:
     """
     if not args.tau_reuse:
         return None
-    import json
+    from hetero._io import read_json
+    from hetero.errors import UserError
 
-    wanted = {"data": _data_name(args.data), "space": args.space, "strategy": "oneshot", "supernet_seed": args.supernet_seed,
-              "supernet_epochs": args.supernet_epochs,
-              "tau_subnets": args.tau_subnets, "tau_epochs": args.tau_epochs, "tau_sample": args.tau_sample,
-              "tau_on": args.tau_on, "tau_seeds": args.tau_seeds}
+    # supernet_seed as _rows writes it: only where it differs from --seed.
+    wanted = {"data": _data_name(args.data), "space": args.space, "strategy": "oneshot",
+              "supernet_seed": args.supernet_seed if args.supernet_seed != args.seed else None,
+              "supernet_epochs": args.supernet_epochs, "tau_subnets": args.tau_subnets, "tau_epochs": args.tau_epochs,
+              "tau_sample": args.tau_sample, "tau_on": args.tau_on, "tau_seeds": args.tau_seeds}
     try:
-        rows = json.loads(Path(args.tau_reuse).read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        rows = read_json(args.tau_reuse)["rows"]
+    except (UserError, KeyError, TypeError) as exc:
         raise SystemExit(f"--tau-reuse {args.tau_reuse}: not a results file with rows ({exc}); give benchmarks/results/"
                          "search_efficiency.json or a file this benchmark wrote with --out") from None
-    # A row recorded before supernet_seed was a column trained its supernet with --seed.
-    found = [r for r in rows if all(r.get(k, args.seed if k == "supernet_seed" else None) == v for k, v in wanted.items())
-             and r.get("tau_fine_tuned")]
+    found = [r for r in rows if all(r.get(k) == v for k, v in wanted.items()) and r.get("tau_fine_tuned")]
     if not found:
         raise SystemExit(f"--tau-reuse {args.tau_reuse}: no oneshot row with "
-                         f"{', '.join(f'{k} {v}' for k, v in wanted.items() if k != 'strategy')}; run without --tau-reuse")
+                         f"{', '.join(f'{k} {v}' for k, v in {**wanted, 'supernet_seed': args.supernet_seed}.items() if k != 'strategy')}"
+                         "; run without --tau-reuse")
     return found[-1]
 
 
