@@ -219,6 +219,11 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     epochs from its inherited weights (a seed of its own, so that its noise is not shared with any
     of the fine-tunings it is compared with): the cheaper proxy a search could rank its best
     candidates by, and its own tau against the fine-tuned scores.
+
+    With ``--tau-reuse`` the recorded row's measurements of the same subnets stand in for training
+    them again: its fine-tunings (seeds ``0..n-1``; seeds from ``n`` up to ``--tau-seeds`` are
+    trained here) and its proxies (other ``--tau-proxy-epochs`` are trained here; recorded ones are
+    kept in the row). Each is the score the same seed would give again on the same machine.
     """
     from hetero.search import evaluate_subnet, kendall_tau, knobs_of
     from hetero.search._standalone import train_scored
@@ -240,8 +245,10 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     if reused is not None and reused.get("tau_macs") != macs:
         raise SystemExit(f"--tau-reuse {args.tau_reuse}: the recorded row's subnets differ from this run's draw "
                          "(another space, budget or seed); run without --tau-reuse")
+    recorded_proxies = {int(e): p["scores"] for e, p in (reused or {}).get("tau_proxy", {}).items()}
+    recorded_runs = (reused or {}).get("tau_fine_tuned", [[] for _ in archs])
     inherited: list[float] = []
-    proxies: dict[int, list[float]] = {e: [] for e in args.tau_proxy_epochs}
+    proxies: dict[int, list[float]] = {e: [] for e in sorted({*args.tau_proxy_epochs, *recorded_proxies})}
     tuned: list[list[float]] = []  # per subnet, one score per seed
     config = replace(base, epochs=args.tau_epochs, batch_size=args.batch_size, **knobs_of(base))
     start = time.perf_counter()
@@ -255,13 +262,14 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
                              "without --tau-reuse")
         weights = supernet.extract(arch)
         for e, scores_of in proxies.items():
-            _, proxy = train_scored(arch, replace(config, epochs=e), data, device, args.seed + 1000, net=copy.deepcopy(weights))
-            scores_of.append(proxy["cross_map"])
-        if reused is None:
-            runs = [train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))[1]["cross_map"]
-                    for k in range(args.tau_seeds)]
-        else:
-            runs = list(reused["tau_fine_tuned"][i])
+            if e in recorded_proxies:
+                scores_of.append(recorded_proxies[e][i])
+            else:
+                _, proxy = train_scored(arch, replace(config, epochs=e), data, device, args.seed + 1000, net=copy.deepcopy(weights))
+                scores_of.append(proxy["cross_map"])
+        runs = list(recorded_runs[i][:args.tau_seeds])
+        runs += [train_scored(arch, config, data, device, args.seed + k, net=copy.deepcopy(weights))[1]["cross_map"]
+                 for k in range(len(runs), args.tau_seeds)]
         tuned.append(runs)
         so_far = kendall_tau(inherited, [float(np.mean(r)) for r in tuned]) if len(tuned) > 1 else None
         print(f"  subnet {len(tuned)}/{len(archs)} ({cost:,} MACs, {arch['resolution']} px): inherited "
@@ -281,10 +289,11 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
 def _reused_fine_tunings(args) -> dict | None:
     """The oneshot row of ``--tau-reuse``'s file measured with these tau settings, or None without it.
 
-    Its fine-tuned scores stand in for training the subnets again (6 epochs x 2 seeds of 40 subnets
-    is 80 minutes on 2 cores) when only a proxy is new; :func:`_ranking` checks the subnets' MACs and
-    each one's inherited score against the row's, so they are reused only for the same supernet and
-    subnets. Read before minutes of training, so that a wrong file stops the run at once.
+    Its fine-tuned and proxy scores stand in for training the subnets again (6 epochs x 2 seeds of
+    40 subnets is 80 minutes on 2 cores) when only a proxy or more fine-tuning seeds are new; any
+    number of recorded seeds matches. :func:`_ranking` checks the subnets' MACs and each one's
+    inherited score against the row's, so they are reused only for the same supernet and subnets.
+    Read before minutes of training, so that a wrong file stops the run at once.
     """
     if not args.tau_reuse:
         return None
@@ -295,7 +304,7 @@ def _reused_fine_tunings(args) -> dict | None:
     wanted = {"data": _data_name(args.data), "space": args.space, "strategy": "oneshot",
               "supernet_seed": args.supernet_seed if args.supernet_seed != args.seed else None,
               "supernet_epochs": args.supernet_epochs, "tau_subnets": args.tau_subnets, "tau_epochs": args.tau_epochs,
-              "tau_sample": args.tau_sample, "tau_on": args.tau_on, "tau_seeds": args.tau_seeds}
+              "tau_sample": args.tau_sample, "tau_on": args.tau_on}
     try:
         rows = read_json(args.tau_reuse)["rows"]
     except (UserError, KeyError, TypeError) as exc:
@@ -383,9 +392,10 @@ def main() -> None:
                         help="also score each of those subnets after E epochs of fine-tuning from its inherited weights "
                              "and measure that proxy's tau (e.g. 1 2)")
     parser.add_argument("--tau-reuse", default=None, metavar="FILE.json",
-                        help="take the subnets' fine-tuned scores from the matching oneshot row of FILE (e.g. "
+                        help="take the subnets' fine-tuned and proxy scores from the matching oneshot row of FILE (e.g. "
                              "benchmarks/results/search_efficiency.json) instead of training them again: to add a "
-                             "--tau-proxy-epochs measurement to a recorded run (checked: the same subnets and inherited scores)")
+                             "--tau-proxy-epochs measurement or more --tau-seeds to a recorded run (checked: the same "
+                             "subnets and inherited scores)")
     parser.add_argument("--reuse-supernet", action="store_true",
                         help="keep the trained supernet in --work and read it back in a later run of the same settings "
                              "(its training seconds still count against --minutes)")

@@ -33,6 +33,8 @@ def test_the_matching_oneshot_row_is_reused(search_efficiency, tmp_path) -> None
     rows = [_row(), wanted, _row(supernet_seed=2, tau_subnets=40), {**_row(supernet_seed=2), "strategy": "default"}]
     (tmp_path / "rows.json").write_text(json.dumps({"rows": rows}))
     assert search_efficiency._reused_fine_tunings(_args(tmp_path, supernet_seed=2)) == wanted
+    # Recorded with two fine-tuning seeds, reused by a run that trains a third.
+    assert search_efficiency._reused_fine_tunings(_args(tmp_path, supernet_seed=2, tau_seeds=3)) == wanted
     # A row without supernet_seed was trained with --seed.
     assert search_efficiency._reused_fine_tunings(_args(tmp_path)) == rows[0]
 
@@ -52,3 +54,46 @@ def test_a_file_without_rows_is_refused_with_one_line(search_efficiency, tmp_pat
     (tmp_path / "rows.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a results file with rows"):
         search_efficiency._reused_fine_tunings(_args(tmp_path))
+
+
+def test_a_reused_row_trains_only_the_missing_seeds_and_proxies(search_efficiency, tmp_path, monkeypatch) -> None:
+    import hetero.search
+    import hetero.search._standalone
+    from hetero.training import EDGE_DEFAULTS
+
+    archs = [{"resolution": 24, "width": 1}, {"resolution": 28, "width": 2}]
+
+    class Space:  # draws the two subnets in order
+        def __init__(self) -> None:
+            self.drawn = iter(archs)
+
+        def random_arch(self, rng):
+            return next(self.drawn)
+
+    class Costs:
+        def measure(self, arch):
+            return {"macs": 10 * arch["width"]}
+
+    class Supernet:
+        def extract(self, arch):
+            return {"weights of": arch["width"]}
+
+    trained: list[tuple[int, int, int]] = []  # (width, epochs, seed) of every training
+
+    def train_scored(arch, config, data, device, seed, net):
+        trained.append((arch["width"], config.epochs, seed))
+        return None, {"cross_map": 0.5 + arch["width"] / 10 + seed / 1000 + config.epochs / 100}
+
+    monkeypatch.setattr(hetero.search, "evaluate_subnet", lambda supernet, arch, data, bn_images: {"cross_map": arch["width"] / 10})
+    monkeypatch.setattr(hetero.search._standalone, "train_scored", train_scored)
+    reused = _row(tau_macs=[10, 20], tau_inherited=[0.1, 0.2],
+                  tau_fine_tuned=[[0.31, 0.32], [0.35, 0.36]], tau_proxy={"2": {"scores": [0.25, 0.27], "kendall_tau": 1.0}})
+    args = argparse.Namespace(tau_on="val", seed=0, tau_subnets=2, tau_sample="space", max_macs=0, tau_reused=reused,
+                              tau_reuse="rows.json", tau_proxy_epochs=[1], tau_epochs=6, batch_size=32, bn_images=8, tau_seeds=3)
+    ranking = search_efficiency._ranking(Supernet(), args, Space(), None, Costs(), EDGE_DEFAULTS, "cpu")
+    # Seeds 0 and 1 and the 2-epoch proxy were recorded: only seed 2 and the 1-epoch proxy are trained.
+    assert trained == [(1, 1, 1000), (1, 6, 2), (2, 1, 1000), (2, 6, 2)]
+    assert [r[:2] for r in ranking["fine_tuned_runs"]] == [[0.31, 0.32], [0.35, 0.36]]
+    assert [len(r) for r in ranking["fine_tuned_runs"]] == [3, 3]
+    assert ranking["proxy"][2]["scores"] == [0.25, 0.27]
+    assert set(ranking["proxy"]) == {1, 2}
