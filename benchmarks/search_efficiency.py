@@ -245,8 +245,9 @@ def _ranking(supernet, args, space, data, costs, base, device) -> dict:
     if reused is not None and reused.get("tau_macs") != macs:
         raise SystemExit(f"--tau-reuse {args.tau_reuse}: the recorded row's subnets differ from this run's draw "
                          "(another space, budget or seed); run without --tau-reuse")
-    recorded_proxies = {int(e): p["scores"] for e, p in (reused or {}).get("tau_proxy", {}).items()}
-    recorded_runs = (reused or {}).get("tau_fine_tuned", [[] for _ in archs])
+    recorded = reused or {}  # no recorded row: every fine-tuning and proxy is trained here
+    recorded_proxies = {int(e): p["scores"] for e, p in recorded.get("tau_proxy", {}).items()}
+    recorded_runs = recorded.get("tau_fine_tuned", [[] for _ in archs])
     inherited: list[float] = []
     proxies: dict[int, list[float]] = {e: [] for e in sorted({*args.tau_proxy_epochs, *recorded_proxies})}
     tuned: list[list[float]] = []  # per subnet, one score per seed

@@ -56,7 +56,7 @@ def test_a_file_without_rows_is_refused_with_one_line(search_efficiency, tmp_pat
         search_efficiency._reused_fine_tunings(_args(tmp_path))
 
 
-def test_a_reused_row_trains_only_the_missing_seeds_and_proxies(search_efficiency, tmp_path, monkeypatch) -> None:
+def test_a_reused_row_trains_only_the_missing_seeds_and_proxies(search_efficiency, monkeypatch) -> None:
     import hetero.search
     import hetero.search._standalone
     from hetero.training import EDGE_DEFAULTS
