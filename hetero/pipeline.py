@@ -326,9 +326,13 @@ class CompatEvaluation:
         }
 
 
-def evaluate_compat(cloud: CloudModel, edge: EdgeModel, test: Dataset) -> CompatEvaluation:
-    """Leave-one-out retrieval on ``test``: paragon, homogeneous edge and cross (PyTorch)."""
-    g = cloud.embed(test.images)
+def evaluate_compat(cloud: CloudModel, edge: EdgeModel, test: Dataset, gallery: np.ndarray | None = None) -> CompatEvaluation:
+    """Leave-one-out retrieval on ``test``: paragon, homogeneous edge and cross (PyTorch).
+
+    ``gallery``: the cloud model's embeddings of ``test.images`` where a caller evaluating several
+    edge models has them already (the cloud is usually the costliest network to run).
+    """
+    g = cloud.embed(test.images) if gallery is None else gallery
     q = edge.embed(test.images)
     labels = test.labels
     results = {

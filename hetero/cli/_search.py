@@ -153,7 +153,7 @@ def print_summary(summary: dict, out: str) -> None:
     if summary.get("plan", {}).get("budget_s"):
         plan = summary["plan"]
         print(f"time budget {plan['budget_s'] / 60:.0f} min: planned {plan['planned_s'] / 60:.1f} min "
-              f"({', '.join(f'{k} {v}' for k, v in plan['lengths'].items())})")
+              f"({', '.join(f'{k} {v}' for k, v in plan['lengths'].items())}; test figures {plan.get('test_s', 0.0) / 60:.1f} min)")
     if summary.get("supernet", {}).get("seconds"):
         reused = "" if summary["supernet"].get("trained_now") else ", reused from a previous run"
         print(f"supernet: trained in {summary['supernet']['seconds']:.0f} s ({summary['supernet']['epochs']} epochs{reused})")

@@ -1,4 +1,5 @@
-"""Time a search's units of work on this machine: a supernet step, a oneshot trial, a training step.
+"""Time a search's units of work on this machine: a supernet step, a oneshot trial, a training step,
+the test figures written at the end.
 
 What ``--time-budget`` plans with (``hetero.search._budget``). Each is timed on the second of two
 runs (the first pays for allocation and warm-up), on the run's own data, space and batch size.
@@ -50,12 +51,43 @@ def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sa
     if oneshot:
         supernet_step, trial = _time_oneshot(space, data, costs, idx, g, sandwich_random, bn_images, device)
     default = space.default_arch()
-    _, net = fresh_net(default, data.cloud, data.channels)
+    arch, net = fresh_net(default, data.cloud, data.channels)
     net = net.to(device).train()
     x = data.inputs("fit", int(default["resolution"]))[idx].to(device)
     train_step = _timed(lambda: _train_step(net, x, g))
     val_pass = _timed(lambda: data.score(data.embed_val(net, int(default["resolution"]))))
-    return PhaseCosts(supernet_step, trial, train_step, val_pass, steps_per_epoch(len(data.fit.labels), batch_size))
+    return PhaseCosts(supernet_step, trial, train_step, val_pass, steps_per_epoch(len(data.fit.labels), batch_size),
+                      _time_test_figures(data, arch, net))
+
+
+def _time_test_figures(data: SearchData, arch: dict, net: torch.nn.Module, ranked: int = 2000) -> float:
+    """Seconds of the test figures of the pick and the default architecture (``_run._write_outputs``).
+
+    The cloud embeds the test images once, each edge model embeds them, and each evaluation ranks
+    them three times (paragon, homogeneous, cross). Embedding is timed per image on raw images of
+    the validation part, resizing included (the test split is not touched before its figures; the
+    default architecture ``arch``, ``net`` stands in for the pick); ranking on stand-in embeddings of
+    ``ranked`` images, scaled to the test split's size (every query against every image: 141 s of
+    the search on full Omniglot, one core, once left out of the plan and the ETA).
+    """
+    from hetero.metrics import retrieval_metrics
+    from hetero.models import EdgeModel
+    from hetero.pipeline import default_preprocess
+
+    n_test = len(data.split.test.labels)
+    images = data.val.images[:512]
+    edge = EdgeModel(net, default_preprocess(int(arch["resolution"]), data.channels), data.cloud.embed_dim, arch=arch)
+    cloud_image = _timed(lambda: data.cloud.embed(images)) / len(images)
+    edge_image = _timed(lambda: edge.embed(images)) / len(images)
+    m = min(ranked, n_test)
+    rng = np.random.default_rng(0)
+    stand_in = rng.standard_normal((m, data.cloud.embed_dim)).astype(np.float32)
+    labels = rng.integers(0, max(2, m // 20), m)
+    # Every query sorts every image: n^2 log n (measured on full Omniglot's 13,180 test images: 21.4 s a
+    # ranking, 22.8 s scaled from 2,000 stand-ins; 18.4 s without the log).
+    scale = (n_test / m) ** 2 * (np.log(n_test) / np.log(m) if m > 1 else 1.0)
+    rank = _timed(lambda: retrieval_metrics(stand_in, stand_in, labels, labels, same_images=True)) * scale
+    return n_test * (cloud_image + 2 * edge_image) + 6 * rank
 
 
 def _time_oneshot(space, data: SearchData, costs: CostModel, idx: torch.Tensor, g: torch.Tensor, sandwich_random: int,

@@ -173,7 +173,8 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     if config.strategy == "standalone":
         default.update(knobs_of(base))
     study.enqueue_trial(default, user_attrs={"reference": "default"}, skip_if_exists=True)
-    bar = SearchProgress({"supernet": plan.get("supernet_s", 0.0), "trials": plan["trials_s"], "final": plan.get("final_s", 0.0)})
+    bar = SearchProgress({"supernet": plan.get("supernet_s", 0.0), "trials": plan["trials_s"], "final": plan.get("final_s", 0.0),
+                          "test": plan.get("test_s", 0.0)})
     try:
         return _phases(run, study, plan, bar, started)
     finally:
@@ -219,7 +220,7 @@ def _phases(run: SearchRun, study: optuna.Study, plan: dict, bar: SearchProgress
         if pick is None:
             summary["no_pick"] = "no architecture met the budgets; raise --max-macs or choose a larger device"
     summary["speed"] = _speed(summary, config)
-    with run_lock(run_dir / ".outputs.lock"):
+    with bar.phase("test"), run_lock(run_dir / ".outputs.lock"):
         _write_outputs(run, summary, rows, pick)
     return summary
 
@@ -232,7 +233,7 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
     from their rate and the time left beside the final phase's share. The count is kept in
     ``plan.json``: a resumed run aims at the same number.
     """
-    from hetero.search._budget import MIN_TRIALS, PLANNED, adapted_trials
+    from hetero.search._budget import MIN_TRIALS, adapted_trials
 
     desc = f"{run.config.strategy} trials"
     assert run.config.trials is not None, "set by _lengths"
@@ -242,7 +243,7 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
     assert run.config.time_budget is not None, "a plan adapts trials only under a time budget"
     ran = run_trials(study, objective, min(run.config.trials, MIN_TRIALS), desc=desc)
     finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
+    left = _seconds_left(run, plan, started)
     n = adapted_trials(finished, (time.perf_counter() - start) / max(ran, 1), left, plan.get("final_s", 0.0))
     _save_plan(run, plan, trials=n, trials_adapted=True)
     return ran + run_trials(study, objective, n, desc=desc)
@@ -250,7 +251,7 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
 
 def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     """Under a time budget that sized the fine-tuning, set its epochs from the time left (once per run folder)."""
-    from hetero.search._budget import PLANNED, adapted_final_epochs, fine_tunings
+    from hetero.search._budget import adapted_final_epochs, fine_tunings
 
     if not plan.get("adapt_final") or plan.get("final_adapted"):
         return
@@ -260,9 +261,17 @@ def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     info = run.supernet_info
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
-    left = run.config.time_budget * PLANNED - (time.perf_counter() - started)
+    left = _seconds_left(run, plan, started)
     epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), costs["train_epoch"], slowdown)
     _save_plan(run, plan, final_epochs=epochs, final_adapted=True, slowdown=slowdown)
+
+
+def _seconds_left(run: SearchRun, plan: dict, started: float) -> float:
+    """Seconds of the planned part of the time budget still free, the test figures' share kept for them."""
+    from hetero.search._budget import PLANNED
+
+    assert run.config.time_budget is not None, "only a time budget leaves seconds"
+    return run.config.time_budget * PLANNED - plan.get("test_s", 0.0) - (time.perf_counter() - started)
 
 
 def _save_plan(run: SearchRun, plan: dict, **changes) -> None:
@@ -342,13 +351,14 @@ def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict |
     front = [{("trial" if k == "number" else k): r.get(k) for k in keys} for r in pareto_front(rows, unit)]
     write_json(run.run_dir / PARETO_FILE, {"objective": unit, "budgets": run.costs.budgets, "scores": "validation part of the training split",
                                            "front": front})
+    gallery = cloud.embed(split.test.images)  # once for both models
     if "reference" in summary:
         reference = summary["reference"]
-        reference["test"] = evaluate_compat(cloud, load_edge(reference["path"]), split.test).summary()
+        reference["test"] = evaluate_compat(cloud, load_edge(reference["path"]), split.test, gallery).summary()
         summary["paragon"]["test"] = reference["test"]["paragon"]
     if pick is not None:
         edge = pick.pop("model")
-        evaluation = evaluate_compat(cloud, edge, split.test).summary()
+        evaluation = evaluate_compat(cloud, edge, split.test, gallery).summary()
         pick.update(run.costs.measure(pick["arch"]), test=evaluation)
         pick["under_budget"] = all(c <= 0 for c in run.costs.constraints(pick).values())
         edge.meta.update(split=split.describe(), evaluation=evaluation,

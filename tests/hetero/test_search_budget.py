@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from hetero.search import SearchConfig
 from hetero.search._budget import (
     DEFAULT_STEPS,
     MIN_TRIALS,
+    PLANNED,
     PhaseCosts,
     adapted_final_epochs,
     adapted_trials,
@@ -22,6 +24,14 @@ from hetero.search._budget import (
 )
 
 COSTS = PhaseCosts(supernet_step=0.5, trial=0.2, train_step=0.05, val_pass=0.1, steps_per_epoch=20)
+
+
+def test_the_test_figures_are_planned_and_the_phases_share_what_they_leave():
+    _, without = plan_budget(SearchConfig(), 1800, COSTS)
+    _, plan = plan_budget(SearchConfig(), 1800, replace(COSTS, test_figures=300.0))
+    assert without["test_s"] == 0.0 and plan["test_s"] == 300.0
+    assert plan["planned_s"] <= 1800 * PLANNED  # the test figures inside the planned part, not after it
+    assert plan["planned_s"] - plan["test_s"] < without["planned_s"] - 200  # the phases shortened for them
 
 
 def test_durations_parse_and_bad_ones_are_one_line_errors(capsys):
