@@ -351,7 +351,8 @@ def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict |
     front = [{("trial" if k == "number" else k): r.get(k) for k in keys} for r in pareto_front(rows, unit)]
     write_json(run.run_dir / PARETO_FILE, {"objective": unit, "budgets": run.costs.budgets, "scores": "validation part of the training split",
                                            "front": front})
-    gallery = cloud.embed(split.test.images)  # once for both models
+    # The cloud embeds the test split once for both models, and not at all when neither was trained.
+    gallery = cloud.embed(split.test.images) if "reference" in summary or pick is not None else None
     if "reference" in summary:
         reference = summary["reference"]
         reference["test"] = evaluate_compat(cloud, load_edge(reference["path"]), split.test, gallery).summary()
