@@ -9,17 +9,18 @@ Example:
 """
 
 from hetero.search_spaces._arch_io import load_arch, save_arch
-from hetero.search_spaces._cloud_pruned import CloudPrunedSpace
+from hetero.search_spaces._cloud_pruned import CloudPrunedSpace, scaled_resolutions
 from hetero.search_spaces._errors import ArchError
 from hetero.search_spaces._layers import ConvBNAct, GlobalAvgPool, HardSigmoid, HardSwish, L2Norm, SqueezeExcite, Stage
 from hetero.search_spaces._mobilenet_v3 import MobileNetV3Space
 from hetero.search_spaces._network import EmbeddingNet
-from hetero.search_spaces._registry import get_space, list_spaces, register_space
+from hetero.search_spaces._registry import EDGE_DEFAULT_SPACE, default_edge_arch, get_space, list_spaces, register_space
 from hetero.search_spaces._resnet import ResNetSpace
 from hetero.search_spaces._space import Arch, SearchSpace
 from hetero.search_spaces._supernet import Supernet, recalibrate_bn
 
 __all__ = [
+    "EDGE_DEFAULT_SPACE",
     "Arch",
     "ArchError",
     "CloudPrunedSpace",
@@ -35,10 +36,12 @@ __all__ = [
     "SqueezeExcite",
     "Stage",
     "Supernet",
+    "default_edge_arch",
     "get_space",
     "list_spaces",
     "load_arch",
     "recalibrate_bn",
     "register_space",
     "save_arch",
+    "scaled_resolutions",
 ]

@@ -28,7 +28,7 @@ from hetero.search_spaces._layers import LayerKit
 from hetero.search_spaces._registry import register_space
 from hetero.search_spaces._space import Arch, Choice, SearchSpace, _is_int
 
-__all__ = ["CloudPrunedSpace", "prune_network", "layer_stages"]
+__all__ = ["CloudPrunedSpace", "prune_network", "layer_stages", "scaled_resolutions"]
 
 # A search samples one keep ratio for all stages; hand-written architectures may give any ratio in
 # (0, 1] per stage.
@@ -36,6 +36,9 @@ _KEEPS: tuple[float, ...] = (0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
 # From 40 px up: an ImageNet network downsamples 32x, and at 32 px its last feature maps are 1x1,
 # which TFLite's XNNPack delegate (ai-edge-litert 2.x) refuses to prepare with a dynamic batch.
 _RESOLUTIONS: tuple[int, ...] = (40, 48, 56, 64)
+#: What a search of a given cloud samples: these eighths of the cloud's input size (40-64 px for a
+#: 64 px cloud, 20-32 px for a 32 px one; more pixels than the cloud was given add MACs, not detail).
+_EIGHTHS = (5, 6, 7, 8)
 _LAYERS = (nn.Conv2d, nn.Linear)
 
 
@@ -110,6 +113,32 @@ class CloudPrunedSpace(SearchSpace):
     def supernet(self, embed_dim: int, in_channels: int) -> NoReturn:
         """Not available: a pruned cloud network is trained standalone, from the cloud's weights."""
         raise ArchError("space 'cloud_pruned' has no supernet: train its architectures one by one (hetero train)")
+
+
+def scaled_resolutions(net: nn.Module, size: int, in_channels: int) -> tuple[int, ...]:
+    """The resolutions a search of ``net`` (a cloud network taking ``size`` px) samples by default.
+
+    Five to eight eighths of ``size`` in multiples of 4, those at which every feature map of the
+    network stays larger than 1x1 (see ``_RESOLUTIONS``); ``size`` itself where none does.
+    """
+    smallest: list[int] = []
+
+    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            smallest.append(output.shape[-1] * output.shape[-2])
+
+    probe = copy.deepcopy(net).float().cpu().eval()  # the caller's network keeps its mode and has no hooks added
+    for m in probe.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(record)
+    kept = []
+    for res in sorted({max(8, 4 * round(size * k / 32)) for k in _EIGHTHS}):
+        smallest.clear()
+        with torch.no_grad():
+            probe(torch.zeros(1, in_channels, res, res))
+        if min(smallest, default=2) > 1:
+            kept.append(res)
+    return tuple(kept) or (size,)
 
 
 def layer_stages(net: nn.Module, example: torch.Tensor) -> dict[nn.Module, int]:

@@ -11,7 +11,11 @@ from hetero.search_spaces._errors import ArchError
 if TYPE_CHECKING:
     from hetero.search_spaces._space import SearchSpace
 
-__all__ = ["get_space", "list_spaces", "register_space"]
+__all__ = ["EDGE_DEFAULT_SPACE", "default_edge_arch", "get_space", "list_spaces", "register_space"]
+
+#: The space whose default architecture an edge model gets when none is given (``hetero train``
+#: without ``--arch``).
+EDGE_DEFAULT_SPACE = "mobilenet_v3"
 
 _SPACES: Registry[type[SearchSpace]] = Registry("search space", ArchError)
 
@@ -47,6 +51,11 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
         ArchError: If no space is registered under ``name``.
     """
     return _SPACES.get(name)(**kwargs)
+
+
+def default_edge_arch() -> dict[str, Any]:
+    """The architecture an edge model gets when none is given: :data:`EDGE_DEFAULT_SPACE`'s default."""
+    return get_space(EDGE_DEFAULT_SPACE).default_arch()
 
 
 def list_spaces() -> list[str]:

@@ -61,7 +61,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="oneshot: train one supernet, score subnets with inherited weights (fast); standalone: "
                         f"train every trial's architecture for --epochs (default {d.strategy})")
     g.add_argument("--space", default=d.space, help=f"search space (default {d.space})")
-    g.add_argument("--resolutions", type=int, nargs="+", metavar="PX", help="input resolutions the space may choose (default: the space's)")
+    g.add_argument("--resolutions", type=int, nargs="+", metavar="PX", help="input resolutions the space may choose (default: the space's; cloud_pruned: 5/8 to 8/8 of the cloud's input size)")
     g.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
                    help="cost to minimise: MACs, or p50 latency measured on the device's runtime (default macs)")
     g.add_argument("--max-macs", type=int, metavar="MACS", help="MACs budget, overriding the device profile's")
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
-    from hetero.search import describe_choice, describe_ranking, describe_validation, rerank_line
+    from hetero.search import describe_choice, describe_ranking, describe_validation, reference_label, rerank_line
 
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
@@ -165,7 +165,8 @@ def print_summary(summary: dict, out: str) -> None:
     if speed.get("speedup"):
         print(f"speed-up: oneshot evaluates an architecture {speed['speedup']:.0f}x faster than standalone trains one")
     rows = []
-    for name, entry in (("pick", summary.get("pick")), ("default arch", summary.get("reference"))):
+    reference = summary.get("reference")
+    for name, entry in (("pick", summary.get("pick")), (reference_label(reference, cfg["space"]), reference)):
         if entry and entry.get("test"):
             t = entry["test"]
             rows.append([name, entry["macs"], entry["params"], entry["val"]["cross_map"], t["cross_torch"]["map"],

@@ -77,12 +77,12 @@ def _run(args: argparse.Namespace) -> Outcome:
     from hetero.models import load_cloud, save_cloud
     from hetero.pipeline import cloud_from_edge
     from hetero.runtime import resolve_device
-    from hetero.search_spaces import get_space, load_arch
+    from hetero.search_spaces import default_edge_arch, get_space, load_arch
     from hetero.stages import train_edge_stage
     from hetero.training import EDGE_COMMAND_DEFAULTS
 
     cloud = load_cloud(args.cloud)
-    arch = load_arch(args.arch) if args.arch else get_space("mobilenet_v3").default_arch()
+    arch = load_arch(args.arch) if args.arch else default_edge_arch()
     config = config_with_length(args, EDGE_COMMAND_DEFAULTS)
     as_cloud = arch["space"] == "resnet" if args.as_cloud is None else args.as_cloud
     if as_cloud and not config.metric:

@@ -6,7 +6,8 @@ costed in MACs or measured latency; the device's budgets are Optuna constraints.
 scores subnets of one supernet trained once with the sandwich rule; ``standalone`` trains each
 architecture for a few epochs, pruned on intermediate cross mAP. The best architectures under the
 budget, and the space's hand-picked default architecture when it is under the budget, are then
-fine-tuned (a small second study that also tunes the training knobs); the pick, the best of them
+fine-tuned (a small second study that also tunes the training knobs; a ``cloud_pruned`` search
+competes with mobilenet_v3's default, what ``hetero train`` builds); the pick, the best of them
 on validation cross mAP that surely beats the default (else the default), is written as
 ``RUN/best/edge.pt``, ready for ``hetero export``.
 
@@ -18,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ imports each on first use
-    from hetero.search._choice import choose_pick, describe_choice  # noqa: F401
+    from hetero.search._choice import choose_pick, describe_choice, reference_label  # noqa: F401
     from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig  # noqa: F401
     from hetero.search._cost import BYTES_PER_PARAM, CostModel  # noqa: F401
     from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts  # noqa: F401
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ import
 _WHERE: dict[str, str] = {
     "choose_pick": "_choice",
     "describe_choice": "_choice",
+    "reference_label": "_choice",
     "OBJECTIVES": "_config",
     "PRUNERS": "_config",
     "SAMPLERS": "_config",

@@ -83,6 +83,9 @@ class PhaseCosts:
         test_figures: The test figures of the pick and of the default architecture, written once
             the fine-tuning ends (the whole test split embedded and ranked: 141 s on full
             Omniglot, 30 s on tiny-imagenet-100, one core of the Intel Xeon).
+        reference_epoch: One epoch of the reference's training where it is not also a final trial
+            (its architecture from another space, as a cloud_pruned search's is, or over the
+            budget); 0 where the default architecture's first final trial reuses it.
     """
 
     supernet_step: float
@@ -91,6 +94,7 @@ class PhaseCosts:
     val_pass: float
     steps_per_epoch: int
     test_figures: float = 0.0
+    reference_epoch: float = 0.0
 
     @property
     def train_epoch(self) -> float:
@@ -129,15 +133,19 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
         out["supernet_epochs"] = out["supernet_epochs"] or 1
     if config.final_trials:
         final_s = max(budget - plan.get("supernet_s", 0.0) - plan["trials_s"], budget * final_share * 0.5)
-        # The default's first final trial reuses the reference: final_trials trainings in all.
+        # The default's first final trial reuses the reference (final_trials trainings in all), unless
+        # the reference is trained apart (reference_epoch): one training more.
+        def epoch_s(final_trials: int) -> float:
+            return fine_tunings(config, final_trials) * costs.train_epoch + costs.reference_epoch
+
         if out["final_epochs"] is None:
             plan["adapt_final"] = True  # set again from the time left when the final phase starts
-            epochs = int(final_s / (fine_tunings(config, config.final_trials) * costs.train_epoch))
+            epochs = int(final_s / epoch_s(config.final_trials))
             if epochs < MIN_FINAL_EPOCHS and given["final_trials"] > config.finalists + 1:
                 out["final_trials"] = config.finalists + 1  # fewer trials, each long enough to mean something
-                epochs = int(final_s / (fine_tunings(config, out["final_trials"]) * costs.train_epoch))
+                epochs = int(final_s / epoch_s(out["final_trials"]))
             out["final_epochs"] = max(1, epochs)
-        plan["final_s"] = fine_tunings(config, out["final_trials"]) * out["final_epochs"] * costs.train_epoch
+        plan["final_s"] = epoch_s(out["final_trials"]) * out["final_epochs"]
     else:
         out["final_epochs"] = out["final_epochs"] or 1
     plan["lengths"] = out
@@ -158,7 +166,9 @@ def adapted_trials(finished: int, seconds_per_trial: float, seconds_left: float,
     return max(finished, MIN_TRIALS, finished + int((seconds_left - final_s) / max(seconds_per_trial, 1e-3)))
 
 
-def adapted_final_epochs(seconds_left: float, fine_tunings: float, train_epoch: float, slowdown: float) -> int:
-    """Fine-tuning epochs that fit in ``seconds_left``: ``fine_tunings`` trainings of ``train_epoch`` seconds each epoch,
-    times ``slowdown`` (how much slower than measured the search's training ran)."""
-    return max(1, int(seconds_left / (fine_tunings * train_epoch * max(slowdown, 1.0))))
+def adapted_final_epochs(seconds_left: float, fine_tunings: float, train_epoch: float, slowdown: float,
+                         reference_epoch: float = 0.0) -> int:
+    """Fine-tuning epochs that fit in ``seconds_left``: ``fine_tunings`` trainings of ``train_epoch`` seconds each epoch
+    and the reference's of ``reference_epoch`` (0 where it is a final trial), times ``slowdown`` (how much slower than
+    measured the search's training ran)."""
+    return max(1, int(seconds_left / ((fine_tunings * train_epoch + reference_epoch) * max(slowdown, 1.0))))

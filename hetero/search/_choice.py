@@ -25,7 +25,7 @@ import numpy as np
 
 from hetero.metrics import probability_better
 
-__all__ = ["choose_best", "choose_pick", "describe_choice", "encode_scores", "decode_scores"]
+__all__ = ["choose_best", "choose_pick", "describe_choice", "encode_scores", "decode_scores", "reference_label"]
 
 
 def _rank(trial: dict) -> tuple[float, float, int]:
@@ -91,9 +91,19 @@ def choose_pick(trials: list[dict], reference: int | None, confidence: float) ->
     return ref, info
 
 
+def reference_label(reference: dict | None, searched_space: str) -> str:
+    """What the report calls the reference: the default architecture, with its space where it is not the searched one."""
+    space = ((reference or {}).get("arch") or {}).get("space", searched_space)
+    return "default architecture" + ("" if space == searched_space else f" ({space}, as hetero train builds it)")
+
+
 def describe_choice(pick: dict) -> str:
     """One line on why the pick (``search.json``'s ``pick``) was chosen."""
     choice = pick.get("choice", {})
+    if pick.get("final_trial") is None:  # the reference itself, trained apart from the final trials
+        closest = (f"; the closest, final trial {choice['challenger']}, is {choice['confidence']:.0%} sure (required "
+                   f"{choice['required']:.0%}, paired bootstrap over the validation queries)" if "confidence" in choice else "")
+        return f"the default architecture with the default knobs, {choice.get('rule', 'the best on validation')}{closest}"
     which = f"final trial {pick['final_trial']} (search trial {pick['search_trial']})"
     if "confidence" not in choice:
         return f"{which}, {choice.get('rule', 'best on validation')}"

@@ -9,12 +9,15 @@ Each finalist is first tried with its own knobs (standalone: those of its search
 the defaults), so the knobs of the oneshot search are tuned here, in this small second phase, not
 in the architecture trials.
 
-The reference is the space's hand-picked default architecture trained the same way with the
-default knobs. When the default is under the budget it is always a finalist too (its search trial
-is the study's first), and its first final trial *is* the reference (the same training, so the
-reference's model and per-epoch scores are reused, not trained again): the searched architectures
-compete with the hand-picked one on the same footing, and the pick is at least as good as the
-default on validation by construction.
+The reference is the hand-picked default architecture (``hetero.search._nets.reference_arch``)
+trained the same way with the default knobs. When it is the space's default and under the budget
+it is always a finalist too (its search trial is the study's first), and its first final trial
+*is* the reference (the same training, so the reference's model and per-epoch scores are reused,
+not trained again): the searched architectures compete with the hand-picked one on the same
+footing, and the pick is at least as good as the default on validation by construction. A
+``cloud_pruned`` search's reference is mobilenet_v3's default, what ``hetero train`` builds (from
+scratch: that space has no supernet); it competes from outside the final study, and is the pick
+when no fine-tuned model surely beats it.
 
 The pick is the best final trial on validation that a paired bootstrap over the validation
 queries is ``--confidence`` sure beats the reference; where none is, the reference itself (see
@@ -35,6 +38,7 @@ from hetero.models import load_edge, save_edge
 from hetero.search._choice import choose_pick, encode_scores
 from hetero.search._first_tries import FirstTriesSampler
 from hetero.search._knobs import KNOBS, knobs_of, sample_knobs
+from hetero.search._nets import reference_arch
 from hetero.search._ranking import finalist_ranking
 from hetero.search._rerank import RERANK_SEED_OFFSET, describe_rerank
 from hetero.search._standalone import train_scored
@@ -45,6 +49,8 @@ __all__ = ["FINAL_DIR", "REFERENCE_DIR", "initial_net", "train_reference", "run_
 
 FINAL_DIR = "final"
 REFERENCE_DIR = "reference"
+#: The number the reference goes by in the pick's choice where it is no final trial of its own.
+_REFERENCE_APART = -1
 
 
 def initial_net(run, arch: dict):
@@ -62,7 +68,7 @@ def _final_config(run, knobs: dict):
 
 
 def train_reference(run) -> dict:
-    """Train the space's default architecture with the default knobs, as the final phase trains.
+    """Train the hand-picked default architecture with the default knobs, as the final phase trains.
 
     Trained once per run folder (workers wait for it) and kept in ``reference/``.
 
@@ -70,7 +76,7 @@ def train_reference(run) -> dict:
         Its architecture, cost, validation scores, training seconds and model path.
     """
     folder = run.run_dir / REFERENCE_DIR
-    arch = run.space.default_arch()
+    arch = reference_arch(run.space)
     key = {"study": run.study_name, "arch": arch, "final_epochs": run.config.final_epochs, "knobs": knobs_of(run.base)}
     with run_lock(run.run_dir / ".reference.lock"):
         if (folder / "reference.json").exists() and (folder / "edge.pt").exists():
@@ -142,6 +148,15 @@ def _reuse_reference(run, reference: dict | None, arch: dict, knobs: dict, trial
     trial.set_user_attr("reused", "reference")
     trial.set_user_attr("val_ap", reference.get("val_ap") or _val_ap(run, load_edge(path).net, arch))
     return reference["val"]  # the trained model's scores (the history's last epoch may precede a recalibration)
+
+
+def _competes_apart(run, reference: dict | None) -> bool:
+    """Whether the reference, trained apart from the final trials, competes with them for the pick: an
+    architecture of another space (a cloud_pruned search's) under the budget. Over the budget it
+    cannot be the pick, and the pick is then the best on validation."""
+    if not reference or reference.get("val_ap") is None or reference["arch"]["space"] == run.space.name:
+        return False
+    return all(c <= 0 for c in run.costs.constraints(reference).values())
 
 
 def _model_path(run, number: int) -> Path:
@@ -228,9 +243,31 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
 
     run_trials(study, objective, run.config.final_trials, desc="fine-tune")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    candidates = [{"number": t.number, "cross_map": t.value, "alignment": t.user_attrs.get("alignment"), "val_ap": t.user_attrs.get("val_ap")}
+                  for t in complete]
     reference_trial = next((t.number for t in complete if t.user_attrs.get("reused") == "reference"), None)
-    chosen, choice = choose_pick([{"number": t.number, "cross_map": t.value, "alignment": t.user_attrs.get("alignment"),
-                                   "val_ap": t.user_attrs.get("val_ap")} for t in complete], reference_trial, run.config.confidence)
+    if reference_trial is None and _competes_apart(run, reference):
+        assert reference is not None
+        candidates.append({"number": _REFERENCE_APART, "cross_map": reference["val"]["cross_map"],
+                           "alignment": reference["val"].get("alignment"), "val_ap": reference["val_ap"]})
+        reference_trial = _REFERENCE_APART
+    chosen, choice = choose_pick(candidates, reference_trial, run.config.confidence)
+    common = {
+        "choice": choice,
+        "finalists": choices,
+        "rerank": describe_rerank(list(study.user_attrs.get("reranked", []))),
+        "ranking": finalist_ranking(finalists, [{"finalist": t.params["finalist"], "cross_map": t.value, "first_try": t.params in first}
+                                                for t in complete]),
+        "final_trials": [
+            {"number": t.number, "state": t.state.name, "finalist": t.params.get("finalist"), "cross_map": t.user_attrs.get("cross_map"),
+             "alignment": t.user_attrs.get("alignment"), "seconds": t.user_attrs.get("seconds"), "reused": t.user_attrs.get("reused")}
+            for t in study.get_trials(deepcopy=False)
+        ],
+    }
+    if chosen["number"] == _REFERENCE_APART:
+        assert reference is not None
+        return {**common, "final_trial": None, "search_trial": None, "arch": reference["arch"], "knobs": knobs_of(run.base),
+                "val": reference["val"], "search_val": None, "model": load_edge(reference["path"])}
     best = next(t for t in complete if t.number == chosen["number"])
     finalist = by_number[best.params["finalist"]]
     knobs = {k: best.params[k] for k in KNOBS}
@@ -240,22 +277,13 @@ def run_final_phase(run, rows: list[dict], reference: dict | None = None) -> dic
                                net=initial_net(run, finalist["arch"]))
         save_edge(edge, path)
     return {
+        **common,
         "final_trial": best.number,
-        "choice": choice,
         "search_trial": finalist["number"],
-        "finalists": choices,
         "arch": finalist["arch"],
         "knobs": knobs,
         "val": {"cross_map": best.value, "homogeneous_map": best.user_attrs.get("homogeneous_map"),
                 "alignment": best.user_attrs.get("alignment")},
         "search_val": {"cross_map": finalist["cross_map"], "homogeneous_map": finalist["homogeneous_map"]},
-        "rerank": describe_rerank(list(study.user_attrs.get("reranked", []))),
-        "ranking": finalist_ranking(finalists, [{"finalist": t.params["finalist"], "cross_map": t.value, "first_try": t.params in first}
-                                                for t in complete]),
-        "final_trials": [
-            {"number": t.number, "state": t.state.name, "finalist": t.params.get("finalist"), "cross_map": t.user_attrs.get("cross_map"),
-             "alignment": t.user_attrs.get("alignment"), "seconds": t.user_attrs.get("seconds"), "reused": t.user_attrs.get("reused")}
-            for t in study.get_trials(deepcopy=False)
-        ],
         "model": load_edge(path),
     }

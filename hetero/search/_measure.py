@@ -15,7 +15,7 @@ import torch
 from hetero.search._budget import PhaseCosts, steps_per_epoch
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
-from hetero.search._nets import fresh_net
+from hetero.search._nets import fresh_net, reference_arch
 
 __all__ = ["measure_costs"]
 
@@ -42,7 +42,8 @@ def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sa
 
     A trial is timed as the objective runs it: its cost counted on the active subnet, then its
     scores with inherited weights. ``oneshot`` False (a standalone search, which has no supernet)
-    times the training step and the validation pass only.
+    times the training step and the validation pass only. The reference (``_final.train_reference``)
+    is timed too where its training is not also the default's first final trial.
     """
     n = min(batch_size, len(data.fit.labels))
     idx = torch.arange(n)
@@ -50,14 +51,27 @@ def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sa
     supernet_step = trial = 0.0
     if oneshot:
         supernet_step, trial = _time_oneshot(space, data, costs, idx, g, sandwich_random, bn_images, device)
-    default = space.default_arch()
-    arch, net = fresh_net(default, data.cloud, data.channels)
-    net = net.to(device).train()
-    x = data.inputs("fit", int(default["resolution"]))[idx].to(device)
-    train_step = _timed(lambda: _train_step(net, x, g))
-    val_pass = _timed(lambda: data.score(data.embed_val(net, int(default["resolution"]))))
-    return PhaseCosts(supernet_step, trial, train_step, val_pass, steps_per_epoch(len(data.fit.labels), batch_size),
-                      _time_test_figures(data, arch, net))
+    per_epoch = steps_per_epoch(len(data.fit.labels), batch_size)
+    arch, net = fresh_net(space.default_arch(), data.cloud, data.channels)
+    train_step, val_pass = _time_epoch_parts(data, arch, net.to(device), idx, g, device)
+    reference = reference_arch(space)
+    reference_epoch = 0.0
+    # The reference is trained apart from the final trials where it cannot be one of them: an
+    # architecture of another space (a cloud_pruned search's), or one over the budget.
+    if reference["space"] != space.name or any(c > 0 for c in costs.constraints(costs.measure(reference)).values()):
+        ref_arch, ref_net = fresh_net(reference, data.cloud, data.channels)
+        ref_step, ref_val = _time_epoch_parts(data, ref_arch, ref_net.to(device), idx, g, device)
+        reference_epoch = ref_step * per_epoch + ref_val
+    return PhaseCosts(supernet_step, trial, train_step, val_pass, per_epoch, _time_test_figures(data, arch, net), reference_epoch)
+
+
+def _time_epoch_parts(data: SearchData, arch: dict, net: torch.nn.Module, idx: torch.Tensor, g: torch.Tensor,
+                      device: torch.device) -> tuple[float, float]:
+    """Seconds of one training step of ``net`` and of scoring it on the validation images."""
+    resolution = int(arch["resolution"])
+    net.train()
+    x = data.inputs("fit", resolution)[idx].to(device)
+    return _timed(lambda: _train_step(net, x, g)), _timed(lambda: data.score(data.embed_val(net, resolution)))
 
 
 def _time_test_figures(data: SearchData, arch: dict, net: torch.nn.Module, ranked: int = 2000) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
-from hetero.search._choice import describe_choice
+from hetero.search._choice import describe_choice, reference_label
 from hetero.search._data import describe_validation
 from hetero.search._ranking import describe_ranking
 from hetero.search._rerank import rerank_line
@@ -55,10 +55,13 @@ def _plot(summary: dict, path: Path) -> bytes:
                 linewidth=1.5, label="Pareto front", zorder=3)
     ax.axhline(summary["paragon"]["val_map"], color="tab:green", linestyle="--", linewidth=1,
                label=f"paragon, cloud -> cloud ({summary['paragon']['val_map']:.3f}; images the cloud trained on)")
+    space = summary["config"]["space"]
+    # The space's default, the search's first trial: the reference too, unless that is another space's.
+    default = "default architecture" if reference_label(summary.get("reference"), space) == "default architecture" else f"{space}'s default"
     for r in rows:
         if r.get("reference") == "default":
             ax.scatter([r[unit]], [r["cross_map"]], marker="*", s=260, color="gold", edgecolor="black", zorder=4,
-                       label=f"default architecture (trial {r['number']})")
+                       label=f"{default} (trial {r['number']})")
     pick = summary.get("pick")
     if pick:
         chosen = next((r for r in rows if r["number"] == pick["search_trial"]), None)
@@ -102,10 +105,11 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _figures_table(summary: dict) -> list[list[str]]:
     rows = []
+    reference = summary.get("reference")
     paragon = summary["paragon"].get("test")
     if paragon:
         rows.append(["paragon (cloud -> cloud)", "-", "-", _fmt(summary["cloud"]["macs"]), _fmt(summary["cloud"]["params"]), _fmt(paragon["map"])])
-    for name, entry in (("pick", summary.get("pick")), ("default architecture", summary.get("reference"))):
+    for name, entry in (("pick", summary.get("pick")), (reference_label(reference, summary["config"]["space"]), reference)):
         if entry and entry.get("test"):
             test = entry["test"]
             rows.append([name, _fmt(test["cross_torch"]["map"]), _fmt(test["homogeneous_edge"]["map"]), _fmt(entry["macs"]),
@@ -162,8 +166,10 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
     pick = summary.get("pick")
     if pick:
         blocks += [("h2", "Chosen architecture"),
-                   ("p", f"Search trial {pick['search_trial']}, fine-tuned in final trial {pick['final_trial']}; "
-                         f"under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
+                   ("p", (f"Search trial {pick['search_trial']}, fine-tuned in final trial {pick['final_trial']}"
+                          if pick["final_trial"] is not None else
+                          f"The {reference_label(pick, cfg['space'])}, trained as the reference")
+                         + f"; under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
                    ("p", _validation_line(pick, summary.get("reference"))),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
         if pick.get("rerank", {}).get("candidates"):

@@ -262,7 +262,8 @@ def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
     left = _seconds_left(run, plan, started)
-    epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), costs["train_epoch"], slowdown)
+    epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), costs["train_epoch"], slowdown,
+                                  costs.get("reference_epoch", 0.0))  # a plan.json from before it has none
     _save_plan(run, plan, final_epochs=epochs, final_adapted=True, slowdown=slowdown)
 
 
@@ -366,7 +367,7 @@ def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict |
                          search={k: pick[k] for k in ("final_trial", "search_trial", "knobs", "val")} | {"study": run.study_name})
         best = run.run_dir / BEST_DIR
         save_edge(edge, best / "edge.pt")
-        save_arch(pick["arch"], best / "arch.json", space=run.space)
+        save_arch(pick["arch"], best / "arch.json", space=run.space if pick["arch"]["space"] == run.space.name else None)
         write_json(best / "metrics.json", evaluation)
         summary["pick"] = pick
     write_json(run.run_dir / SEARCH_FILE, summary)

@@ -18,6 +18,7 @@ from hetero.search._budget import (
     PhaseCosts,
     adapted_final_epochs,
     adapted_trials,
+    fine_tunings,
     parse_duration,
     plan_budget,
     resolve_lengths,
@@ -32,6 +33,16 @@ def test_the_test_figures_are_planned_and_the_phases_share_what_they_leave():
     assert without["test_s"] == 0.0 and plan["test_s"] == 300.0
     assert plan["planned_s"] <= 1800 * PLANNED  # the test figures inside the planned part, not after it
     assert plan["planned_s"] - plan["test_s"] < without["planned_s"] - 200  # the phases shortened for them
+
+
+def test_a_reference_trained_apart_from_the_final_trials_is_planned_as_one_training_more():
+    _, shared = plan_budget(SearchConfig(), 1800, COSTS)
+    apart, plan = plan_budget(SearchConfig(), 1800, replace(COSTS, reference_epoch=COSTS.train_epoch * 2))
+    assert apart.final_epochs < shared["lengths"]["final_epochs"]
+    # Its seconds in the final phase's: the final trials' epochs plus the reference's, final_epochs each.
+    assert plan["final_s"] == pytest.approx(apart.final_epochs * (fine_tunings(apart, apart.final_trials) * COSTS.train_epoch
+                                                                  + COSTS.train_epoch * 2))
+    assert adapted_final_epochs(100.0, 4, 1.0, 1.0, reference_epoch=1.0) == 20
 
 
 def test_durations_parse_and_bad_ones_are_one_line_errors(capsys):

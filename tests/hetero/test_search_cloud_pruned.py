@@ -13,6 +13,7 @@ def test_cloud_pruned_is_searched_standalone_from_the_cloud_weights(search_setup
     from hetero.cost import count_cost
     from hetero.models import load_cloud, load_edge
     from hetero.search._nets import net_builder, search_space
+    from hetero.search_spaces import default_edge_arch
 
     root, data = search_setup
     run = root / "cloud-pruned-search"  # unique: the fixture's root is shared by the session's search tests
@@ -33,7 +34,20 @@ def test_cloud_pruned_is_searched_standalone_from_the_cloud_weights(search_setup
     assert all(t["macs"] == count_cost(build(t["arch"]), (1, 24, 24))["macs"] for t in trials)
     macs = [count_cost(build({"space": "cloud_pruned", "resolution": 24, "keep": k}), (1, 24, 24))["macs"] for k in (0.25, 1.0)]
     assert macs[0] < macs[1]
-    # The pick is rebuilt from the cloud's source its architecture records, and embeds like the cloud.
-    edge = load_edge(run / "best" / "edge.pt")
+    # A fine-tuned pruned cloud is rebuilt from the cloud's source its architecture records, and embeds like the cloud.
+    edge = load_edge(run / "final" / "trial-0" / "edge.pt")
     assert edge.arch["space"] == "cloud_pruned" and edge.arch["cloud"]["type"] == "space"
     assert edge.embed(np.zeros((2, 1, 8, 8), dtype=np.float32)).shape == (2, 32)
+    # It competes with what `hetero train` builds without --arch (trained from scratch, as the final trials train),
+    # not with the space's own default (half the channels kept), and the report names it so.
+    reference, pick = summary["reference"], summary["pick"]
+    assert reference["arch"] == default_edge_arch() and reference["test"]["cross_torch"]["map"] > 0
+    assert summary["trials"][0]["reference"] == "default" and summary["trials"][0]["arch"]["keep"] == 0.5
+    if pick["final_trial"] is None:  # no pruned cloud surely beat it: the pick is the reference itself
+        assert pick["arch"] == reference["arch"] and pick["choice"]["rule"] != "best on validation"
+    else:
+        assert pick["arch"]["space"] == "cloud_pruned" and pick["choice"]["confidence"] >= 0.95
+    assert json.loads((run / "best" / "arch.json").read_text())["space"] == pick["arch"]["space"]
+    assert load_edge(run / "best" / "edge.pt").arch["space"] == pick["arch"]["space"]
+    assert main(["report", str(run)]) == 0
+    assert "| default architecture (mobilenet_v3, as hetero train builds it) |" in (run / "report.md").read_text()

@@ -71,6 +71,21 @@ def test_stages_follow_the_feature_map_size() -> None:
     assert stages[net.head] == 2  # after pooling: the last stage's
 
 
+def test_a_search_samples_resolutions_scaled_to_the_clouds_input_and_never_1x1_maps() -> None:
+    net = _TinyCloud().train()
+    # The tiny cloud downsamples 4x: 20-32 px for a 32 px cloud; a 16 px cloud's 8 and 12 px inputs
+    # still leave 2x2 and 3x3 maps.
+    assert ss.scaled_resolutions(net, 32, 1) == (20, 24, 28, 32)
+    assert ss.scaled_resolutions(net, 16, 1) == (8, 12, 16)
+    assert ss.scaled_resolutions(net, 64, 1) == (40, 48, 56, 64)  # the space's own default for a 64 px cloud
+    # Four stride-2 convs: a 24 px cloud's 16 px input ends in 1x1 maps (dropped), 20 and 24 px in 2x2;
+    # at 16 px and below every input does: the cloud's own size only.
+    strided = nn.Sequential(*[nn.Conv2d(1 if i == 0 else 4, 4, 3, 2, 1) for i in range(4)])
+    assert ss.scaled_resolutions(strided, 24, 1) == (20, 24)
+    assert ss.scaled_resolutions(strided, 16, 1) == (16,)
+    assert net.training and not any(m._forward_hooks for m in net.modules())  # the caller's network untouched
+
+
 def test_pruning_keeps_the_embedding_and_the_share_of_channels() -> None:
     torch.manual_seed(0)
     cloud = _TinyCloud().eval()
