@@ -26,6 +26,12 @@ examples:
 """
 
 
+def _max_macs(text: str) -> int | str:
+    """``--max-macs``: a number, or a word SearchConfig checks (``default``; anything else is refused there in one line)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text.lower()
+
+
 @COMMANDS.register("search")
 def register(sub, common: argparse.ArgumentParser) -> None:
     from hetero.search import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
@@ -64,7 +70,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     g.add_argument("--resolutions", type=int, nargs="+", metavar="PX", help="input resolutions the space may choose (default: the space's; cloud_pruned: 5/8 to 8/8 of the cloud's input size)")
     g.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
                    help="cost to minimise: MACs, or p50 latency measured on the device's runtime (default macs)")
-    g.add_argument("--max-macs", type=int, metavar="MACS", help="MACs budget, overriding the device profile's")
+    g.add_argument("--max-macs", type=_max_macs, metavar="MACS",
+                   help="MACs budget, overriding the device profile's; 'default': the MACs of the default architecture "
+                        "the pick competes with (a pick no costlier than what hetero train builds)")
     g.add_argument("--sampler", choices=SAMPLERS, default=d.sampler,
                    help="auto: NSGA-II for two objectives, TPE when pruning makes standalone single-objective (default auto)")
     g.add_argument("--pruner", choices=PRUNERS, default=d.pruner,

@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass
 
 from hetero.errors import UserError
 
-__all__ = ["SearchConfig", "STRATEGIES", "OBJECTIVES", "SAMPLERS", "PRUNERS", "DEFAULT_TRIALS"]
+__all__ = ["SearchConfig", "STRATEGIES", "OBJECTIVES", "SAMPLERS", "PRUNERS", "DEFAULT_TRIALS", "DEFAULT_MACS"]
 
 #: Trials of a search that neither --trials nor --time-budget sizes.
 DEFAULT_TRIALS = 50
+#: ``--max-macs`` that sets the budget to the default architecture's MACs (``hetero.search._nets.reference_arch``).
+DEFAULT_MACS = "default"
 
 STRATEGIES = ("standalone", "oneshot")
 OBJECTIVES = ("macs", "latency")
@@ -30,7 +32,8 @@ class SearchConfig:
         resolutions: Input resolutions the space may choose; empty for the space's own.
         objective: The cost to minimise beside maximising cross mAP: ``macs`` or measured
             ``latency`` on the device's runtime.
-        max_macs: Overrides the device profile's MACs budget.
+        max_macs: Overrides the device profile's MACs budget; :data:`DEFAULT_MACS` (``"default"``):
+            the MACs of the default architecture the pick competes with, for a pick no costlier than it.
         sampler: ``auto`` (NSGA-II for two objectives, TPE when pruning makes the study
             single-objective), ``nsga2``, ``tpe`` or ``random``.
         pruner: Optuna pruner of standalone trials on intermediate validation cross mAP;
@@ -65,7 +68,7 @@ class SearchConfig:
     space: str = "mobilenet_v3"
     resolutions: tuple[int, ...] = ()
     objective: str = "macs"
-    max_macs: int | None = None
+    max_macs: int | str | None = None
     sampler: str = "auto"
     pruner: str = "median"
     epochs: int | None = None
@@ -96,8 +99,9 @@ class SearchConfig:
             raise UserError("--final-trials, --sandwich-random, --rerank-candidates and --rerank-epochs must be 0 or more")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive duration, got {self.time_budget} s")
-        if self.max_macs is not None and self.max_macs < 1:
-            raise UserError(f"--max-macs must be a positive number of MACs, got {self.max_macs}")
+        if self.max_macs is not None and self.max_macs != DEFAULT_MACS and not (isinstance(self.max_macs, int) and self.max_macs >= 1):
+            raise UserError(f"--max-macs must be a positive number of MACs or {DEFAULT_MACS!r} (the default architecture's), "
+                            f"got {self.max_macs!r}")
         if not 0 <= self.confidence < 1:
             raise UserError(f"--confidence must be at least 0 and below 1, got {self.confidence}")
         if not 0.05 <= self.val_fraction <= 0.5:

@@ -32,12 +32,12 @@ from hetero.data import Split
 from hetero.errors import UserError
 from hetero.models import CloudModel, load_edge, save_edge
 from hetero.pipeline import evaluate_compat
-from hetero.search._config import DEFAULT_TRIALS, SearchConfig
+from hetero.search._config import DEFAULT_MACS, DEFAULT_TRIALS, SearchConfig
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
 from hetero.search._final import run_final_phase, train_reference
 from hetero.search._knobs import knobs_of
-from hetero.search._nets import net_builder, search_space
+from hetero.search._nets import net_builder, reference_arch, search_space
 from hetero.search._progress import SearchProgress
 from hetero.search._results import pareto_front, rates, trial_rows
 from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials, worker_seed
@@ -159,8 +159,13 @@ def run_search(cloud: CloudModel, split: Split, profile, config: SearchConfig, r
     run_dir.mkdir(parents=True, exist_ok=True)
     device = device or torch.device("cpu")
     data = SearchData.prepare(cloud, split, config.val_fraction, config.seed, base.prototype_temperature)
+    build = net_builder(space, cloud, data.channels)
+    if config.max_macs == DEFAULT_MACS:  # no costlier than the architecture the pick competes with
+        macs = CostModel(space, profile, "macs", None, cloud.embed_dim, data.channels, build=build).measure(reference_arch(space))["macs"]
+        config = replace(config, max_macs=macs)
+    assert not isinstance(config.max_macs, str), "SearchConfig admits one word, resolved above"
     costs = CostModel(space, profile, config.objective, config.max_macs, cloud.embed_dim, data.channels,
-                      calibration=lambda r: data.inputs("fit", r)[:256].numpy(), build=net_builder(space, cloud, data.channels))
+                      calibration=lambda r: data.inputs("fit", r)[:256].numpy(), build=build)
     config, plan = _lengths(config, space, data, costs, run_dir, device, time.perf_counter() - started)
     storage, label = open_storage(storage_url, run_dir)
     run = SearchRun(config, run_dir, space, data, costs, device, base, storage, label, study_name,

@@ -75,7 +75,7 @@ def test_config_rejects_bad_values_with_the_flag_named():
     from hetero.search import SearchConfig
 
     for kwargs, flag in (({"strategy": "grid"}, "--strategy"), ({"trials": 0}, "--trials"), ({"max_macs": -5}, "--max-macs"),
-                         ({"val_fraction": 0.9}, "--val-fraction")):
+                         ({"max_macs": "lots"}, "--max-macs"), ({"val_fraction": 0.9}, "--val-fraction")):
         with pytest.raises(UserError, match=flag):
             SearchConfig(**kwargs)
     assert SearchConfig(strategy="standalone").directions == ["maximize"]  # pruning needs one objective

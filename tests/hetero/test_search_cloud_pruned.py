@@ -24,7 +24,7 @@ def test_cloud_pruned_is_searched_standalone_from_the_cloud_weights(search_setup
     assert main([*common, "--strategy", "oneshot", "--out", str(tmp_path / "oneshot")]) == 2
     assert "has no supernet" in capsys.readouterr().err and not (tmp_path / "oneshot").exists()
     assert main([*common, "--strategy", "standalone", "--pruner", "none", "--sampler", "random", "--trials", "3", "--epochs", "1",
-                 "--finalists", "1", "--final-trials", "1", "--final-epochs", "1", "--out", str(run)]) == 0
+                 "--finalists", "1", "--final-trials", "1", "--final-epochs", "1", "--max-macs", "default", "--out", str(run)]) == 0
     summary = json.loads((run / "search.json").read_text())
     trials = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
     assert len(trials) == 3 and all(t["arch"]["space"] == "cloud_pruned" for t in trials)
@@ -42,6 +42,7 @@ def test_cloud_pruned_is_searched_standalone_from_the_cloud_weights(search_setup
     # not with the space's own default (half the channels kept), and the report names it so.
     reference, pick = summary["reference"], summary["pick"]
     assert reference["arch"] == default_edge_arch() and reference["test"]["cross_torch"]["map"] > 0
+    assert summary["device"]["budgets"]["macs"] == reference["macs"]  # --max-macs default: no costlier than it
     assert summary["trials"][0]["reference"] == "default" and summary["trials"][0]["arch"]["keep"] == 0.5
     if pick["final_trial"] is None:  # no pruned cloud surely beat it: the pick is the reference itself
         assert pick["arch"] == reference["arch"] and pick["choice"]["rule"] != "best on validation"
