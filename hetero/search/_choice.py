@@ -92,7 +92,8 @@ def choose_pick(trials: list[dict], reference: int | None, confidence: float) ->
 
 
 def reference_label(reference: dict | None, searched_space: str) -> str:
-    """What the report calls the reference: the default architecture, with its space where it is not the searched one."""
+    """What the report calls the reference: the default architecture, with its space where it is not the searched one
+    (``None`` where there is no reference: the plain name)."""
     space = ((reference or {}).get("arch") or {}).get("space", searched_space)
     return "default architecture" + ("" if space == searched_space else f" ({space}, as hetero train builds it)")
 

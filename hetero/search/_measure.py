@@ -52,16 +52,19 @@ def measure_costs(space, data: SearchData, costs: CostModel, batch_size: int, sa
     if oneshot:
         supernet_step, trial = _time_oneshot(space, data, costs, idx, g, sandwich_random, bn_images, device)
     per_epoch = steps_per_epoch(len(data.fit.labels), batch_size)
-    arch, net = fresh_net(space.default_arch(), data.cloud, data.channels)
+    default = space.default_arch()
+    arch, net = fresh_net(default, data.cloud, data.channels)
     train_step, val_pass = _time_epoch_parts(data, arch, net.to(device), idx, g, device)
     reference = reference_arch(space)
     reference_epoch = 0.0
     # The reference is trained apart from the final trials where it cannot be one of them: an
-    # architecture of another space (a cloud_pruned search's), or one over the budget.
-    if reference["space"] != space.name or any(c > 0 for c in costs.constraints(costs.measure(reference)).values()):
+    # architecture of another space (a cloud_pruned search's), or the default over the budget.
+    if reference != default:
         ref_arch, ref_net = fresh_net(reference, data.cloud, data.channels)
         ref_step, ref_val = _time_epoch_parts(data, ref_arch, ref_net.to(device), idx, g, device)
         reference_epoch = ref_step * per_epoch + ref_val
+    elif any(c > 0 for c in costs.constraints(costs.measure(reference)).values()):
+        reference_epoch = train_step * per_epoch + val_pass
     return PhaseCosts(supernet_step, trial, train_step, val_pass, per_epoch, _time_test_figures(data, arch, net), reference_epoch)
 
 

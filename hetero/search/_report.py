@@ -57,7 +57,7 @@ def _plot(summary: dict, path: Path) -> bytes:
                label=f"paragon, cloud -> cloud ({summary['paragon']['val_map']:.3f}; images the cloud trained on)")
     space = summary["config"]["space"]
     # The space's default, the search's first trial: the reference too, unless that is another space's.
-    default = "default architecture" if reference_label(summary.get("reference"), space) == "default architecture" else f"{space}'s default"
+    default = "default architecture" if reference_label(summary.get("reference"), space) == reference_label(None, space) else f"{space}'s default"
     for r in rows:
         if r.get("reference") == "default":
             ax.scatter([r[unit]], [r["cross_map"]], marker="*", s=260, color="gold", edgecolor="black", zorder=4,
