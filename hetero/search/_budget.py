@@ -129,9 +129,6 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
         out["epochs"] = out["epochs"] or max(1, round(DEFAULT_STEPS["epochs"] / costs.steps_per_epoch))
         if out["trials"] is None:
             out["trials"] = max(4, int(budget * (1.0 - final_share) / (out["epochs"] * costs.train_epoch)))
-            # Timed on the default architecture: a space whose trials train cheaper ones (cloud_pruned's
-            # quarter-width copies) would end the trials early, so they are counted again as they run.
-            plan["adapt_trials"] = True
         plan["trials_s"] = out["trials"] * out["epochs"] * costs.train_epoch
         out["supernet_epochs"] = out["supernet_epochs"] or 1
     if config.final_trials:

@@ -234,8 +234,7 @@ def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, s
     """Run the search's trials; under a time budget that sized them, as many as the time left allows.
 
     A trial's bookkeeping (its journal records, the sampler reading the study) is not in the
-    measurement the plan made, nor (standalone) what the sampled architectures cost to train beside
-    the default it timed, so the first :data:`MIN_TRIALS` trials are timed and the count set
+    measurement the plan made, so the first :data:`MIN_TRIALS` trials are timed and the count set
     from their rate and the time left beside the final phase's share. The count is kept in
     ``plan.json``: a resumed run aims at the same number.
     """

@@ -77,7 +77,7 @@ def test_a_budget_sets_what_is_not_given_and_a_larger_budget_buys_more():
     tight, _ = plan_budget(SearchConfig(final_trials=12, finalists=3), 100, COSTS)
     assert tight.final_trials == 4
     standalone, splan = plan_budget(SearchConfig(strategy="standalone"), 1800, COSTS)
-    assert standalone.trials >= 4 and splan["trials_s"] + splan["final_s"] <= 1800 and splan["adapt_trials"]
+    assert standalone.trials >= 4 and splan["trials_s"] + splan["final_s"] <= 1800
 
 
 def test_adapted_counts_follow_the_measured_rate():
