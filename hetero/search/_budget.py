@@ -136,7 +136,7 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
         # The default's first final trial reuses the reference (final_trials trainings in all), unless
         # the reference is trained apart (reference_epoch): one training more.
         def epoch_s(final_trials: int) -> float:
-            return fine_tunings(config, final_trials) * costs.train_epoch + costs.reference_epoch
+            return final_epoch_seconds(fine_tunings(config, final_trials), costs.train_epoch, costs.reference_epoch)
 
         if out["final_epochs"] is None:
             plan["adapt_final"] = True  # set again from the time left when the final phase starts
@@ -171,4 +171,9 @@ def adapted_final_epochs(seconds_left: float, fine_tunings: float, train_epoch: 
     """Fine-tuning epochs that fit in ``seconds_left``: ``fine_tunings`` trainings of ``train_epoch`` seconds each epoch
     and the reference's of ``reference_epoch`` (0 where it is a final trial), times ``slowdown`` (how much slower than
     measured the search's training ran)."""
-    return max(1, int(seconds_left / ((fine_tunings * train_epoch + reference_epoch) * max(slowdown, 1.0))))
+    return max(1, int(seconds_left / (final_epoch_seconds(fine_tunings, train_epoch, reference_epoch) * max(slowdown, 1.0))))
+
+
+def final_epoch_seconds(fine_tunings: float, train_epoch: float, reference_epoch: float) -> float:
+    """Seconds of one epoch of the final phase: its fine-tunings, and the reference where it is trained apart."""
+    return fine_tunings * train_epoch + reference_epoch

@@ -101,18 +101,18 @@ def reference_label(reference: dict | None, searched_space: str) -> str:
 def describe_choice(pick: dict) -> str:
     """One line on why the pick (``search.json``'s ``pick``) was chosen."""
     choice = pick.get("choice", {})
+    sure = closest = ""
+    if "confidence" in choice:
+        sure = f"{choice['confidence']:.0%} sure (required {choice['required']:.0%}, paired bootstrap over the validation queries)"
+        closest = f"the closest, final trial {choice['challenger']}, is {sure}"
     if pick.get("final_trial") is None:  # the reference itself, trained apart from the final trials
-        closest = (f"; the closest, final trial {choice['challenger']}, is {choice['confidence']:.0%} sure (required "
-                   f"{choice['required']:.0%}, paired bootstrap over the validation queries)" if "confidence" in choice else "")
-        return f"the default architecture with the default knobs, {choice.get('rule', 'the best on validation')}{closest}"
+        return f"the default architecture with the default knobs, {choice.get('rule', 'the best on validation')}" + (f"; {closest}" if closest else "")
     which = f"final trial {pick['final_trial']} (search trial {pick['search_trial']})"
-    if "confidence" not in choice:
+    if not sure:
         return f"{which}, {choice.get('rule', 'best on validation')}"
-    sure = f"{choice['confidence']:.0%} sure (required {choice['required']:.0%}, paired bootstrap over the validation queries)"
     if choice["challenger"] == pick["final_trial"]:
         return f"{which}, the best on validation that beats the default architecture: {sure}"
-    return (f"{which}: the default architecture with the default knobs, kept because no fine-tuned model surely beats it; "
-            f"the closest, final trial {choice['challenger']}, is {sure}")
+    return f"{which}: the default architecture with the default knobs, kept because no fine-tuned model surely beats it; {closest}"
 
 
 # Per-query scores travel as trial attributes, which an RDB storage keeps in one text column per
