@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections import deque
 from dataclasses import dataclass, replace
 
 from hetero.errors import UserError
 from hetero.search._config import SearchConfig
 
-__all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "adapted_trials", "adapted_final_epochs", "fine_tunings", "parse_duration", "plan_budget",
+__all__ = ["DEFAULT_STEPS", "SHARES", "PhaseCosts", "TrialPace", "adapted_trials", "adapted_final_epochs", "fine_tunings", "parse_duration", "plan_budget",
            "resolve_lengths", "steps_per_epoch"]
 
 #: Optimizer steps of a phase whose length is not given: the former epoch defaults on digits
@@ -32,8 +34,9 @@ DEFAULT_STEPS = {"supernet_epochs": 260, "epochs": 40, "final_epochs": 260}
 SHARES = {"supernet": 0.45, "trials": 0.10, "final": 0.45}
 #: The part of the budget planned; the rest absorbs what is not measured (loading data, timing the costs).
 PLANNED = 0.85
-#: The fewest trials a budget leaves a search.
+#: The fewest trials a budget leaves a oneshot search (a standalone search's each train a network: 4).
 MIN_TRIALS = 10
+MIN_STANDALONE_TRIALS = 4
 #: Fewer fine-tuning epochs than this and the final phase runs fewer trials instead.
 MIN_FINAL_EPOCHS = 3
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -128,7 +131,8 @@ def plan_budget(config: SearchConfig, seconds: float, costs: PhaseCosts) -> tupl
     else:
         out["epochs"] = out["epochs"] or max(1, round(DEFAULT_STEPS["epochs"] / costs.steps_per_epoch))
         if out["trials"] is None:
-            out["trials"] = max(4, int(budget * (1.0 - final_share) / (out["epochs"] * costs.train_epoch)))
+            out["trials"] = max(MIN_STANDALONE_TRIALS, int(budget * (1.0 - final_share) / (out["epochs"] * costs.train_epoch)))
+            plan["adapt_trials"] = True  # timed on the default architecture: the trials' own pace sets the count
         plan["trials_s"] = out["trials"] * out["epochs"] * costs.train_epoch
         out["supernet_epochs"] = out["supernet_epochs"] or 1
     if config.final_trials:
@@ -161,9 +165,39 @@ def fine_tunings(config: SearchConfig, final_trials: int) -> float:
     return final_trials + rerank
 
 
-def adapted_trials(finished: int, seconds_per_trial: float, seconds_left: float, final_s: float) -> int:
+def adapted_trials(finished: int, seconds_per_trial: float, seconds_left: float, final_s: float,
+                   fewest: int = MIN_TRIALS) -> int:
     """Trials the study should reach: what is left of the budget, the final phase's part aside, at the rate measured."""
-    return max(finished, MIN_TRIALS, finished + int((seconds_left - final_s) / max(seconds_per_trial, 1e-3)))
+    return max(finished, fewest, finished + int((seconds_left - final_s) / max(seconds_per_trial, 1e-3)))
+
+
+class TrialPace:
+    """Seconds per trial over the last ``window`` trials, the plan's estimate standing in for trials not yet timed.
+
+    The plan times one architecture (the default) before the search; the trials then differ: a
+    oneshot trial's bookkeeping is not in that measurement, and a standalone search's trials over
+    the device budget end at once while the sampler, as it learns, proposes fewer of them (so
+    the first trials' pace is too fast for the later ones). A recent window follows that drift;
+    the plan's figure fills the window at first, so that one quick trial does not set the count.
+
+    Args:
+        planned_s: The plan's seconds per trial.
+        window: How many recent trials the pace is the mean of.
+    """
+
+    def __init__(self, planned_s: float, window: int = MIN_TRIALS) -> None:
+        self._seconds: deque[float] = deque([planned_s] * window, maxlen=window)
+        self._last = time.perf_counter()
+
+    def tick(self) -> None:
+        """Record that a trial ended now (its seconds are those since the last tick or the pace's start)."""
+        now = time.perf_counter()
+        self._seconds.append(now - self._last)
+        self._last = now
+
+    @property
+    def seconds_per_trial(self) -> float:
+        return sum(self._seconds) / len(self._seconds)
 
 
 def adapted_final_epochs(seconds_left: float, fine_tunings: float, train_epoch: float, slowdown: float,

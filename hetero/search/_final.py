@@ -106,7 +106,7 @@ def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
     (``hetero.search._rerank``); the finalists' rows then carry both scores.
     """
     from hetero.search._rerank import rerank_candidates, rerank_epochs
-    from hetero.search._results import best_feasible, default_row
+    from hetero.search._results import best_feasible
 
     by_number = {r["number"]: r for r in rows}
     numbers = study.user_attrs.get("finalists")
@@ -116,17 +116,26 @@ def _finalists(run, study: optuna.Study, rows: list[dict]) -> list[dict]:
             candidates = best_feasible(rows, run.config.rerank_candidates, run.costs.unit)
             reranked = rerank_candidates(run, candidates, lambda arch, epochs: _train_short(run, arch, epochs))
             by_number.update({r["number"]: r for r in reranked})
-            chosen = best_feasible(reranked, run.config.finalists, run.costs.unit)
+            chosen = searched_finalists(reranked, run.config.finalists, run.costs.unit, rows)
         else:
-            chosen = best_feasible(rows, run.config.finalists, run.costs.unit)
-        default = default_row(rows, run.costs.unit)
-        if default is not None and all(r["arch"] != default["arch"] for r in chosen):
-            chosen.append(by_number[default["number"]])
+            chosen = searched_finalists(rows, run.config.finalists, run.costs.unit)
         numbers = [r["number"] for r in chosen]
         study.set_user_attr("finalists", numbers)
         study.set_user_attr("reranked", reranked)
     rescored = {r["number"]: r for r in study.user_attrs.get("reranked", [])}
     return [rescored.get(n, by_number[n]) for n in numbers]
+
+
+def searched_finalists(scored: list[dict], k: int, unit: str, rows: list[dict] | None = None) -> list[dict]:
+    """The best ``k`` of ``scored`` under the budget, and the default architecture's trial among ``rows``
+    (``scored`` where not given) where it is under the budget and not among them."""
+    from hetero.search._results import best_feasible, default_row
+
+    chosen = best_feasible(scored, k, unit)
+    default = default_row(rows if rows is not None else scored, unit)
+    if default is not None and all(r["arch"] != default["arch"] for r in chosen):
+        chosen.append(default)
+    return chosen
 
 
 def _train_short(run, arch: dict, epochs: int) -> dict:

@@ -40,7 +40,7 @@ from hetero.search._knobs import knobs_of
 from hetero.search._nets import net_builder, reference_arch, search_space
 from hetero.search._progress import SearchProgress
 from hetero.search._results import pareto_front, rates, trial_rows
-from hetero.search._storage import DEFAULT_STUDY, FINISHED, open_storage, open_study, run_lock, run_trials, worker_seed
+from hetero.search._storage import DEFAULT_STUDY, open_storage, open_study, run_lock, run_trials, worker_seed
 from hetero.training import EDGE_DEFAULTS, TrainConfig
 
 __all__ = ["SearchRun", "run_search", "SEARCH_FILE", "PARETO_FILE", "BEST_DIR"]
@@ -216,7 +216,7 @@ def _phases(run: SearchRun, study: optuna.Study, plan: dict, bar: SearchProgress
     }
     pick = None
     if config.final_trials:
-        _adapt_final(run, plan, started)
+        _adapt_final(run, plan, rows, started)
         config = run.config
         summary["config"] = config.to_dict()
         with bar.phase("final"):
@@ -233,41 +233,57 @@ def _phases(run: SearchRun, study: optuna.Study, plan: dict, bar: SearchProgress
 def _search_trials(run: SearchRun, study: optuna.Study, objective, plan: dict, started: float) -> int:
     """Run the search's trials; under a time budget that sized them, as many as the time left allows.
 
-    A trial's bookkeeping (its journal records, the sampler reading the study) is not in the
-    measurement the plan made, so the first :data:`MIN_TRIALS` trials are timed and the count set
-    from their rate and the time left beside the final phase's share. The count is kept in
-    ``plan.json``: a resumed run aims at the same number.
+    The plan's count comes from one architecture timed before the search, which is not the
+    trials' pace (see :class:`~hetero.search._budget.TrialPace`): after each trial the count is
+    set again from the recent trials' pace and the time left beside the final phase's share.
+    The count is kept in ``plan.json``: a resumed run aims at the same number.
     """
-    from hetero.search._budget import MIN_TRIALS, adapted_trials
+    from hetero.search._budget import MIN_STANDALONE_TRIALS, MIN_TRIALS, TrialPace, adapted_trials
 
     desc = f"{run.config.strategy} trials"
     assert run.config.trials is not None, "set by _lengths"
     if not plan.get("adapt_trials") or plan.get("trials_adapted"):
         return run_trials(study, objective, run.config.trials, desc=desc)
-    start = time.perf_counter()
     assert run.config.time_budget is not None, "a plan adapts trials only under a time budget"
-    ran = run_trials(study, objective, min(run.config.trials, MIN_TRIALS), desc=desc)
-    finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    left = _seconds_left(run, plan, started)
-    n = adapted_trials(finished, (time.perf_counter() - start) / max(ran, 1), left, plan.get("final_s", 0.0))
-    _save_plan(run, plan, trials=n, trials_adapted=True)
-    return ran + run_trials(study, objective, n, desc=desc)
+    pace = TrialPace(plan["trials_s"] / run.config.trials)
+    fewest = MIN_TRIALS if run.config.strategy == "oneshot" else MIN_STANDALONE_TRIALS
+
+    def recount(finished: int) -> int:
+        pace.tick()
+        n = adapted_trials(finished, pace.seconds_per_trial, _seconds_left(run, plan, started), plan.get("final_s", 0.0), fewest)
+        if n != run.config.trials or not plan.get("trials_adapted"):
+            _save_plan(run, plan, trials=n, trials_adapted=True)
+        return n
+
+    return run_trials(study, objective, run.config.trials, desc=desc, recount=recount)
 
 
-def _adapt_final(run: SearchRun, plan: dict, started: float) -> None:
-    """Under a time budget that sized the fine-tuning, set its epochs from the time left (once per run folder)."""
+def _adapt_final(run: SearchRun, plan: dict, rows: list[dict], started: float) -> None:
+    """Under a time budget that sized the fine-tuning, set its epochs from the time left (once per run folder).
+
+    An epoch's seconds: a standalone search's finalists were trained in its trials, whose
+    seconds per epoch say what theirs cost here (a cloud_pruned search's narrow finalists train
+    faster than the default the plan timed); otherwise the plan's measurement of the default,
+    times how much slower than measured the supernet's training ran.
+    """
     from hetero.search._budget import adapted_final_epochs, fine_tunings
+    from hetero.search._final import searched_finalists
 
     if not plan.get("adapt_final") or plan.get("final_adapted"):
         return
     costs = plan["costs"]
     assert run.config.time_budget is not None, "a plan adapts the fine-tuning only under a time budget"
-    slowdown = 1.0
+    slowdown, train_epoch = 1.0, costs["train_epoch"]
     info = run.supernet_info
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
+    timed = [r["seconds"] / r["epochs_trained"] for r in searched_finalists(rows, run.config.finalists, run.costs.unit)
+             if r.get("seconds") and r.get("epochs_trained")]
+    if run.config.strategy == "standalone" and timed:
+        train_epoch = sum(timed) / len(timed)
+        plan["finalists_epoch_s"] = train_epoch
     left = _seconds_left(run, plan, started)
-    epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), costs["train_epoch"], slowdown,
+    epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), train_epoch, slowdown,
                                   costs.get("reference_epoch", 0.0))  # a plan.json from before it has none
     _save_plan(run, plan, final_epochs=epochs, final_adapted=True, slowdown=slowdown)
 

@@ -301,13 +301,17 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_trials: int, desc: str,
-               poll_s: float = 1.0) -> int:
+               poll_s: float = 1.0, recount: Callable[[int], int] | None = None) -> int:
     """Run trials until ``study`` holds ``n_trials`` finished (complete or pruned) ones.
 
     Trials other processes finish count, so several workers on one storage share the work: a
     worker starts a trial only while finished plus running trials are fewer than ``n_trials``,
     and waits while the rest is running elsewhere. A trial that raises fails and the error
     propagates; a trial left RUNNING by a killed process is failed and retried.
+
+    ``recount``, where given, is asked after each trial this process ran, with the number
+    finished, for the count to reach from then on (a time budget's count, set again as the
+    trials' pace is measured).
 
     Returns:
         The number of trials this process ran.
@@ -339,6 +343,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_
             waiting_since = None
             study.optimize(claimed, n_trials=1)
             ran += 1
+            if recount is not None:
+                n_trials = recount(sum(t.state in FINISHED for t in study.get_trials(deepcopy=False)))
+                bar.total = n_trials
     finally:
         bar.close()
 

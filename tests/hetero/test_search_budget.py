@@ -13,9 +13,11 @@ from hetero.errors import UserError
 from hetero.search import SearchConfig
 from hetero.search._budget import (
     DEFAULT_STEPS,
+    MIN_STANDALONE_TRIALS,
     MIN_TRIALS,
     PLANNED,
     PhaseCosts,
+    TrialPace,
     adapted_final_epochs,
     adapted_trials,
     fine_tunings,
@@ -78,6 +80,7 @@ def test_a_budget_sets_what_is_not_given_and_a_larger_budget_buys_more():
     assert tight.final_trials == 4
     standalone, splan = plan_budget(SearchConfig(strategy="standalone"), 1800, COSTS)
     assert standalone.trials >= 4 and splan["trials_s"] + splan["final_s"] <= 1800
+    assert splan["adapt_trials"]  # timed on the default alone: counted again from the trials' pace
 
 
 def test_adapted_counts_follow_the_measured_rate():
@@ -107,3 +110,20 @@ def test_a_time_budgeted_search_ends_near_it_and_resumes_with_its_plan(search_se
     assert main(args) == 0  # resumed: the same lengths (the study recorded them), no new measurement
     assert (out / "plan.json").read_text() == saved
     assert json.loads((out / "search.json").read_text())["config"] == config
+
+
+def test_the_trial_pace_follows_the_recent_trials_from_the_plan_s_estimate(monkeypatch):
+    clock = iter([0, 0, 10, 20, 30, 90, 150, 210, 270])
+    monkeypatch.setattr("hetero.search._budget.time.perf_counter", lambda: float(next(clock)))
+    pace = TrialPace(planned_s=10.0, window=4)
+    assert pace.seconds_per_trial == 10.0
+    pace.tick()  # a trial over the device budget, pruned at once: one quick trial does not set the pace
+    assert pace.seconds_per_trial == pytest.approx(7.5)
+    for _ in range(2):
+        pace.tick()
+    assert pace.seconds_per_trial == pytest.approx(7.5)  # 10, 0, 10, 10
+    for _ in range(5):  # the sampler now proposes networks that train for a minute: the window is theirs alone
+        pace.tick()
+    assert pace.seconds_per_trial == pytest.approx(60.0)
+    # A standalone search's floor is its own: four trainings, not a oneshot's ten evaluations.
+    assert adapted_trials(2, 60.0, 30.0, 0.0, fewest=MIN_STANDALONE_TRIALS) == MIN_STANDALONE_TRIALS
