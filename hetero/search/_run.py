@@ -277,11 +277,11 @@ def _adapt_final(run: SearchRun, plan: dict, rows: list[dict], started: float) -
     info = run.supernet_info
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
-    timed = [r["seconds"] / r["epochs_trained"] for r in searched_finalists(rows, run.config.finalists, run.costs.unit)
-             if r.get("seconds") and r.get("epochs_trained")]
-    if run.config.strategy == "standalone" and timed:
-        train_epoch = sum(timed) / len(timed)
-        plan["finalists_epoch_s"] = train_epoch
+    if run.config.strategy == "standalone":
+        timed = [r["seconds"] / r["epochs_trained"] for r in searched_finalists(rows, run.config.finalists, run.costs.unit)
+                 if r.get("seconds") and r.get("epochs_trained")]
+        if timed:
+            train_epoch = plan["finalists_epoch_s"] = sum(timed) / len(timed)
     left = _seconds_left(run, plan, started)
     epochs = adapted_final_epochs(left, fine_tunings(run.config, run.config.final_trials), train_epoch, slowdown,
                                   costs.get("reference_epoch", 0.0))  # a plan.json from before it has none

@@ -127,3 +127,27 @@ def test_the_trial_pace_follows_the_recent_trials_from_the_plan_s_estimate(monke
     assert pace.seconds_per_trial == pytest.approx(60.0)
     # A standalone search's floor is its own: four trainings, not a oneshot's ten evaluations.
     assert adapted_trials(2, 60.0, 30.0, 0.0, fewest=MIN_STANDALONE_TRIALS) == MIN_STANDALONE_TRIALS
+
+
+def test_a_standalone_search_sizes_its_fine_tuning_from_its_finalists_trials(tmp_path):
+    from types import SimpleNamespace
+
+    from hetero._io import write_json
+    from hetero.search._run import PLAN_FILE, _adapt_final
+
+    def row(number, keep, cross_map, seconds, **attrs):
+        return {"number": number, "state": "COMPLETE", "arch": {"space": "cloud_pruned", "keep": keep}, "cross_map": cross_map,
+                "macs": int(keep * 1e6), "feasible": True, "seconds": seconds, "epochs_trained": 2, **attrs}
+
+    # The default (keep 0.5, 30 s an epoch) as the plan timed it; the finalists train at 10 s an epoch.
+    rows = [row(0, 0.5, 0.30, 60.0, reference="default"), row(1, 0.25, 0.40, 20.0), row(2, 0.2, 0.35, 20.0),
+            row(3, 0.3, 0.20, 20.0)]
+    plan = {"adapt_final": True, "lengths": {"final_epochs": 1}, "costs": {"train_epoch": 30.0, "reference_epoch": 0.0}}
+    write_json(tmp_path / PLAN_FILE, {"plan": plan})
+    config = SearchConfig(strategy="standalone", final_trials=3, finalists=2, time_budget=1000.0 / PLANNED)
+    run = SimpleNamespace(config=config, supernet_info={}, costs=SimpleNamespace(unit="macs"), run_dir=tmp_path)
+    _adapt_final(run, plan, rows, started=time.perf_counter())
+    # Finalists 1 and 2 and the default: (10 + 10 + 30) / 3 s an epoch, 3 trainings an epoch, ~1000 s left.
+    assert plan["finalists_epoch_s"] == pytest.approx(50 / 3)
+    assert plan["final_adapted"] and run.config.final_epochs == 19  # (1000 s less the test's own) / 50 s an epoch
+    assert plan["lengths"]["final_epochs"] == 19 > int(1000 / (3 * 30.0))  # the default's pace would allow 11
