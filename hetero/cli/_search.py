@@ -150,7 +150,14 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 def print_summary(summary: dict, out: str) -> None:
     """The search's outcome: trial counts, speed, and the test figures of pick, default and paragon."""
-    from hetero.search import describe_choice, describe_ranking, describe_validation, reference_label, rerank_line
+    from hetero.search import (
+        describe_choice,
+        describe_ranking,
+        describe_test_gain,
+        describe_validation,
+        reference_label,
+        rerank_line,
+    )
 
     cfg, rates, speed = summary["config"], summary["search"]["rates"], summary.get("speed", {})
     print(f"{cfg['strategy']} search: {rates.get('finished', 0)} finished trials ({rates.get('complete', 0)} complete), "
@@ -190,6 +197,8 @@ def print_summary(summary: dict, out: str) -> None:
         if summary["pick"].get("ranking"):
             print(describe_ranking(summary["pick"]["ranking"], cfg["strategy"]))
         print(f"pick: {describe_choice(summary['pick'])}")
+        if summary["pick"].get("test_vs_reference"):
+            print(describe_test_gain(summary["pick"]["test_vs_reference"], reference_label(reference, cfg["space"])))
         budget = summary["device"]["budgets"]
         print(f"pick under budget {budget}: {summary['pick']['under_budget']}; written to {out}/best/edge.pt and {out}/best/arch.json")
     elif summary.get("no_pick"):

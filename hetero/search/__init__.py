@@ -19,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ imports each on first use
-    from hetero.search._choice import choose_pick, describe_choice, reference_label  # noqa: F401
+    from hetero.search._choice import choose_pick, describe_choice, describe_test_gain, reference_label, test_gain  # noqa: F401
     from hetero.search._config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig  # noqa: F401
     from hetero.search._cost import BYTES_PER_PARAM, CostModel  # noqa: F401
     from hetero.search._data import SearchData, cloud_training_part, describe_validation, search_parts  # noqa: F401
@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ import
 _WHERE: dict[str, str] = {
     "choose_pick": "_choice",
     "describe_choice": "_choice",
+    "describe_test_gain": "_choice",
+    "test_gain": "_choice",
     "reference_label": "_choice",
     "OBJECTIVES": "_config",
     "PRUNERS": "_config",

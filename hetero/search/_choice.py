@@ -25,7 +25,8 @@ import numpy as np
 
 from hetero.metrics import probability_better
 
-__all__ = ["choose_best", "choose_pick", "describe_choice", "encode_scores", "decode_scores", "reference_label"]
+__all__ = ["choose_best", "choose_pick", "describe_choice", "describe_test_gain", "encode_scores", "decode_scores", "reference_label",
+           "test_gain"]
 
 
 def _rank(trial: dict) -> tuple[float, float, int]:
@@ -113,6 +114,32 @@ def describe_choice(pick: dict) -> str:
     if choice["challenger"] == pick["final_trial"]:
         return f"{which}, the best on validation that beats the default architecture: {sure}"
     return f"{which}: the default architecture with the default knobs, kept because no fine-tuned model surely beats it; {closest}"
+
+
+def test_gain(pick_ap: np.ndarray, reference_ap: np.ndarray) -> dict[str, float] | None:
+    """The pick against the reference on the test queries, which neither the search nor the choice saw.
+
+    Args:
+        pick_ap: ``[N]`` each test query's cross AP with the pick (NaN where it does not count).
+        reference_ap: The same queries' with the reference.
+
+    Returns:
+        ``cross_map_gain`` (points of cross mAP, the pick's minus the reference's), ``confidence``
+        (how sure a paired bootstrap over the test queries is that the pick is better) and
+        ``queries``; ``None`` where the pick is the reference's model itself.
+    """
+    a, b = np.asarray(pick_ap, dtype=np.float64), np.asarray(reference_ap, dtype=np.float64)
+    if np.array_equal(a, b, equal_nan=True):
+        return None
+    counted = ~(np.isnan(a) | np.isnan(b))
+    return {"cross_map_gain": float(100 * (a[counted].mean() - b[counted].mean())), "confidence": probability_better(a, b),
+            "queries": int(counted.sum())}
+
+
+def describe_test_gain(gain: dict, label: str) -> str:
+    """One line on ``search.json``'s ``pick.test_vs_reference``: how far the pick beats ``label`` on the test queries."""
+    return (f"on the test queries: the pick {gain['cross_map_gain']:+.2f} points of cross mAP against the {label}, "
+            f"{gain['confidence']:.1%} sure (paired bootstrap over {gain['queries']:,} queries)")
 
 
 # Per-query scores travel as trial attributes, which an RDB storage keeps in one text column per

@@ -19,7 +19,7 @@ from typing import Any
 
 from hetero._io import atomic_path, read_json, write_text
 from hetero.errors import UserError
-from hetero.search._choice import describe_choice, reference_label
+from hetero.search._choice import describe_choice, describe_test_gain, reference_label
 from hetero.search._data import describe_validation
 from hetero.search._ranking import describe_ranking
 from hetero.search._rerank import rerank_line
@@ -171,6 +171,8 @@ def _blocks(summary: dict) -> list[tuple[str, object]]:
                           f"The {reference_label(pick, cfg['space'])}, trained as the reference")
                          + f"; under budget: {_fmt(pick['under_budget'])}. Written to `best/edge.pt` and `best/arch.json`."),
                    ("p", _validation_line(pick, summary.get("reference"))),
+                   *([("p", _sentence(describe_test_gain(pick["test_vs_reference"], reference_label(summary["reference"], cfg["space"]))))]
+                     if pick.get("test_vs_reference") else []),
                    ("code", json.dumps({"arch": pick["arch"], "knobs": pick["knobs"]}, indent=2))]
         if pick.get("rerank", {}).get("candidates"):
             blocks.append(("p", _sentence(rerank_line(pick["rerank"]))))

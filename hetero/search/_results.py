@@ -12,7 +12,7 @@ __all__ = ["trial_rows", "pareto_front", "best_feasible", "default_row", "rates"
 
 #: User attributes of a trial copied into its row.
 ROW_ATTRS = ("cross_map", "homogeneous_map", "macs", "params", "artifact_bytes", "latency_ms", "feasible",
-             "constraints", "seconds", "epochs_trained", "pruned_because", "reference", "worker")
+             "constraints", "seconds", "epochs_trained", "epoch_seconds", "pruned_because", "reference", "worker")
 
 
 def trial_rows(study: optuna.Study, space) -> list[dict]:

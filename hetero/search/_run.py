@@ -32,6 +32,7 @@ from hetero.data import Split
 from hetero.errors import UserError
 from hetero.models import CloudModel, load_edge, save_edge
 from hetero.pipeline import evaluate_compat
+from hetero.search._choice import test_gain
 from hetero.search._config import DEFAULT_MACS, DEFAULT_TRIALS, SearchConfig
 from hetero.search._cost import CostModel
 from hetero.search._data import SearchData
@@ -278,8 +279,7 @@ def _adapt_final(run: SearchRun, plan: dict, rows: list[dict], started: float) -
     if info.get("trained_now") and info.get("seconds"):  # how much slower than measured training ran here
         slowdown = info["seconds"] / (run.config.supernet_epochs * costs["steps_per_epoch"] * costs["supernet_step"])
     if run.config.strategy == "standalone":
-        timed = [r["seconds"] / r["epochs_trained"] for r in searched_finalists(rows, run.config.finalists, run.costs.unit)
-                 if r.get("seconds") and r.get("epochs_trained")]
+        timed = [r["epoch_seconds"] for r in searched_finalists(rows, run.config.finalists, run.costs.unit) if r.get("epoch_seconds")]
         if timed:
             train_epoch = plan["finalists_epoch_s"] = sum(timed) / len(timed)
     left = _seconds_left(run, plan, started)
@@ -375,14 +375,20 @@ def _write_outputs(run: SearchRun, summary: dict, rows: list[dict], pick: dict |
                                            "front": front})
     # The cloud embeds the test split once for both models, and not at all when neither was trained.
     gallery = cloud.embed(split.test.images) if "reference" in summary or pick is not None else None
+    reference_eval = None
     if "reference" in summary:
         reference = summary["reference"]
-        reference["test"] = evaluate_compat(cloud, load_edge(reference["path"]), split.test, gallery).summary()
+        reference_eval = evaluate_compat(cloud, load_edge(reference["path"]), split.test, gallery)
+        reference["test"] = reference_eval.summary()
         summary["paragon"]["test"] = reference["test"]["paragon"]
     if pick is not None:
         edge = pick.pop("model")
-        evaluation = evaluate_compat(cloud, edge, split.test, gallery).summary()
+        pick_eval = evaluate_compat(cloud, edge, split.test, gallery)
+        evaluation = pick_eval.summary()
         pick.update(run.costs.measure(pick["arch"]), test=evaluation)
+        if reference_eval is not None:
+            pick["test_vs_reference"] = test_gain(pick_eval.results["cross_torch"].average_precision,
+                                                  reference_eval.results["cross_torch"].average_precision)
         pick["under_budget"] = all(c <= 0 for c in run.costs.constraints(pick).values())
         edge.meta.update(split=split.describe(), evaluation=evaluation,
                          search={k: pick[k] for k in ("final_trial", "search_trial", "knobs", "val")} | {"study": run.study_name})

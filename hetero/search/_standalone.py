@@ -78,8 +78,13 @@ def standalone_objective(space, data: SearchData, costs: CostModel, config: Sear
             trial.set_user_attr("seconds", time.perf_counter() - start)
             raise optuna.TrialPruned("over the device budget")
 
+        training = time.perf_counter()
+
         def on_score(epoch: int, scores: dict) -> None:
-            for key, value in {**scores, "epochs_trained": epoch + 1}.items():
+            # Seconds an epoch (its training and validation), without the cost and the last scoring
+            # around them: what a fine-tuning epoch of this network costs, which sizes the final phase.
+            epoch_seconds = (time.perf_counter() - training) / (epoch + 1)
+            for key, value in {**scores, "epochs_trained": epoch + 1, "epoch_seconds": epoch_seconds}.items():
                 trial.set_user_attr(key, value)
             if config.prunes:
                 trial.report(scores["cross_map"], epoch)

@@ -435,6 +435,8 @@ def test_two_processes_finish_n_trials_together(search_setup, kind, request):
         if t.state == optuna.trial.TrialState.COMPLETE:
             # (the value is the trained model's score: its batch norms are re-estimated after the last report)
             assert set(t.intermediate_values) == {0} and t.value == t.user_attrs["cross_map"]
+            # An epoch's seconds apart from the trial's: the cost and the last scoring are not training.
+            assert 0 < t.user_attrs["epoch_seconds"] < t.user_attrs["seconds"]
 
 
 def test_kill_9_then_resume_reaches_n_with_no_trial_lost(search_setup, kill_9_at):

@@ -137,7 +137,7 @@ def test_a_standalone_search_sizes_its_fine_tuning_from_its_finalists_trials(tmp
 
     def row(number, keep, cross_map, seconds, **attrs):
         return {"number": number, "state": "COMPLETE", "arch": {"space": "cloud_pruned", "keep": keep}, "cross_map": cross_map,
-                "macs": int(keep * 1e6), "feasible": True, "seconds": seconds, "epochs_trained": 2, **attrs}
+                "macs": int(keep * 1e6), "feasible": True, "epoch_seconds": seconds / 2, "epochs_trained": 2, **attrs}
 
     # The default (keep 0.5, 30 s an epoch) as the plan timed it; the finalists train at 10 s an epoch.
     rows = [row(0, 0.5, 0.30, 60.0, reference="default"), row(1, 0.25, 0.40, 20.0), row(2, 0.2, 0.35, 20.0),

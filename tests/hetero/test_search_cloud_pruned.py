@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from hetero.cli import main
 
@@ -46,8 +47,13 @@ def test_cloud_pruned_is_searched_standalone_from_the_cloud_weights(search_setup
     assert summary["trials"][0]["reference"] == "default" and summary["trials"][0]["arch"]["keep"] == 0.5
     if pick["final_trial"] is None:  # no pruned cloud surely beat it: the pick is the reference itself
         assert pick["arch"] == reference["arch"] and pick["choice"]["rule"] != "best on validation"
+        assert pick.get("test_vs_reference") is None  # the same model: nothing to compare
     else:
         assert pick["arch"]["space"] == "cloud_pruned" and pick["choice"]["confidence"] >= 0.95
+        # On the test queries, which chose nothing: the gain is the difference of the two test cross mAPs.
+        gain = pick["test_vs_reference"]
+        assert gain["cross_map_gain"] == pytest.approx(100 * (pick["test"]["cross_torch"]["map"] - reference["test"]["cross_torch"]["map"]))
+        assert 0.0 <= gain["confidence"] <= 1.0 and gain["queries"] > 0
     assert json.loads((run / "best" / "arch.json").read_text())["space"] == pick["arch"]["space"]
     assert load_edge(run / "best" / "edge.pt").arch["space"] == pick["arch"]["space"]
     assert main(["report", str(run)]) == 0
