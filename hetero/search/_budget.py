@@ -34,8 +34,9 @@ DEFAULT_STEPS = {"supernet_epochs": 260, "epochs": 40, "final_epochs": 260}
 SHARES = {"supernet": 0.45, "trials": 0.10, "final": 0.45}
 #: The part of the budget planned; the rest absorbs what is not measured (loading data, timing the costs).
 PLANNED = 0.85
-#: The fewest trials a budget leaves a oneshot search (a standalone search's each train a network: 4).
+#: The fewest trials a budget leaves a oneshot search.
 MIN_TRIALS = 10
+#: The fewest a budget leaves a standalone search, whose trials each train a network.
 MIN_STANDALONE_TRIALS = 4
 #: Fewer fine-tuning epochs than this and the final phase runs fewer trials instead.
 MIN_FINAL_EPOCHS = 3

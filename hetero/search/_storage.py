@@ -323,7 +323,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_
         return objective(trial)
 
     bar = progress(total=n_trials, desc=desc, unit="trial")
-    ran, waiting_since = 0, None
+    ran, waiting_since, recount_due = 0, None, False
     try:
         while True:
             fail_dead_trials(study)
@@ -331,6 +331,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_
                 optuna.storages.fail_stale_trials(study)  # RDB heartbeat: workers dead on other machines
             states = [t.state for t in study.get_trials(deepcopy=False)]
             finished = sum(s in FINISHED for s in states)
+            if recount is not None and recount_due:  # after a trial of this process: the count, set again
+                n_trials, recount_due = recount(finished), False
+                bar.total = n_trials
             bar.n = min(finished, n_trials)
             bar.refresh()
             if finished >= n_trials:
@@ -343,9 +346,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_
             waiting_since = None
             study.optimize(claimed, n_trials=1)
             ran += 1
-            if recount is not None:
-                n_trials = recount(sum(t.state in FINISHED for t in study.get_trials(deepcopy=False)))
-                bar.total = n_trials
+            recount_due = True
     finally:
         bar.close()
 
